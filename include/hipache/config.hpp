@@ -1,0 +1,104 @@
+// The configuration value type and its loader. Loading is the only place that reads the JSON
+// file; everything else receives a validated Config. See docs/configuration.md for every key.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hipache {
+
+// One config problem, already phrased for the operator: "<file>: <key>: <what is wrong>".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// TLS material and options; used for the https section and for per-bind overrides.
+struct TlsSettings {
+  std::string key;              // path to the PEM private key
+  std::string cert;             // path to the PEM certificate (chain allowed)
+  std::vector<std::string> ca;  // paths to extra CA certificates
+  std::string passphrase;       // for an encrypted key; censored in --dry output
+  std::string ciphers;          // OpenSSL cipher string; empty = modern default
+  bool honor_cipher_order = true;
+  std::string secure_protocol;       // Node/OpenSSL method name, e.g. "TLSv1_2_method"
+  std::uint64_t secure_options = 0;  // OpenSSL SSL_OP_* bits
+};
+
+// One socket to listen on.
+struct ListenAddress {
+  std::string address;  // IPv4 or IPv6 literal (no brackets); "::" / "0.0.0.0" = all interfaces
+  std::uint16_t port = 0;
+  bool tls = false;
+  TlsSettings tls_settings;  // the https section merged with this bind's overrides (tls only)
+};
+
+struct LruCacheSettings {
+  std::size_t size = 0;
+  double ttl_seconds = 0;
+};
+
+// A parsed driver URL: redis://[:password@]host[:port][/db][#prefix]
+struct RedisEndpoint {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  std::string password;
+  int database = 0;
+  std::string prefix;
+};
+
+struct ServerSettings {
+  bool debug = false;
+  unsigned workers = 0;  // 0 in the file is replaced by the CPU count on load
+  unsigned max_sockets = 100;
+  unsigned tcp_timeout_s = 30;  // 0 = no timeout
+  unsigned dead_backend_ttl_s = 30;
+  unsigned retry_on_error = 3;
+  std::optional<std::string> access_log = "/var/log/hipache/access.log";  // nullopt = disabled
+  bool http_keep_alive = false;
+  bool dead_backend_on_500 = true;
+  std::optional<std::string> static_dir;
+  std::optional<LruCacheSettings> lru_cache;
+  unsigned memory_limit_mb = 200;  // 0 = off
+  unsigned memory_check_interval_s = 10;
+  unsigned graceful_wait_s = 120;
+  bool backend_tls_verify = true;
+};
+
+struct Config {
+  std::string source_path;  // the file it came from, for messages
+  ServerSettings server;
+  std::vector<ListenAddress> listeners;          // http and https binds, in file order
+  TlsSettings https;                             // the https section's defaults
+  std::string cert_dir;                          // https.certDir (SNI certificates), empty = none
+  std::vector<std::string> driver = {"redis:"};  // raw URLs; first = reads, last = writes
+  RedisEndpoint read_endpoint;                   // parsed driver.front()
+  RedisEndpoint write_endpoint;                  // parsed driver.back()
+  std::string user = "www-data";
+  std::string group;                  // defaults to user
+  std::vector<std::string> warnings;  // deprecations and unknown keys, one line each
+};
+
+// Reads, parses and validates a config file. Throws ConfigError naming the file and key.
+Config load_config(const std::string& path);
+
+// Same, from JSON text (path is only used in messages). Throws ConfigError.
+Config parse_config(const std::string& json_text, const std::string& path);
+
+// The effective config as pretty JSON with key and passphrase material censored (for --dry).
+std::string describe_config(const Config& config);
+
+// The default config path: config/config.json or config/config_<SETTINGS_FLAVOR>.json.
+std::string default_config_path();
+
+// Parses one driver URL. Throws ConfigError (message without the file part) when invalid.
+RedisEndpoint parse_driver_url(const std::string& url);
+
+// The URL with any password replaced by "<censored>", for log lines and --dry output.
+// Never throws; text that is not a URL is returned unchanged.
+std::string censor_driver_url(const std::string& url);
+
+}  // namespace hipache

@@ -1,0 +1,78 @@
+// Every way a request can fail, classified once. The classification alone decides whether the
+// request is retried, whether the backend is marked dead, which status the client gets and what
+// x-debug-error says (ARCHITECTURE.md, hot-path rules).
+#pragma once
+
+#include <string_view>
+
+namespace hipache {
+
+enum class Failure {
+  // client side
+  bad_request,           // unparsable or ambiguous request (smuggling guards)
+  headers_too_large,     // request header block over the limit
+  missing_host,          // no Host header
+  frontend_not_found,    // no frontend list matched
+  // routing
+  no_live_backend,       // every backend dead or already tried
+  bad_backend_url,       // the picked backend URL cannot be parsed
+  store_unavailable,     // Redis could not answer
+  // backend side
+  backend_refused,       // connect refused / unreachable
+  backend_reset,         // connection reset or closed before a complete response header
+  backend_timeout,       // connect or response wait exceeded tcpTimeout
+  backend_bad_response,  // the backend answered something that is not HTTP
+  backend_broken_body,   // the backend failed mid-response (client connection is closed)
+  pool_exhausted,        // waited too long for one of maxSockets connections
+};
+
+enum class FailureSource { client, routing, store, backend };
+
+struct FailureClass {
+  int status;              // HTTP status for the error page
+  FailureSource source;
+  bool marks_backend_dead; // counts as a passive health-check failure
+  bool backend_retryable;  // another backend may succeed (subject to request replayability)
+  std::string_view reason; // x-debug-error and log text
+};
+
+constexpr FailureClass classify(Failure f) {
+  switch (f) {
+    case Failure::bad_request:
+      return {400, FailureSource::client, false, false, "Bad request"};
+    case Failure::headers_too_large:
+      return {431, FailureSource::client, false, false, "Request header fields too large"};
+    case Failure::missing_host:
+      return {400, FailureSource::client, false, false, "Missing Host header"};
+    case Failure::frontend_not_found:
+      return {400, FailureSource::routing, false, false, "Cannot find a frontend for this host"};
+    case Failure::no_live_backend:
+      return {502, FailureSource::routing, false, false, "Cannot find a live backend"};
+    case Failure::bad_backend_url:
+      return {502, FailureSource::routing, false, false, "Backend URL is invalid"};
+    case Failure::store_unavailable:
+      return {503, FailureSource::store, false, false, "Routing store unavailable"};
+    case Failure::backend_refused:
+      return {502, FailureSource::backend, true, true, "Backend refused the connection"};
+    case Failure::backend_reset:
+      return {502, FailureSource::backend, true, true, "Backend closed the connection"};
+    case Failure::backend_timeout:
+      return {504, FailureSource::backend, true, true, "Backend timed out"};
+    case Failure::backend_bad_response:
+      return {502, FailureSource::backend, true, true, "Backend sent an invalid response"};
+    case Failure::backend_broken_body:
+      return {502, FailureSource::backend, true, false, "Backend failed mid-response"};
+    case Failure::pool_exhausted:
+      return {504, FailureSource::backend, false, false, "No backend connection available"};
+  }
+  return {500, FailureSource::client, false, false, "Internal error"};
+}
+
+// Whether a backend's HTTP status counts as a passive health-check failure (SPEC section 6).
+constexpr bool status_marks_dead(int status, bool has_retry_after, bool dead_on_500) {
+  if (status == 500) return dead_on_500;
+  if (status == 503 && has_retry_after) return false;  // announced maintenance
+  return status >= 501 && status <= 599;
+}
+
+}  // namespace hipache

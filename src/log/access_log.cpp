@@ -1,0 +1,158 @@
+#include "log/access_log.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+namespace hipache::log {
+
+namespace {
+
+constexpr std::size_t kFlushThreshold = 32 * 1024;
+constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+void append_number(std::string& out, std::uint64_t value) {
+  char digits[24];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+  out.append(digits, end);
+}
+
+void append_two_digits(std::string& out, int value) {
+  out += static_cast<char>('0' + value / 10);
+  out += static_cast<char>('0' + value % 10);
+}
+
+// Seconds as Hipache printed them (milliseconds / 1000 in JavaScript): "0", "0.004", "1.25".
+void append_seconds(std::string& out, std::chrono::milliseconds ms) {
+  const auto total = static_cast<std::uint64_t>(std::max<std::int64_t>(ms.count(), 0));
+  append_number(out, total / 1000);
+  auto fraction = total % 1000;
+  if (fraction == 0) return;
+  char digits[4] = {static_cast<char>('0' + fraction / 100),
+                    static_cast<char>('0' + fraction / 10 % 10),
+                    static_cast<char>('0' + fraction % 10), 0};
+  std::size_t len = 3;
+  while (digits[len - 1] == '0') --len;
+  out += '.';
+  out.append(digits, len);
+}
+
+// Header values are attacker-controlled: keep one record per line and the quoting intact.
+void append_quoted_field(std::string& out, std::string_view value) {
+  for (const char c : value) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += "\\x";
+      constexpr const char* kHex = "0123456789abcdef";
+      out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xf];
+      out += kHex[static_cast<unsigned char>(c) & 0xf];
+    } else {
+      out += c;
+    }
+  }
+}
+
+}  // namespace
+
+void format_access_line(const AccessLogEntry& e, std::string& out) {
+  if (e.remote.substr(0, 2) != "::") out += "::ffff:";
+  out += e.remote;
+  out += " - - [";
+  const std::time_t t = std::chrono::system_clock::to_time_t(e.when);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  append_two_digits(out, tm.tm_mday);
+  out += '/';
+  out += kMonths[tm.tm_mon];
+  out += '/';
+  append_number(out, static_cast<std::uint64_t>(tm.tm_year + 1900));
+  out += ':';
+  append_two_digits(out, tm.tm_hour);
+  out += ':';
+  append_two_digits(out, tm.tm_min);
+  out += ':';
+  append_two_digits(out, tm.tm_sec);
+  out += " +0000] \"";
+  append_quoted_field(out, e.method);
+  out += ' ';
+  append_quoted_field(out, e.target);
+  out += e.version == 10 ? " HTTP/1.0\" " : " HTTP/1.1\" ";
+  append_number(out, e.status);
+  out += ' ';
+  append_number(out, e.bytes_sent);
+  out += " \"";
+  append_quoted_field(out, e.referer);
+  out += "\" \"";
+  append_quoted_field(out, e.user_agent);
+  out += "\" \"";
+  append_quoted_field(out, e.identifier);
+  out += "\" ";
+  append_seconds(out, e.total);
+  out += ' ';
+  append_seconds(out, e.backend);
+  out += '\n';
+}
+
+AccessLog::AccessLog(std::string destination) : destination_(std::move(destination)) { open(); }
+
+AccessLog::~AccessLog() {
+  flush();
+  if (owns_fd_) ::close(fd_);
+}
+
+void AccessLog::open() {
+  if (destination_.empty()) return;
+  if (destination_ == "-" || destination_ == "stdout") {
+    fd_ = STDOUT_FILENO;
+    owns_fd_ = false;
+    return;
+  }
+  fd_ = ::open(destination_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  owns_fd_ = fd_ >= 0;
+  if (fd_ < 0) {
+    spdlog::error("access log {}: cannot open: {}", destination_, std::strerror(errno));
+  }
+}
+
+void AccessLog::write(const AccessLogEntry& entry) {
+  if (!enabled()) return;
+  format_access_line(entry, buffer_);
+  if (buffer_.size() >= kFlushThreshold) flush();
+}
+
+void AccessLog::flush() {
+  if (buffer_.empty() || fd_ < 0) {
+    buffer_.clear();
+    return;
+  }
+  // One write per flush: only whole lines, so concurrent writers never split a line.
+  std::size_t done = 0;
+  while (done < buffer_.size()) {
+    const auto n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      spdlog::error("access log {}: write failed: {}", destination_, std::strerror(errno));
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  buffer_.clear();
+}
+
+void AccessLog::reopen() {
+  flush();
+  if (owns_fd_) ::close(fd_);
+  fd_ = -1;
+  open();
+  spdlog::info("access log reopened");
+}
+
+}  // namespace hipache::log

@@ -1,0 +1,101 @@
+// argv -> config -> listeners -> worker. Everything else lives in the modules.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "hipache/config.hpp"
+#include "net/listeners.hpp"
+#include "process/privileges.hpp"
+#include "process/worker.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: hipache [options]\n"
+    "  -c, --config FILE  configuration file (default: config/config.json, or\n"
+    "                     config/config_<SETTINGS_FLAVOR>.json when SETTINGS_FLAVOR is set)\n"
+    "  -d, --dry          load and validate the configuration, print it, and exit\n"
+    "  -h, --help         show this help\n"
+    "  -V, --version      print the version\n";
+
+struct Options {
+  std::string config_path;
+  bool dry = false;
+};
+
+// Returns -1 to go on, else the exit code.
+int parse_arguments(int argc, char** argv, Options& options) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "-V" || arg == "--version") {
+      std::cout << "hipache " << HIPACHE_VERSION << "\n";
+      return 0;
+    }
+    if (arg == "-d" || arg == "--dry") {
+      options.dry = true;
+    } else if (arg == "-c" || arg == "--config") {
+      if (i + 1 >= argc) {
+        std::cerr << "hipache: " << arg << " needs a file name\n" << kUsage;
+        return 2;
+      }
+      options.config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      options.config_path = arg.substr(9);
+    } else {
+      std::cerr << "hipache: unknown option " << arg << "\n" << kUsage;
+      return 2;
+    }
+  }
+  if (options.config_path.empty()) options.config_path = hipache::default_config_path();
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (const int code = parse_arguments(argc, argv, options); code >= 0) return code;
+
+  auto logger = spdlog::stderr_color_mt("hipache");
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e [%P] %l: %v");
+  spdlog::set_default_logger(logger);
+
+  hipache::Config config;
+  try {
+    config = hipache::load_config(options.config_path);
+  } catch (const hipache::ConfigError& error) {
+    std::cerr << "hipache: " << error.what() << "\n";
+    return 1;
+  }
+  for (const auto& warning : config.warnings) spdlog::warn("{}", warning);
+  if (config.server.debug) spdlog::set_level(spdlog::level::debug);
+  if (options.dry) {
+    std::cout << hipache::describe_config(config) << "\n";
+    return 0;
+  }
+
+  std::vector<hipache::net::BoundListener> listeners;
+  try {
+    listeners = hipache::net::bind_listeners(config);
+    hipache::process::drop_privileges(config.user, config.group);
+  } catch (const std::exception& error) {
+    std::cerr << "hipache: " << error.what() << "\n";
+    return 1;
+  }
+  for (const auto& listener : listeners) {
+    spdlog::info("listening on {}{}:{}", listener.address.tls ? "https://" : "http://",
+                 listener.address.address, listener.address.port);
+  }
+  const int code = hipache::process::run_worker(config, listeners);
+  hipache::net::close_listeners(listeners);
+  return code;
+}

@@ -1,0 +1,106 @@
+#include "process/worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "proxy/proxy_context.hpp"
+#include "store/redis_route_store.hpp"
+
+namespace hipache::process {
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kAccessLogFlushInterval = 100ms;
+
+// Accept errors (descriptor exhaustion above all) must not end the loop: pause and go on.
+asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::ProxyContext& ctx) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer pause(executor);
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      spdlog::error("accept failed: {}", ec.message());
+      pause.expires_after(50ms);
+      co_await pause.async_wait(kUseTuple);
+      continue;
+    }
+    asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx), asio::detached);
+  }
+}
+
+asio::awaitable<void> flush_loop(log::AccessLog& access_log) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(kAccessLogFlushInterval);
+    auto [ec] = co_await timer.async_wait(kUseTuple);
+    if (ec) co_return;
+    access_log.flush();
+  }
+}
+
+}  // namespace
+
+int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners) {
+  asio::io_context io(1);
+  auto store = store::make_redis_route_store(io.get_executor(), config);
+  proxy::UpstreamPool pool(io.get_executor(), config.server.max_sockets,
+                           config.server.http_keep_alive,
+                           std::chrono::seconds(config.server.tcp_timeout_s));
+  const proxy::ErrorPages error_pages(config.server.static_dir);
+  log::AccessLog access_log(config.server.access_log.value_or(""));
+  proxy::ProxyContext ctx{config, *store, pool, error_pages, access_log};
+
+  std::vector<asio::ip::tcp::acceptor> acceptors;
+  for (const auto& listener : listeners) {
+    if (listener.address.tls) {
+      spdlog::warn("https listener {}:{} skipped: TLS termination is not built yet",
+                   listener.address.address, listener.address.port);
+      continue;
+    }
+    const auto protocol = listener.address.address.find(':') != std::string::npos
+                              ? asio::ip::tcp::v6()
+                              : asio::ip::tcp::v4();
+    acceptors.emplace_back(io, protocol, ::dup(listener.fd));
+  }
+  for (auto& acceptor : acceptors) {
+    asio::co_spawn(io, accept_loop(acceptor, ctx), asio::detached);
+  }
+  asio::co_spawn(io, flush_loop(access_log), asio::detached);
+
+  asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    ctx.draining = true;
+    for (auto& acceptor : acceptors) acceptor.close();
+    store->stop();
+    io.stop();
+  });
+  asio::signal_set reopen_signal(io, SIGUSR1);
+  std::function<void(const boost::system::error_code&, int)> on_reopen =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        access_log.reopen();
+        reopen_signal.async_wait(on_reopen);
+      };
+  reopen_signal.async_wait(on_reopen);
+
+  spdlog::info("worker {} serving {} listener(s)", ::getpid(), acceptors.size());
+  io.run();
+  access_log.flush();
+  return 0;
+}
+
+}  // namespace hipache::process

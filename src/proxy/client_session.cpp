@@ -1,0 +1,580 @@
+// One client connection: read a request, route it, relay it to a backend and the response back,
+// repeat while the connection is kept alive. Failures are classified once (hipache/errors.hpp)
+// and that classification decides retry, dead marking and the error page.
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "hipache/balancer.hpp"
+#include "hipache/errors.hpp"
+#include "hipache/router.hpp"
+#include "proxy/proxy_context.hpp"
+
+namespace hipache::proxy {
+
+namespace {
+
+namespace http = beast::http;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+const auto& kHttpErrors = http::make_error_code(http::error::end_of_stream).category();
+
+std::string_view to_std(beast::string_view s) { return {s.data(), s.size()}; }
+
+// Request header block limit: beyond it the client gets 431 (Node's parser allowed 80 KB).
+constexpr std::uint32_t kHeaderLimit = 64 * 1024;
+// Relay chunk: bodies stream through this much memory per direction, whatever their size.
+constexpr std::size_t kRelayChunk = 16 * 1024;
+
+using RequestParser = http::request_parser<http::buffer_body>;
+using ResponseParser = http::response_parser<http::buffer_body>;
+using Request = http::request<http::buffer_body>;
+using Response = http::response<http::buffer_body>;
+
+bool is_idempotent(http::verb method) {
+  switch (method) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::put:
+    case http::verb::delete_:
+    case http::verb::options:
+    case http::verb::trace:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Hop-by-hop headers (RFC 9110 section 7.6.1): those named by Connection, and the fixed set.
+// Transfer-Encoding is framing: the serializer re-creates it as needed.
+template <class Fields>
+void remove_hop_by_hop(Fields& fields) {
+  std::vector<std::string> named;
+  const auto [first, last] = fields.equal_range(http::field::connection);
+  for (auto it = first; it != last; ++it) {
+    for (const auto& token : http::token_list(it->value())) named.emplace_back(token);
+  }
+  for (const auto& name : named) fields.erase(name);
+  for (const auto f : {http::field::connection, http::field::keep_alive,
+                       http::field::proxy_connection, http::field::te, http::field::trailer,
+                       http::field::upgrade}) {
+    fields.erase(f);
+  }
+}
+
+void set_deadline(beast::tcp_stream& stream, std::chrono::seconds timeout) {
+  if (timeout.count() > 0) {
+    stream.expires_after(timeout);
+  } else {
+    stream.expires_never();
+  }
+}
+
+std::string client_address(const asio::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  // Hipache listened dual-stack, so IPv4 clients appeared as IPv4-mapped IPv6 addresses.
+  if (address.is_v4()) return "::ffff:" + address.to_string();
+  return address.to_string();
+}
+
+std::chrono::milliseconds elapsed_ms(Clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since);
+}
+
+// The outcome of copying one message body from `in` to `out`.
+struct BodyRelay {
+  error_code read_error;
+  error_code write_error;
+  std::uint64_t bytes_written = 0;
+  bool body_started = false;  // at least one body byte was consumed from `in`
+};
+
+// Streams the body behind `parser` (whose header is already read and whose serializer header is
+// already written) through one fixed chunk buffer: memory stays bounded whatever the size.
+template <bool isRequest>
+asio::awaitable<BodyRelay> relay_body(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
+                                      http::parser<isRequest, http::buffer_body>& parser,
+                                      beast::tcp_stream& out,
+                                      http::serializer<isRequest, http::buffer_body>& serializer,
+                                      std::array<char, kRelayChunk>& chunk,
+                                      std::chrono::seconds timeout) {
+  BodyRelay result;
+  auto& body = parser.get().body();
+  while (!serializer.is_done()) {
+    if (!parser.is_done()) {
+      body.data = chunk.data();
+      body.size = chunk.size();
+      set_deadline(in, timeout);
+      auto [ec, n] = co_await http::async_read(in, in_buffer, parser, kUseTuple);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        result.read_error = ec;
+        co_return result;
+      }
+      body.size = chunk.size() - body.size;
+      body.data = chunk.data();
+      body.more = !parser.is_done();
+      result.body_started = result.body_started || body.size > 0;
+    } else {
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+    }
+    set_deadline(out, timeout);
+    auto [ec, n] = co_await http::async_write(out, serializer, kUseTuple);
+    result.bytes_written += n;
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      result.write_error = ec;
+      co_return result;
+    }
+  }
+  co_return result;
+}
+
+Failure classify_backend_error(const error_code& ec) {
+  if (ec == beast::error::timeout) return Failure::backend_timeout;
+  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+      ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+      ec == http::error::partial_message || ec == asio::error::connection_aborted) {
+    return Failure::backend_reset;
+  }
+  if (ec.category() == kHttpErrors) {
+    return Failure::backend_bad_response;
+  }
+  return Failure::backend_reset;
+}
+
+class ClientSession {
+ public:
+  ClientSession(asio::ip::tcp::socket socket, ProxyContext& ctx)
+      : client_(std::move(socket)), ctx_(ctx) {
+    error_code ec;
+    const auto remote = client_.socket().remote_endpoint(ec);
+    remote_ = ec ? std::string("-") : client_address(remote);
+    const auto local = client_.socket().local_endpoint(ec);
+    local_port_ = ec ? std::string() : std::to_string(local.port());
+    timeout_ = std::chrono::seconds(ctx_.config.server.tcp_timeout_s);
+    client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  }
+
+  asio::awaitable<void> run() {
+    // Each iteration serves one request; pipelined requests wait in buffer_.
+    while (co_await serve_one()) {
+    }
+    error_code ignored;
+    client_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    client_.close();
+  }
+
+ private:
+  struct Exchange {
+    Clock::time_point started = Clock::now();
+    Clock::time_point backend_started{};
+    Clock::time_point backend_finished{};
+    unsigned status = 0;
+    std::uint64_t bytes_sent = 0;
+    std::string identifier = "-";
+  };
+
+  // Returns whether the connection may carry another request.
+  asio::awaitable<bool> serve_one() {
+    RequestParser parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(boost::none);  // bodies stream; no size cap
+    set_deadline(client_, timeout_);
+    auto [ec, n] = co_await http::async_read_header(client_, buffer_, parser, kUseTuple);
+    if (ec) {
+      if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+        co_await send_error_without_request(Failure::headers_too_large);
+      } else if (ec.category() == kHttpErrors &&
+                 ec != http::error::end_of_stream && ec != http::error::partial_message) {
+        co_await send_error_without_request(Failure::bad_request);
+      }
+      co_return false;  // closed, timed out, reset, or refused above
+    }
+    auto& request = parser.get();
+    Exchange exchange;
+
+    // Smuggling guards Beast does not apply itself: a Transfer-Encoding that does not end in
+    // chunked cannot delimit a request body, and two Host headers make routing ambiguous.
+    const bool has_transfer_encoding = request.find(http::field::transfer_encoding) !=
+                                       request.end();
+    if ((has_transfer_encoding && !parser.chunked()) || request.count(http::field::host) > 1) {
+      co_await send_error(request, exchange, Failure::bad_request, false);
+      co_return false;
+    }
+
+    const auto host_header = request[http::field::host];
+    const auto host = normalize_host(host_header);
+    if (host == "__ping__") {
+      co_return co_await send_ping(request, parser);
+    }
+    if (host.empty()) {
+      co_await send_error(request, exchange, Failure::missing_host, false);
+      co_return false;
+    }
+
+    auto lookup = co_await ctx_.store.lookup(host);
+    if (lookup.status != RouteLookup::Status::found) {
+      const auto failure = lookup.status == RouteLookup::Status::unavailable
+                               ? Failure::store_unavailable
+                               : Failure::frontend_not_found;
+      co_return co_await send_error(request, exchange, failure, body_pending(parser));
+    }
+    exchange.identifier = lookup.route.identifier;
+    co_return co_await proxy(parser, host, lookup.route, exchange);
+  }
+
+  static bool body_pending(const RequestParser& parser) { return !parser.is_done(); }
+
+  asio::awaitable<bool> send_ping(const Request& request, const RequestParser& parser) {
+    http::response<http::string_body> response{http::status::ok, 11};
+    response.set(http::field::content_type, "text/plain");
+    response.body() = "ok";
+    const bool keep = request.keep_alive() && !body_pending(parser) && !ctx_.draining;
+    response.keep_alive(keep);
+    if (keep && request.version() == 10) response.set(http::field::connection, "keep-alive");
+    response.prepare_payload();
+    set_deadline(client_, timeout_);
+    auto [ec, n] = co_await http::async_write(client_, response, kUseTuple);
+    co_return !ec && keep;
+  }
+
+  // Forwards the request, retrying on another backend when that is safe (SPEC section 6).
+  asio::awaitable<bool> proxy(RequestParser& parser, const std::string& host, const Route& route,
+                              Exchange& exchange) {
+    auto& request = parser.get();
+    const bool client_keep_alive = request.keep_alive();
+    const unsigned client_version = request.version();
+    const bool wants_debug = request.find("X-Debug") != request.end();
+    const bool expects_continue =
+        beast::iequals(request[http::field::expect], "100-continue") && client_version >= 11;
+    prepare_upstream_request(request);
+
+    std::vector<bool> excluded(route.backends.size(), false);
+    std::optional<Failure> last_failure;
+    bool body_consumed = false;
+    const bool has_body = !parser.is_done();
+    const bool replayable_after_send = !has_body && is_idempotent(request.method());
+    unsigned retries_left = ctx_.config.server.retry_on_error;
+
+    for (;;) {
+      const auto index = pick_backend(route, excluded, ctx_.rng);
+      if (!index) {
+        co_return co_await send_error(request, exchange, last_failure.value_or(
+                                          Failure::no_live_backend), has_body && !body_consumed);
+      }
+      const Backend& backend = route.backends[*index];
+      if (!backend.valid) {
+        co_return co_await send_error(request, exchange, Failure::bad_backend_url,
+                                      has_body && !body_consumed);
+      }
+      current_ = {&backend, *index};
+
+      Attempt attempt = co_await forward(parser, host, backend, client_keep_alive, client_version,
+                                         expects_continue, wants_debug, route, exchange);
+      body_consumed = body_consumed || attempt.body_consumed;
+      if (!attempt.failure) co_return attempt.client_reusable;
+
+      const auto failure_class = classify(*attempt.failure);
+      if (failure_class.marks_backend_dead && !attempt.stale_reuse) {
+        spdlog::warn("backend {} of {} failed: {}", backend.url, host, failure_class.reason);
+        ctx_.store.mark_dead(host, route, *index);
+      }
+      if (attempt.response_started) co_return false;  // nothing sane left to tell the client
+      last_failure = attempt.failure;
+      const bool replayable = !body_consumed && (!attempt.request_sent || replayable_after_send);
+      if (attempt.stale_reuse && replayable) continue;  // same backend, fresh connection
+      excluded[*index] = true;
+      if (!failure_class.backend_retryable || !replayable || retries_left == 0) {
+        co_return co_await send_error(request, exchange, *attempt.failure,
+                                      has_body && !body_consumed);
+      }
+      --retries_left;
+    }
+  }
+
+  // Headers for the backend: hop-by-hop removed, X-Forwarded-* added when absent.
+  void prepare_upstream_request(Request& request) {
+    request.erase(http::field::expect);  // we answer 100-continue ourselves
+    remove_hop_by_hop(request);
+    const auto add_if_absent = [&](std::string_view name, std::string_view value) {
+      if (request.find(name) == request.end()) request.set(name, value);
+    };
+    add_if_absent("X-Forwarded-For", remote_);
+    add_if_absent("X-Real-IP", remote_);
+    add_if_absent("X-Forwarded-Proto", "http");
+    add_if_absent("X-Forwarded-Protocol", "http");
+    add_if_absent("X-Forwarded-Port", local_port_);
+    request.version(11);
+  }
+
+  struct Attempt {
+    std::optional<Failure> failure;
+    bool request_sent = false;      // some byte of the request reached the backend
+    bool body_consumed = false;     // some body byte was read from the client
+    bool response_started = false;  // some byte of the response reached the client
+    bool stale_reuse = false;       // a pooled connection failed before any response byte
+    bool client_reusable = false;
+  };
+
+  asio::awaitable<Attempt> forward(RequestParser& parser, const std::string& host,
+                                   const Backend& backend,
+                                   bool client_keep_alive, unsigned client_version,
+                                   bool expects_continue, bool wants_debug, const Route& route,
+                                   Exchange& exchange) {
+    Attempt attempt;
+    auto& request = parser.get();
+    if (exchange.backend_started == Clock::time_point{}) exchange.backend_started = Clock::now();
+    auto acquired = co_await ctx_.pool.acquire(backend, ctx_.config.server.http_keep_alive);
+    if (acquired.failure) {
+      attempt.failure = acquired.failure;
+      co_return attempt;
+    }
+    auto upstream = std::move(acquired.connection);
+    const bool reused = upstream->reused;
+    const auto fail_upstream = [&](Failure failure) {
+      attempt.failure = failure;
+      attempt.stale_reuse = reused && !attempt.response_started;
+      ctx_.pool.release(std::move(upstream), false);
+      return attempt;
+    };
+
+    // Request: header, then (after answering 100-continue) the streamed body.
+    request.keep_alive(ctx_.config.server.http_keep_alive);
+    request.body().data = nullptr;
+    request.body().size = 0;
+    request.body().more = !parser.is_done();
+    http::serializer<true, http::buffer_body> request_writer{request};
+    set_deadline(upstream->stream, timeout_);
+    auto [write_ec, header_bytes] =
+        co_await http::async_write_header(upstream->stream, request_writer, kUseTuple);
+    if (write_ec) co_return fail_upstream(classify_backend_error(write_ec));
+    attempt.request_sent = true;
+    if (!parser.is_done()) {
+      if (expects_continue) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        set_deadline(client_, timeout_);
+        auto [ec, n] = co_await asio::async_write(client_, asio::buffer(kContinue), kUseTuple);
+        if (ec) co_return fail_client(std::move(upstream), attempt);
+      }
+      auto relayed = co_await relay_body(client_, buffer_, parser, upstream->stream,
+                                         request_writer, chunk_, timeout_);
+      attempt.body_consumed = relayed.body_started;
+      if (relayed.read_error) co_return fail_client(std::move(upstream), attempt);
+      if (relayed.write_error) co_return fail_upstream(classify_backend_error(relayed.write_error));
+    }
+
+    // Response: skip interim 1xx answers (relaying them to HTTP/1.1 clients), then the final one.
+    std::optional<ResponseParser> response_reader;
+    for (;;) {
+      response_reader.emplace();
+      response_reader->body_limit(boost::none);
+      response_reader->header_limit(kHeaderLimit);
+      if (request.method() == http::verb::head) response_reader->skip(true);
+      set_deadline(upstream->stream, timeout_);
+      auto [ec, n] = co_await http::async_read_header(upstream->stream, upstream->buffer,
+                                                      *response_reader, kUseTuple);
+      if (ec) co_return fail_upstream(classify_backend_error(ec));
+      const auto status = response_reader->get().result_int();
+      if (status >= 200 || status == 101) break;
+      if (client_version >= 11 && !(status == 100 && expects_continue)) {
+        http::response<http::empty_body> interim{response_reader->get().result(), 11};
+        set_deadline(client_, timeout_);
+        auto [wec, wn] = co_await http::async_write(client_, interim, kUseTuple);
+        if (wec) co_return fail_client(std::move(upstream), attempt);
+      }
+    }
+    exchange.backend_finished = Clock::now();
+
+    auto& response = response_reader->get();
+    const auto status = response.result_int();
+    exchange.status = status;
+    if (status_marks_dead(static_cast<int>(status),
+                          response.find(http::field::retry_after) != response.end(),
+                          ctx_.config.server.dead_backend_on_500) &&
+        ctx_.store.passive_checks_enabled()) {
+      // The 5xx answer is still relayed; the backend is just taken out of rotation.
+      ctx_.store.mark_dead(host, route, current_.index);
+    }
+    const bool backend_reusable = response_reader->keep_alive();
+
+    // Framing towards the client.
+    remove_hop_by_hop(response);
+    bool close_after = !client_keep_alive || ctx_.draining;
+    const bool has_body = !response_reader->is_done();
+    if (has_body && !response_reader->chunked() && !response_reader->content_length()) {
+      // Delimited by the backend closing: re-chunk for HTTP/1.1 clients, close for 1.0.
+      if (client_version >= 11) {
+        response.chunked(true);
+      } else {
+        close_after = true;
+      }
+    } else if (has_body && response_reader->chunked() && client_version < 11) {
+      response.chunked(false);
+      close_after = true;
+    }
+    response.version(11);
+    response.keep_alive(!close_after);
+    if (!close_after && client_version == 10) response.set(http::field::connection, "keep-alive");
+    if (wants_debug) add_debug_headers(response, host, route, exchange);
+
+    response.body().data = nullptr;
+    response.body().size = 0;
+    response.body().more = has_body;
+    http::serializer<false, http::buffer_body> response_writer{response};
+    set_deadline(client_, timeout_);
+    auto [hec, hn] = co_await http::async_write_header(client_, response_writer, kUseTuple);
+    exchange.bytes_sent += hn;
+    attempt.response_started = true;
+    if (hec) co_return fail_client(std::move(upstream), attempt);
+    if (has_body) {
+      auto relayed = co_await relay_body(upstream->stream, upstream->buffer, *response_reader,
+                                         client_, response_writer, chunk_, timeout_);
+      exchange.bytes_sent += relayed.bytes_written;
+      if (relayed.read_error) {
+        // The backend stopped mid-response: close the client connection, never fake success.
+        log_exchange(request, exchange);
+        attempt.failure = Failure::backend_broken_body;
+        ctx_.pool.release(std::move(upstream), false);
+        co_return attempt;
+      }
+      if (relayed.write_error) co_return fail_client(std::move(upstream), attempt);
+    }
+    exchange.backend_finished = Clock::now();
+    log_exchange(request, exchange);
+    ctx_.pool.release(std::move(upstream), backend_reusable && response_reader->is_done());
+    attempt.client_reusable = !close_after;
+    co_return attempt;
+  }
+
+  // The client went away or stalled: nobody to answer, nothing to blame on the backend.
+  Attempt fail_client(std::unique_ptr<UpstreamConnection> upstream, Attempt attempt) {
+    ctx_.pool.release(std::move(upstream), false);
+    attempt.response_started = true;  // stops retries and error pages
+    attempt.client_reusable = false;
+    attempt.failure.reset();
+    return attempt;
+  }
+
+  template <class Message>
+  void add_debug_headers(Message& message, const std::string& host, const Route& route,
+                         const Exchange& exchange) {
+    message.set("x-debug-backend-url", current_.backend->url);
+    message.set("x-debug-backend-id", std::to_string(current_.index));
+    message.set("x-debug-vhost", route.identifier);
+    message.set("x-debug-frontend-key", host);
+    message.set("x-debug-time-total", std::to_string(elapsed_ms(exchange.started).count()));
+    const auto backend_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        exchange.backend_finished - exchange.backend_started);
+    message.set("x-debug-time-backend", std::to_string(backend_ms.count()));
+    message.set("x-debug-version-hipache", HIPACHE_VERSION);
+  }
+
+  // Error page (SPEC section 7). If the request body was not read, the connection cannot be
+  // reused (its bytes would be taken for the next request), so it is closed after the answer.
+  asio::awaitable<bool> send_error(const Request& request, Exchange& exchange, Failure failure,
+                                   bool unread_body) {
+    const auto failure_class = classify(failure);
+    http::response<http::string_body> response{static_cast<http::status>(failure_class.status),
+                                               11};
+    response.set(http::field::content_type, "text/html");
+    response.set(http::field::cache_control, "no-cache");
+    response.set(http::field::pragma, "no-cache");
+    response.set(http::field::expires, "-1");
+    if (request.find("X-Debug") != request.end()) {
+      response.set("x-debug-error", failure_class.reason);
+      response.set("x-debug-version-hipache", HIPACHE_VERSION);
+    }
+    response.body() = ctx_.error_pages.body(failure_class.status);
+    const bool keep = request.keep_alive() && !unread_body && !ctx_.draining &&
+                      failure_class.source != FailureSource::client;
+    response.keep_alive(keep);
+    if (keep && request.version() == 10) response.set(http::field::connection, "keep-alive");
+    response.prepare_payload();
+    set_deadline(client_, timeout_);
+    auto [ec, n] = co_await http::async_write(client_, response, kUseTuple);
+    exchange.status = failure_class.status;
+    exchange.bytes_sent += n;
+    if (exchange.backend_finished == Clock::time_point{}) {
+      exchange.backend_finished = exchange.backend_started;
+    }
+    log_exchange(request, exchange);
+    co_return !ec && keep;
+  }
+
+  // A request too broken to be logged as one (unparsable or oversized headers).
+  asio::awaitable<void> send_error_without_request(Failure failure) {
+    Request placeholder;
+    placeholder.version(11);
+    placeholder.method(http::verb::unknown);
+    Exchange exchange;
+    const auto failure_class = classify(failure);
+    http::response<http::string_body> response{static_cast<http::status>(failure_class.status),
+                                               11};
+    response.set(http::field::content_type, "text/html");
+    response.set(http::field::cache_control, "no-cache");
+    response.set(http::field::pragma, "no-cache");
+    response.set(http::field::expires, "-1");
+    response.body() = ctx_.error_pages.body(failure_class.status);
+    response.keep_alive(false);
+    response.prepare_payload();
+    set_deadline(client_, timeout_);
+    co_await http::async_write(client_, response, kUseTuple);
+  }
+
+  void log_exchange(const Request& request, const Exchange& exchange) {
+    if (!ctx_.access_log.enabled()) return;
+    log::AccessLogEntry entry;
+    const auto real_ip = request["X-Real-IP"];
+    entry.remote = real_ip.empty() ? std::string_view(remote_) : to_std(real_ip);
+    entry.method = to_std(request.method_string());
+    entry.target = to_std(request.target());
+    entry.version = request.version() == 10 ? 10 : 11;
+    entry.status = exchange.status;
+    entry.bytes_sent = exchange.bytes_sent;
+    entry.referer = to_std(request[http::field::referer]);
+    entry.user_agent = to_std(request[http::field::user_agent]);
+    entry.identifier = exchange.identifier;
+    entry.total = elapsed_ms(exchange.started);
+    entry.backend = std::chrono::duration_cast<std::chrono::milliseconds>(
+        exchange.backend_finished - exchange.backend_started);
+    entry.when = std::chrono::system_clock::now();
+    ctx_.access_log.write(entry);
+  }
+
+  // The backend the current attempt goes to (for dead marking and x-debug headers).
+  struct CurrentBackend {
+    const Backend* backend = nullptr;
+    std::size_t index = 0;
+  };
+
+  beast::tcp_stream client_;
+  ProxyContext& ctx_;
+  beast::flat_buffer buffer_;
+  std::array<char, kRelayChunk> chunk_{};
+  std::string remote_;
+  std::string local_port_;
+  std::chrono::seconds timeout_{0};
+  CurrentBackend current_;
+};
+
+}  // namespace
+
+asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx) {
+  ++ctx.active_sessions;
+  {
+    ClientSession session(std::move(socket), ctx);
+    co_await session.run();
+  }
+  --ctx.active_sessions;
+}
+
+}  // namespace hipache::proxy

@@ -1,0 +1,113 @@
+#include "proxy/upstream_pool.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace hipache::proxy {
+
+namespace {
+using boost::system::error_code;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+}  // namespace
+
+UpstreamPool::UpstreamPool(asio::any_io_executor executor, unsigned max_sockets, bool keep_alive,
+                           std::chrono::seconds timeout)
+    : executor_(executor),
+      max_sockets_(std::max(1u, max_sockets)),
+      keep_alive_(keep_alive),
+      timeout_(timeout) {}
+
+asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& backend,
+                                                              bool allow_reuse) {
+  std::string key = backend.host + ":" + std::to_string(backend.port);
+  const auto deadline = timeout_.count() > 0 ? asio::steady_timer::clock_type::now() + timeout_
+                                             : asio::steady_timer::time_point::max();
+  // Wait for a slot: at most maxSockets connections in use per backend.
+  while (backends_[key].in_use >= max_sockets_) {
+    if (asio::steady_timer::clock_type::now() >= deadline) {
+      co_return Acquired{Failure::pool_exhausted, nullptr};
+    }
+    asio::steady_timer wake(executor_, deadline);
+    backends_[key].waiters.push_back(&wake);
+    co_await wake.async_wait(kUseTuple);
+    std::erase(backends_[key].waiters, &wake);
+  }
+  auto& slot = backends_[key];
+  ++slot.in_use;
+
+  if (allow_reuse && !slot.idle.empty()) {
+    auto connection = std::move(slot.idle.front().connection);
+    slot.idle.pop_front();
+    error_code ignored;
+    connection->stream.socket().cancel(ignored);  // stops its idle watch
+    connection->reused = true;
+    co_return Acquired{std::nullopt, std::move(connection)};
+  }
+
+  auto connection = std::make_unique<UpstreamConnection>(executor_);
+  connection->key = std::move(key);
+  error_code ec;
+  asio::ip::tcp::resolver::results_type endpoints;
+  const auto address = asio::ip::make_address(backend.host, ec);
+  if (!ec) {
+    endpoints = asio::ip::tcp::resolver::results_type::create(
+        asio::ip::tcp::endpoint(address, backend.port), backend.host, std::to_string(backend.port));
+  } else {
+    asio::ip::tcp::resolver resolver(executor_);
+    std::tie(ec, endpoints) =
+        co_await resolver.async_resolve(backend.host, std::to_string(backend.port), kUseTuple);
+    if (ec) {
+      release(std::move(connection), false);
+      co_return Acquired{Failure::backend_refused, nullptr};
+    }
+  }
+  if (timeout_.count() > 0) {
+    connection->stream.expires_after(timeout_);
+  } else {
+    connection->stream.expires_never();
+  }
+  std::tie(ec, std::ignore) = co_await connection->stream.async_connect(endpoints, kUseTuple);
+  if (ec) {
+    release(std::move(connection), false);
+    co_return Acquired{ec == beast::error::timeout ? Failure::backend_timeout
+                                                   : Failure::backend_refused,
+                       nullptr};
+  }
+  connection->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  co_return Acquired{std::nullopt, std::move(connection)};
+}
+
+void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool reusable) {
+  auto& slot = backends_[connection->key];
+  if (slot.in_use > 0) --slot.in_use;
+  if (!slot.waiters.empty()) {
+    slot.waiters.front()->cancel();
+    slot.waiters.pop_front();
+  }
+  if (!keep_alive_ || !reusable || connection->buffer.size() != 0 ||
+      slot.idle.size() >= max_sockets_) {
+    return;  // destroying the connection closes it
+  }
+  error_code ec;
+  if (connection->stream.socket().available(ec) != 0 || ec) return;
+  connection->stream.expires_never();
+  const auto id = next_idle_id_++;
+  auto& conn = *connection;
+  slot.idle.push_back(Idle{id, std::move(connection)});
+  watch_idle(conn.key, id, conn);
+}
+
+void UpstreamPool::watch_idle(const std::string& key, std::uint64_t id,
+                              UpstreamConnection& connection) {
+  connection.stream.socket().async_wait(
+      asio::ip::tcp::socket::wait_read, [this, key, id](error_code ec) {
+        if (ec == asio::error::operation_aborted) return;  // taken for a request
+        // Readable while idle: the backend closed it (or sent bytes no request asked for).
+        auto it = backends_.find(key);
+        if (it == backends_.end()) return;
+        std::erase_if(it->second.idle, [id](const Idle& idle) { return idle.id == id; });
+      });
+}
+
+}  // namespace hipache::proxy

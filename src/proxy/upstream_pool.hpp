@@ -1,0 +1,72 @@
+// Backend connections of one worker: connect (with the tcpTimeout deadline), at most
+// `maxSockets` in use per backend (requests beyond wait), and, with httpKeepAlive, idle
+// connections kept per backend for reuse. An idle connection that turns readable (the backend
+// closed it or sent stray bytes) is dropped at once, so a reused connection is rarely stale.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "hipache/errors.hpp"
+#include "hipache/route.hpp"
+
+namespace hipache::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+struct UpstreamConnection {
+  explicit UpstreamConnection(asio::any_io_executor executor) : stream(executor) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;  // bytes read past the current response; non-empty = not reusable
+  std::string key;            // pool key, "host:port"
+  bool reused = false;        // came from the idle pool (a failure may just mean it went stale)
+};
+
+class UpstreamPool {
+ public:
+  // timeout: connect deadline and longest wait for a free slot; zero = none.
+  UpstreamPool(asio::any_io_executor executor, unsigned max_sockets, bool keep_alive,
+               std::chrono::seconds timeout);
+
+  struct Acquired {
+    std::optional<Failure> failure;
+    std::unique_ptr<UpstreamConnection> connection;
+  };
+  asio::awaitable<Acquired> acquire(const Backend& backend, bool allow_reuse);
+
+  // Returns the slot; keeps the connection for reuse when `reusable` and keep-alive is on.
+  void release(std::unique_ptr<UpstreamConnection> connection, bool reusable);
+
+ private:
+  struct Idle {
+    std::uint64_t id;
+    std::unique_ptr<UpstreamConnection> connection;
+  };
+  struct PerBackend {
+    unsigned in_use = 0;
+    std::list<Idle> idle;
+    std::deque<asio::steady_timer*> waiters;
+  };
+
+  void watch_idle(const std::string& key, std::uint64_t id, UpstreamConnection& connection);
+
+  asio::any_io_executor executor_;
+  unsigned max_sockets_;
+  bool keep_alive_;
+  std::chrono::seconds timeout_;
+  std::uint64_t next_idle_id_ = 0;
+  std::unordered_map<std::string, PerBackend> backends_;
+};
+
+}  // namespace hipache::proxy

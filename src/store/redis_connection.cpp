@@ -1,0 +1,271 @@
+#include "store/redis_connection.hpp"
+
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace hipache::store {
+
+namespace {
+
+using namespace std::chrono_literals;
+using boost::system::error_code;
+constexpr auto kConnectTimeout = 1s;
+constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
+constexpr auto kInitialBackoff = std::chrono::milliseconds(100);
+
+RedisReply convert(const redisReply* r) {
+  RedisReply out;
+  switch (r->type) {
+    case REDIS_REPLY_STATUS:
+      out.kind = RedisReply::Kind::status;
+      out.text.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.kind = RedisReply::Kind::error;
+      out.text.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.kind = RedisReply::Kind::integer;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_STRING:
+      out.kind = RedisReply::Kind::string;
+      out.text.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.kind = RedisReply::Kind::array;
+      out.elements.reserve(r->elements);
+      for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
+      break;
+    default:
+      out.kind = RedisReply::Kind::nil;
+  }
+  return out;
+}
+
+redisReader* new_reader() { return redisReaderCreate(); }
+
+}  // namespace
+
+RedisConnection::RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint,
+                                 std::string name)
+    : executor_(executor),
+      endpoint_(std::move(endpoint)),
+      name_(std::move(name)),
+      socket_(executor),
+      write_signal_(executor),
+      reader_(new_reader(), &redisReaderFree) {}
+
+void RedisConnection::start() {
+  if (state_ == State::idle) connect();
+}
+
+void RedisConnection::stop() {
+  fail(generation_, "");
+  state_ = State::stopped;
+}
+
+void RedisConnection::submit(std::vector<RedisCommand> commands, Handler handler) {
+  const auto now = std::chrono::steady_clock::now();
+  if (state_ == State::idle || (state_ == State::backing_off && now >= retry_at_)) connect();
+  if (state_ == State::stopped || state_ == State::backing_off || commands.empty()) {
+    Pending failed{commands.size(), {}, std::move(handler), now};
+    complete(failed, asio::error::not_connected);
+    return;
+  }
+  for (const auto& command : commands) append_command(command);
+  pending_.push_back(Pending{commands.size(), {}, std::move(handler), now});
+  if (state_ == State::connected) write_signal_.cancel();
+}
+
+void RedisConnection::append_command(const RedisCommand& command) {
+  // RESP multi-bulk, written directly: binary safe and no allocation beyond the outbox.
+  outbox_ += '*';
+  outbox_ += std::to_string(command.size());
+  outbox_ += "\r\n";
+  for (const auto& arg : command) {
+    outbox_ += '$';
+    outbox_ += std::to_string(arg.size());
+    outbox_ += "\r\n";
+    outbox_ += arg;
+    outbox_ += "\r\n";
+  }
+}
+
+void RedisConnection::connect() {
+  ++generation_;
+  state_ = State::connecting;
+  outbox_.clear();
+  reader_.reset(new_reader());
+  error_code ignored;
+  socket_.close(ignored);
+  socket_ = asio::ip::tcp::socket(executor_);
+  // The handshake goes first in the pipeline; its replies are checked by complete().
+  if (!endpoint_.password.empty()) {
+    append_command({"AUTH", endpoint_.password});
+    pending_.push_back(Pending{1, {}, Handler(), std::chrono::steady_clock::now()});
+  }
+  if (endpoint_.database != 0) {
+    append_command({"SELECT", std::to_string(endpoint_.database)});
+    pending_.push_back(Pending{1, {}, Handler(), std::chrono::steady_clock::now()});
+  }
+  asio::co_spawn(executor_, run_connection(generation_), asio::detached);
+}
+
+asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  error_code ec;
+  asio::ip::tcp::resolver resolver(executor_);
+  auto endpoints = co_await resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (generation != generation_) co_return;
+  if (ec) {
+    fail(generation, "cannot resolve " + endpoint_.host + ": " + ec.message());
+    co_return;
+  }
+  asio::steady_timer deadline(executor_, kConnectTimeout);
+  auto result = co_await (
+      asio::async_connect(socket_, endpoints, asio::redirect_error(asio::use_awaitable, ec)) ||
+      deadline.async_wait(asio::use_awaitable));
+  if (generation != generation_) co_return;
+  if (result.index() == 1) {
+    fail(generation, "connect timed out");
+    co_return;
+  }
+  if (ec) {
+    fail(generation, ec.message());
+    co_return;
+  }
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  state_ = State::connected;
+  backoff_ = kInitialBackoff;
+  if (logged_down_) {
+    spdlog::info("redis ({}) {}:{}: reconnected", name_, endpoint_.host, endpoint_.port);
+    logged_down_ = false;
+  }
+  asio::co_spawn(executor_, write_loop(generation), asio::detached);
+  asio::co_spawn(executor_, watchdog(generation), asio::detached);
+
+  std::array<char, 16384> buffer{};
+  while (generation == generation_) {
+    const auto n =
+        co_await socket_.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    if (generation != generation_) co_return;
+    if (ec) {
+      fail(generation, ec == asio::error::eof ? "connection closed by server" : ec.message());
+      co_return;
+    }
+    if (redisReaderFeed(reader_.get(), buffer.data(), n) != REDIS_OK) {
+      fail(generation, "protocol error");
+      co_return;
+    }
+    for (;;) {
+      void* raw = nullptr;
+      if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) {
+        fail(generation, "protocol error");
+        co_return;
+      }
+      if (raw == nullptr) break;
+      std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
+                                                         &freeReplyObject);
+      if (pending_.empty()) {
+        fail(generation, "unexpected reply");
+        co_return;
+      }
+      auto& front = pending_.front();
+      front.replies.push_back(convert(reply.get()));
+      if (front.replies.size() == front.expected) {
+        Pending done = std::move(front);
+        pending_.pop_front();
+        complete(done, {});
+        if (generation != generation_) co_return;  // a failed handshake reset the connection
+      }
+    }
+  }
+}
+
+asio::awaitable<void> RedisConnection::write_loop(std::uint64_t generation) {
+  auto self = shared_from_this();
+  std::string writing;
+  error_code ec;
+  while (generation == generation_ && state_ == State::connected) {
+    if (outbox_.empty()) {
+      write_signal_.expires_at(asio::steady_timer::time_point::max());
+      co_await write_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    writing.clear();
+    writing.swap(outbox_);
+    co_await asio::async_write(socket_, asio::buffer(writing),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec && generation == generation_) {
+      fail(generation, ec.message());
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> RedisConnection::watchdog(std::uint64_t generation) {
+  auto self = shared_from_this();
+  asio::steady_timer tick(executor_);
+  error_code ec;
+  while (generation == generation_ && state_ == State::connected) {
+    tick.expires_after(kReplyTimeout / 4);
+    co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (generation != generation_) co_return;
+    if (!pending_.empty() &&
+        std::chrono::steady_clock::now() - pending_.front().sent_at > kReplyTimeout) {
+      fail(generation, "no reply within " + std::to_string(kReplyTimeout.count()) + " ms");
+      co_return;
+    }
+  }
+}
+
+void RedisConnection::fail(std::uint64_t generation, const std::string& why) {
+  if (generation != generation_ || state_ == State::stopped) return;
+  ++generation_;  // every coroutine of the failed connection stands down
+  if (!why.empty() && !logged_down_) {
+    // Logged once per outage, not per attempt: a down Redis must not flood the log.
+    spdlog::error("redis ({}) {}:{}: {}; retrying with back-off", name_, endpoint_.host,
+                  endpoint_.port, why);
+    logged_down_ = true;
+  }
+  error_code ignored;
+  socket_.close(ignored);
+  write_signal_.cancel();
+  outbox_.clear();
+  auto failed = std::move(pending_);
+  pending_.clear();
+  for (auto& p : failed) complete(p, asio::error::connection_aborted);
+  state_ = State::backing_off;
+  retry_at_ = std::chrono::steady_clock::now() + backoff_;
+  backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+}
+
+void RedisConnection::complete(Pending& pending, error_code ec) {
+  if (!pending.handler) {
+    // A handshake command (AUTH / SELECT) of our own.
+    if (!ec && !pending.replies.empty() &&
+        pending.replies.front().kind == RedisReply::Kind::error) {
+      fail(generation_, "handshake refused: " + pending.replies.front().text);
+    }
+    return;
+  }
+  asio::post(executor_, [handler = std::move(pending.handler), ec,
+                         replies = std::move(pending.replies)]() mutable {
+    std::move(handler)(ec, std::move(replies));
+  });
+}
+
+}  // namespace hipache::store

@@ -1,0 +1,106 @@
+// One Redis connection on the worker's event loop. Commands are pipelined: each call appends
+// to an output buffer and waits for its replies in FIFO order. hiredis is used only for the
+// protocol (formatting commands, parsing replies); the socket is Asio's, so nothing blocks.
+//
+// The connection reconnects by itself with back-off. While it is down (or backing off), calls
+// fail at once instead of queueing, so a Redis outage costs clients an error page, not a hang.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+#include "hipache/config.hpp"
+
+struct redisReader;
+
+namespace hipache::store {
+
+namespace asio = boost::asio;
+
+// A decoded RESP reply. Errors from the server are `kind == error` with `text` set.
+struct RedisReply {
+  enum class Kind { nil, status, error, integer, string, array } kind = Kind::nil;
+  std::string text;  // status, error or string payload
+  long long integer = 0;
+  std::vector<RedisReply> elements;
+};
+
+using RedisCommand = std::vector<std::string>;
+using RedisReplies = std::vector<RedisReply>;
+
+class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
+ public:
+  using Handler = asio::any_completion_handler<void(boost::system::error_code, RedisReplies)>;
+
+  RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint, std::string name);
+  ~RedisConnection() = default;
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Sends the commands back to back and completes with one reply per command, or an error when
+  // the connection is down or fails before every reply arrived.
+  template <typename Token>
+  auto async_exec(std::vector<RedisCommand> commands, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code, RedisReplies)>(
+        [this](auto handler, std::vector<RedisCommand> cmds) {
+          submit(std::move(cmds), Handler(std::move(handler)));
+        },
+        token, std::move(commands));
+  }
+
+  // Starts the first connection attempt (calls also connect lazily).
+  void start();
+  // Closes the socket and fails everything pending; no reconnection afterwards.
+  void stop();
+
+  bool connected() const { return state_ == State::connected; }
+  const RedisEndpoint& endpoint() const { return endpoint_; }
+
+  // Longest a reply may take before the connection is considered hung and reset.
+  static constexpr std::chrono::milliseconds kReplyTimeout{2000};
+
+ private:
+  enum class State { idle, connecting, connected, backing_off, stopped };
+  struct Pending {
+    std::size_t expected;
+    RedisReplies replies;
+    Handler handler;
+    std::chrono::steady_clock::time_point sent_at;
+  };
+
+  void submit(std::vector<RedisCommand> commands, Handler handler);
+  void append_command(const RedisCommand& command);
+  void connect();
+  asio::awaitable<void> run_connection(std::uint64_t generation);
+  asio::awaitable<void> write_loop(std::uint64_t generation);
+  asio::awaitable<void> watchdog(std::uint64_t generation);
+  void fail(std::uint64_t generation, const std::string& why);
+  void complete(Pending& pending, boost::system::error_code ec);
+
+  asio::any_io_executor executor_;
+  RedisEndpoint endpoint_;
+  std::string name_;  // "read"/"write", for logs
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer write_signal_;
+  State state_ = State::idle;
+  std::uint64_t generation_ = 0;  // bumped per connection, so stale coroutines stand down
+  std::string outbox_;
+  std::deque<Pending> pending_;
+  std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;
+  std::chrono::milliseconds backoff_{100};
+  std::chrono::steady_clock::time_point retry_at_{};
+  bool logged_down_ = false;
+};
+
+}  // namespace hipache::store
