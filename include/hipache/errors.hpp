@@ -61,7 +61,7 @@ constexpr FailureClass classify(Failure f) {
     case Failure::backend_bad_response:
       return {502, FailureSource::backend, true, true, "Backend sent an invalid response"};
     case Failure::backend_broken_body:
-      return {502, FailureSource::backend, true, false, "Backend failed mid-response"};
+      return {502, FailureSource::backend, false, false, "Backend failed mid-response"};
     case Failure::pool_exhausted:
       return {504, FailureSource::backend, false, false, "No backend connection available"};
   }

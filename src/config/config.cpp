@@ -638,6 +638,10 @@ void parse_listeners(const Reader& reader, const json& root, const json* server,
 
   // https: the 0.3.x section first, the current one on top of it
   HttpsSection section;
+  if (legacy_https != nullptr && https == nullptr) {
+    // A missing key is reported where this file keeps its TLS settings.
+    section.origins = {"server.https.key", "server.https.cert", "server.https.ca"};
+  }
   if (legacy_https != nullptr) parse_https(reader, *legacy_https, "server.https", true, section);
   if (https != nullptr) parse_https(reader, *https, "https", false, section);
   const std::uint16_t https_port = section.port.value_or(443);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The run command: installs what is missing, builds, makes sure Redis answers (starting a local
+# redis-server when the configured one is unreachable), then runs the proxy in the foreground.
+#   scripts/run.sh [config file]      (default: config/config.json, port 8080)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+config="${1:-config/config.json}"
+bash scripts/install-deps.sh
+bash scripts/build.sh release >/dev/null
+
+# Validate the config and read the Redis address and the HTTP port from its effective form.
+effective="$(build/hipache --dry -c "$config")"
+read -r redis_host redis_port redis_password http_port < <(python3 -c '
+import json, sys, urllib.parse
+c = json.loads(sys.stdin.read())
+d = c["driver"][0] if isinstance(c["driver"], list) else c["driver"]
+u = urllib.parse.urlsplit(d if "//" in d else "redis://")
+print(u.hostname or "127.0.0.1", u.port or 6379, u.password or "-", c["http"]["port"])
+' <<<"$effective")
+
+auth=()
+[ "$redis_password" = "-" ] || auth=(-a "$redis_password" --no-auth-warning)
+if ! redis-cli -h "$redis_host" -p "$redis_port" "${auth[@]}" ping >/dev/null 2>&1; then
+  echo "hipache: no Redis at $redis_host:$redis_port; starting a local redis-server there" >&2
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --daemonize yes \
+    --logfile "$PWD/build/redis.log" ${auth:+--requirepass "$redis_password"} >/dev/null
+  for _ in $(seq 50); do
+    redis-cli -p "$redis_port" "${auth[@]}" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis_host=127.0.0.1
+fi
+
+cat >&2 <<MSG
+
+hipache is starting on http://127.0.0.1:$http_port (config: $config, Redis: $redis_host:$redis_port)
+Add a frontend and try it from another terminal:
+  redis-cli -h $redis_host -p $redis_port rpush frontend:www.example.test mysite http://127.0.0.1:9000
+  python3 -m http.server 9000 &        # any HTTP server as the backend
+  curl -H 'Host: www.example.test' http://127.0.0.1:$http_port/
+
+MSG
+exec build/hipache -c "$config"

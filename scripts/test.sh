@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test, first on the
+# release build, then on the ASan+UBSan build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+for flavour in release asan; do
+  echo "== hipache tests: $flavour build ==" >&2
+  bash scripts/build.sh "$flavour"
+  dir=build
+  [ "$flavour" = asan ] && dir=build-asan
+  (cd "$dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     ctest --output-on-failure -j2 --timeout 300)
+done
+echo "hipache: all tests passed" >&2

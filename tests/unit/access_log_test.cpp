@@ -1,0 +1,70 @@
+#include "log/access_log.hpp"
+
+#include <gtest/gtest.h>
+
+namespace hipache::log {
+namespace {
+
+AccessLogEntry sample() {
+  AccessLogEntry e;
+  e.remote = "127.0.0.1";
+  e.method = "GET";
+  e.target = "/path?q";
+  e.version = 11;
+  e.status = 200;
+  e.bytes_sent = 1234;
+  e.referer = "http://ref/";
+  e.user_agent = "curl/8";
+  e.identifier = "mysite";
+  e.total = std::chrono::milliseconds(4);
+  e.backend = std::chrono::milliseconds(3);
+  // 2026-11-23 18:06:18 UTC
+  e.when = std::chrono::system_clock::time_point(std::chrono::seconds(1795457178));
+  return e;
+}
+
+std::string line_of(const AccessLogEntry& e) {
+  std::string out;
+  format_access_line(e, out);
+  return out;
+}
+
+TEST(AccessLine, HipacheFormat) {
+  EXPECT_EQ(line_of(sample()),
+            "::ffff:127.0.0.1 - - [23/Nov/2026:18:06:18 +0000] \"GET /path?q HTTP/1.1\" 200 1234 "
+            "\"http://ref/\" \"curl/8\" \"mysite\" 0.004 0.003\n");
+}
+
+TEST(AccessLine, Ipv6RemoteKeptAndHttp10) {
+  auto e = sample();
+  e.remote = "::1";
+  e.version = 10;
+  const auto line = line_of(e);
+  EXPECT_EQ(line.rfind("::1 - - [", 0), 0u);
+  EXPECT_NE(line.find("HTTP/1.0\""), std::string::npos);
+}
+
+TEST(AccessLine, SecondsPrintedLikeJavaScript) {
+  auto e = sample();
+  e.total = std::chrono::milliseconds(0);
+  e.backend = std::chrono::milliseconds(1250);
+  const auto line = line_of(e);
+  EXPECT_NE(line.find("\"mysite\" 0 1.25\n"), std::string::npos) << line;
+}
+
+TEST(AccessLine, HostileHeaderValuesCannotBreakTheLine) {
+  auto e = sample();
+  e.user_agent = "evil\"agent\nsecond line";
+  const auto line = line_of(e);
+  EXPECT_EQ(line.find('\n'), line.size() - 1);
+  EXPECT_NE(line.find("\"evil\\\"agent\\x0asecond line\""), std::string::npos) << line;
+}
+
+TEST(AccessLine, MissingRefererIsEmptyQuotes) {
+  auto e = sample();
+  e.referer = {};
+  EXPECT_NE(line_of(e).find(" 200 1234 \"\" \"curl/8\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hipache::log

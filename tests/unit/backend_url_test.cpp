@@ -1,0 +1,50 @@
+#include <gtest/gtest.h>
+
+#include "hipache/route.hpp"
+
+namespace hipache {
+namespace {
+
+TEST(ParseBackendUrl, HttpWithAndWithoutPort) {
+  auto b = parse_backend_url("http://127.0.0.1:8080");
+  EXPECT_TRUE(b.valid);
+  EXPECT_EQ(b.host, "127.0.0.1");
+  EXPECT_EQ(b.port, 8080);
+  EXPECT_FALSE(b.tls);
+  b = parse_backend_url("http://backend.internal");
+  EXPECT_TRUE(b.valid);
+  EXPECT_EQ(b.port, 80);
+}
+
+TEST(ParseBackendUrl, HttpsDefaultsTo443) {
+  const auto b = parse_backend_url("https://secure.internal/path");
+  EXPECT_TRUE(b.valid);
+  EXPECT_TRUE(b.tls);
+  EXPECT_EQ(b.port, 443);
+  EXPECT_EQ(b.host, "secure.internal");
+}
+
+TEST(ParseBackendUrl, PathQueryAndUserinfoAreIgnored) {
+  const auto b = parse_backend_url("HTTP://user:pw@10.1.2.3:81/some/path?q#f");
+  EXPECT_TRUE(b.valid);
+  EXPECT_EQ(b.host, "10.1.2.3");
+  EXPECT_EQ(b.port, 81);
+  EXPECT_EQ(b.url, "HTTP://user:pw@10.1.2.3:81/some/path?q#f");
+}
+
+TEST(ParseBackendUrl, Ipv6Literal) {
+  const auto b = parse_backend_url("http://[::1]:9000");
+  EXPECT_TRUE(b.valid);
+  EXPECT_EQ(b.host, "::1");
+  EXPECT_EQ(b.port, 9000);
+}
+
+TEST(ParseBackendUrl, RejectsGarbage) {
+  for (const char* bad : {"", "127.0.0.1:80", "ftp://x", "http://", "http://:80", "http://h:0",
+                          "http://h:65536", "http://h:8o", "http://[::1", "http://[::1]x"}) {
+    EXPECT_FALSE(parse_backend_url(bad).valid) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace hipache

@@ -1,0 +1,49 @@
+#include "hipache/errors.hpp"
+
+#include <gtest/gtest.h>
+
+namespace hipache {
+namespace {
+
+TEST(Classify, StatusesFollowTheSpec) {
+  EXPECT_EQ(classify(Failure::frontend_not_found).status, 400);
+  EXPECT_EQ(classify(Failure::missing_host).status, 400);
+  EXPECT_EQ(classify(Failure::bad_request).status, 400);
+  EXPECT_EQ(classify(Failure::headers_too_large).status, 431);
+  EXPECT_EQ(classify(Failure::no_live_backend).status, 502);
+  EXPECT_EQ(classify(Failure::bad_backend_url).status, 502);
+  EXPECT_EQ(classify(Failure::backend_refused).status, 502);
+  EXPECT_EQ(classify(Failure::backend_reset).status, 502);
+  EXPECT_EQ(classify(Failure::backend_timeout).status, 504);
+  EXPECT_EQ(classify(Failure::store_unavailable).status, 503);
+}
+
+TEST(Classify, OnlyBackendFailuresBeforeAResponseMarkDeadAndRetry) {
+  for (const auto f : {Failure::backend_refused, Failure::backend_reset, Failure::backend_timeout,
+                       Failure::backend_bad_response}) {
+    EXPECT_TRUE(classify(f).marks_backend_dead);
+    EXPECT_TRUE(classify(f).backend_retryable);
+  }
+  for (const auto f : {Failure::bad_request, Failure::frontend_not_found, Failure::no_live_backend,
+                       Failure::store_unavailable, Failure::backend_broken_body,
+                       Failure::pool_exhausted}) {
+    EXPECT_FALSE(classify(f).marks_backend_dead);
+    EXPECT_FALSE(classify(f).backend_retryable);
+  }
+}
+
+TEST(StatusMarksDead, FollowsPassiveCheckRules) {
+  EXPECT_FALSE(status_marks_dead(200, false, true));
+  EXPECT_FALSE(status_marks_dead(404, false, true));
+  EXPECT_TRUE(status_marks_dead(500, false, true));
+  EXPECT_FALSE(status_marks_dead(500, false, false));
+  EXPECT_TRUE(status_marks_dead(501, false, false));
+  EXPECT_TRUE(status_marks_dead(502, false, true));
+  EXPECT_TRUE(status_marks_dead(503, false, true));
+  EXPECT_FALSE(status_marks_dead(503, true, true));  // maintenance announced by Retry-After
+  EXPECT_TRUE(status_marks_dead(599, false, true));
+  EXPECT_FALSE(status_marks_dead(600, false, true));
+}
+
+}  // namespace
+}  // namespace hipache
