@@ -264,6 +264,11 @@ void parse_lru_cache(const Reader& reader, const json& value, ServerSettings& se
   }
   if (const json* ttl = find_set(value, "ttl")) {
     cache.ttl_seconds = reader.non_negative(*ttl, "server.lruCache.ttl");
+    // Consumers turn it into integer milliseconds; keep that conversion defined.
+    if (cache.ttl_seconds > static_cast<double>(kMaxCount)) {
+      reader.fail("server.lruCache.ttl",
+                  "must be at most " + std::to_string(kMaxCount) + ", got " + describe(*ttl));
+    }
   }
   server.lru_cache = cache;
 }

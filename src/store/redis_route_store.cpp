@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "hipache/router.hpp"
+#include "routing/lru_route_cache.hpp"
 #include "store/redis_connection.hpp"
 
 namespace hipache::store {
@@ -42,6 +43,11 @@ class RedisRouteStore final : public RouteStore,
         write_prefix_(config.write_endpoint.prefix),
         dead_ttl_(std::to_string(config.server.dead_backend_ttl_s)),
         dead_ttl_duration_(std::chrono::seconds(config.server.dead_backend_ttl_s)) {
+    if (config.server.lru_cache) {
+      lru_.emplace(config.server.lru_cache->size,
+                   std::chrono::milliseconds(
+                       static_cast<long long>(config.server.lru_cache->ttl_seconds * 1000)));
+    }
     reader_ = std::make_shared<RedisConnection>(executor, config.read_endpoint, "read");
     const bool same = config.driver.size() == 1 || config.driver.front() == config.driver.back();
     writer_ = same ? reader_
@@ -54,6 +60,22 @@ class RedisRouteStore final : public RouteStore,
   }
 
   asio::awaitable<RouteLookup> lookup(const std::string& host) override {
+    if (lru_) {
+      if (const auto* cached = lru_->find(host, Clock::now())) {
+        RouteLookup copy = *cached;
+        if (copy.status == RouteLookup::Status::found) apply_local_marks(host, copy.route);
+        co_return copy;
+      }
+    }
+    auto result = co_await read_route(host);
+    if (lru_ && result.status != RouteLookup::Status::unavailable) {
+      lru_->insert(host, result, Clock::now());
+    }
+    co_return result;
+  }
+
+  // One round trip: LRANGE of every candidate and SMEMBERS of the exact host's dead set.
+  asio::awaitable<RouteLookup> read_route(const std::string& host) {
     const auto candidates = host_candidates(host);
     std::vector<RedisCommand> commands;
     commands.reserve(candidates.size() + 1);
@@ -194,6 +216,7 @@ class RedisRouteStore final : public RouteStore,
   bool passive_enabled_ = true;
   bool stopped_ = false;
   std::unordered_map<std::string, std::vector<LocalMark>> local_marks_;
+  std::optional<routing::LruRouteCache> lru_;
 };
 
 }  // namespace

@@ -221,6 +221,8 @@ TEST(ConfigServer, LruCacheForms) {
             "config/x.json: server.lruCache.size: must be at least 1");
   EXPECT_EQ(parse_error(R"({"server": {"lruCache": {"ttl": -1}}})"),
             "config/x.json: server.lruCache.ttl: expected a non-negative number, got -1");
+  EXPECT_EQ(parse_error(R"({"server": {"lruCache": {"ttl": 1e300}}})"),
+            "config/x.json: server.lruCache.ttl: must be at most 2147483647, got 1e+300");
   EXPECT_EQ(
       parse_error(R"({"server": {"lruCache": 5}})"),
       "config/x.json: server.lruCache: expected null or {\"size\": ..., \"ttl\": ...}, got 5");

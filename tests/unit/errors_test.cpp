@@ -24,9 +24,9 @@ TEST(Classify, OnlyBackendFailuresBeforeAResponseMarkDeadAndRetry) {
     EXPECT_TRUE(classify(f).marks_backend_dead);
     EXPECT_TRUE(classify(f).backend_retryable);
   }
-  for (const auto f : {Failure::bad_request, Failure::frontend_not_found, Failure::no_live_backend,
-                       Failure::store_unavailable, Failure::backend_broken_body,
-                       Failure::pool_exhausted}) {
+  for (const auto f :
+       {Failure::bad_request, Failure::frontend_not_found, Failure::no_live_backend,
+        Failure::store_unavailable, Failure::backend_broken_body, Failure::pool_exhausted}) {
     EXPECT_FALSE(classify(f).marks_backend_dead);
     EXPECT_FALSE(classify(f).backend_retryable);
   }

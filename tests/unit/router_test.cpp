@@ -10,7 +10,7 @@ using Candidates = std::vector<std::string>;
 TEST(NormalizeHost, DropsPortLowercasesAndOneTrailingDot) {
   EXPECT_EQ(normalize_host("Example.COM:8080"), "example.com");
   EXPECT_EQ(normalize_host("example.com."), "example.com");
-  EXPECT_EQ(normalize_host("example.com..") , "example.com.");
+  EXPECT_EQ(normalize_host("example.com.."), "example.com.");
   EXPECT_EQ(normalize_host("example.com.:80"), "example.com");
   EXPECT_EQ(normalize_host("localhost"), "localhost");
 }
@@ -26,9 +26,9 @@ TEST(NormalizeHost, EmptyStaysEmpty) {
 }
 
 TEST(HostCandidates, SpecExampleTriesFiveWildcardLevelsThenStar) {
-  EXPECT_EQ(host_candidates("a.b.c.d.e.f.g"),
-            (Candidates{"a.b.c.d.e.f.g", "*.c.d.e.f.g", "*.d.e.f.g", "*.e.f.g", "*.f.g", "*.g",
-                        "*"}));
+  EXPECT_EQ(
+      host_candidates("a.b.c.d.e.f.g"),
+      (Candidates{"a.b.c.d.e.f.g", "*.c.d.e.f.g", "*.d.e.f.g", "*.e.f.g", "*.f.g", "*.g", "*"}));
 }
 
 TEST(HostCandidates, OnlySuffixesShorterThanTheHost) {
@@ -38,7 +38,9 @@ TEST(HostCandidates, OnlySuffixesShorterThanTheHost) {
   EXPECT_EQ(host_candidates("localhost"), (Candidates{"localhost", "*"}));
 }
 
-TEST(HostCandidates, StarIsNotRepeated) { EXPECT_EQ(host_candidates("*"), (Candidates{"*"})); }
+TEST(HostCandidates, StarIsNotRepeated) {
+  EXPECT_EQ(host_candidates("*"), (Candidates{"*"}));
+}
 
 }  // namespace
 }  // namespace hipache
