@@ -707,7 +707,7 @@ std::string legacy_number(const Reader& reader, const json& value, const std::st
                           std::uint64_t min, std::uint64_t max) {
   std::uint64_t number = 0;
   if (value.is_string()) {
-    const std::string text = value.get<std::string>();
+    std::string text = value.get<std::string>();
     if (text.empty()) return text;
     if (text.size() > 10 ||
         !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {

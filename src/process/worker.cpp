@@ -23,6 +23,17 @@ using namespace std::chrono_literals;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kAccessLogFlushInterval = 100ms;
 
+// The data path reports errors through error_code; an exception escaping a connection is a
+// bug: log it loudly (the connection is already gone) instead of swallowing it.
+void log_exception(const std::exception_ptr& error) {
+  if (!error) return;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    spdlog::critical("connection aborted by an unexpected exception: {}", e.what());
+  }
+}
+
 // Accept errors (descriptor exhaustion above all) must not end the loop: pause and go on.
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::ProxyContext& ctx) {
   auto executor = co_await asio::this_coro::executor;
@@ -36,7 +47,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::Prox
       co_await pause.async_wait(kUseTuple);
       continue;
     }
-    asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx), asio::detached);
+    asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx), log_exception);
   }
 }
 

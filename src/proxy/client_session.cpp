@@ -138,6 +138,12 @@ asio::awaitable<BodyRelay> relay_body(beast::tcp_stream& in, beast::flat_buffer&
   co_return result;
 }
 
+// A protocol violation by the peer, as opposed to the connection ending or failing.
+bool is_parse_error(const error_code& ec) {
+  return ec && ec.category() == kHttpErrors && ec != http::error::end_of_stream &&
+         ec != http::error::partial_message && ec != http::error::need_buffer;
+}
+
 Failure classify_backend_error(const error_code& ec) {
   if (ec == beast::error::timeout) return Failure::backend_timeout;
   if (ec == http::error::end_of_stream || ec == asio::error::eof ||
@@ -145,9 +151,7 @@ Failure classify_backend_error(const error_code& ec) {
       ec == http::error::partial_message || ec == asio::error::connection_aborted) {
     return Failure::backend_reset;
   }
-  if (ec.category() == kHttpErrors) {
-    return Failure::backend_bad_response;
-  }
+  if (is_parse_error(ec)) return Failure::backend_bad_response;
   return Failure::backend_reset;
 }
 
@@ -193,8 +197,7 @@ class ClientSession {
     if (ec) {
       if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
         co_await send_error_without_request(Failure::headers_too_large);
-      } else if (ec.category() == kHttpErrors &&
-                 ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      } else if (is_parse_error(ec)) {
         co_await send_error_without_request(Failure::bad_request);
       }
       co_return false;  // closed, timed out, reset, or refused above
@@ -368,6 +371,14 @@ class ClientSession {
       auto relayed = co_await relay_body(client_, buffer_, parser, upstream->stream,
                                          request_writer, chunk_, timeout_);
       attempt.body_consumed = relayed.body_started;
+      if (is_parse_error(relayed.read_error)) {
+        // A malformed chunk: the backend connection is abandoned mid-request (it never sees
+        // the bad bytes) and the client is refused.
+        ctx_.pool.release(std::move(upstream), false);
+        attempt.failure = Failure::bad_request;
+        attempt.body_consumed = true;  // the request cannot be replayed
+        co_return attempt;
+      }
       if (relayed.read_error) co_return fail_client(std::move(upstream), attempt);
       if (relayed.write_error) co_return fail_upstream(classify_backend_error(relayed.write_error));
     }
@@ -386,7 +397,11 @@ class ClientSession {
       const auto status = response_reader->get().result_int();
       if (status >= 200 || status == 101) break;
       if (client_version >= 11 && !(status == 100 && expects_continue)) {
-        http::response<http::empty_body> interim{response_reader->get().result(), 11};
+        // Built from the number: Beast's status enum lacks some codes (103 Early Hints).
+        http::response<http::empty_body> interim;
+        interim.version(11);
+        interim.result(status);
+        interim.reason(response_reader->get().reason());
         set_deadline(client_, timeout_);
         auto [wec, wn] = co_await http::async_write(client_, interim, kUseTuple);
         if (wec) co_return fail_client(std::move(upstream), attempt);
@@ -512,10 +527,6 @@ class ClientSession {
 
   // A request too broken to be logged as one (unparsable or oversized headers).
   asio::awaitable<void> send_error_without_request(Failure failure) {
-    Request placeholder;
-    placeholder.version(11);
-    placeholder.method(http::verb::unknown);
-    Exchange exchange;
     const auto failure_class = classify(failure);
     http::response<http::string_body> response{static_cast<http::status>(failure_class.status),
                                                11};

@@ -26,6 +26,7 @@ constexpr const char* kHcheckerPingKey = "hchecker_ping";
 constexpr auto kHcheckerPollInterval = 5s;
 constexpr long long kHcheckerFreshSeconds = 30;
 constexpr const char* kDeadChannel = "dead";
+constexpr auto kErrorLogInterval = 10s;
 
 std::optional<long long> parse_integer(std::string_view text) {
   long long value = 0;
@@ -89,6 +90,15 @@ class RedisRouteStore final : public RouteStore,
     if (ec || replies.size() != candidates.size() + 1) {
       result.status = RouteLookup::Status::unavailable;
       co_return result;
+    }
+    // An error reply (NOAUTH, WRONGTYPE on a malformed key, ...) means the routing table could
+    // not be read: a store failure (503), never "no such frontend".
+    for (const auto& reply : replies) {
+      if (reply.kind == RedisReply::Kind::error) {
+        report_error_reply(host, reply.text);
+        result.status = RouteLookup::Status::unavailable;
+        co_return result;
+      }
     }
     for (std::size_t i = 0; i < candidates.size(); ++i) {
       const auto& reply = replies[i];
@@ -174,6 +184,14 @@ class RedisRouteStore final : public RouteStore,
     if (marks.empty()) local_marks_.erase(it);
   }
 
+  // At most one log line per kErrorLogInterval: a broken key must not flood the log.
+  void report_error_reply(const std::string& host, const std::string& error) {
+    const auto now = Clock::now();
+    if (now < next_error_log_) return;
+    next_error_log_ = now + kErrorLogInterval;
+    spdlog::error("redis error reading the route of {}: {}", host, error);
+  }
+
   // Kept out of the coroutine: GCC 12 mishandles some temporaries inside coroutine bodies.
   void update_passive_checks(const RedisReply& ping) {
     bool fresh = false;
@@ -217,6 +235,7 @@ class RedisRouteStore final : public RouteStore,
   bool stopped_ = false;
   std::unordered_map<std::string, std::vector<LocalMark>> local_marks_;
   std::optional<routing::LruRouteCache> lru_;
+  Clock::time_point next_error_log_{};
 };
 
 }  // namespace

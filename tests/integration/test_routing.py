@@ -148,12 +148,20 @@ class HostNormalisationTest(RoutingTestCase):
 # --------------------------------------------------------------------------- candidates
 
 class CandidatesTest(RoutingTestCase):
+    # Backends are started on first use: each one takes ~0.5 s to shut down.
+    exact = property(lambda self: self._backend("exact"))
+    wild = property(lambda self: self._backend("wild"))
+    other = property(lambda self: self._backend("other"))
+    catch_all = property(lambda self: self._backend("catch-all"))
+
+    def _backend(self, name):
+        if name not in self._backends:
+            self._backends[name] = self.http_backend(name)
+        return self._backends[name]
+
     def setUp(self):
         super().setUp()
-        self.exact = self.http_backend("exact")
-        self.wild = self.http_backend("wild")
-        self.other = self.http_backend("other")
-        self.catch_all = self.http_backend("catch-all")
+        self._backends = {}
         self.start_proxy()
 
     def test_exact_beats_wildcard_and_wildcard_beats_catch_all(self):
