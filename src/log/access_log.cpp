@@ -1,5 +1,6 @@
 #include "log/access_log.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -60,10 +61,17 @@ void append_quoted_field(std::string& out, std::string_view value) {
   }
 }
 
+bool looks_like_ipv4(std::string_view text) {
+  in_addr ignored{};
+  const std::string copy(text);
+  return inet_pton(AF_INET, copy.c_str(), &ignored) == 1;
+}
+
 }  // namespace
 
 void format_access_line(const AccessLogEntry& e, std::string& out) {
-  if (e.remote.substr(0, 2) != "::") out += "::ffff:";
+  // Hipache listened dual-stack, so it saw IPv4 clients as IPv4-mapped IPv6 addresses.
+  if (looks_like_ipv4(e.remote)) out += "::ffff:";
   out += e.remote;
   out += " - - [";
   const std::time_t t = std::chrono::system_clock::to_time_t(e.when);

@@ -22,6 +22,7 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kAccessLogFlushInterval = 100ms;
+constexpr auto kDrainPollInterval = 50ms;
 
 // The data path reports errors through error_code; an exception escaping a connection is a
 // bug: log it loudly (the connection is already gone) instead of swallowing it.
@@ -63,7 +64,8 @@ asio::awaitable<void> flush_loop(log::AccessLog& access_log) {
 
 }  // namespace
 
-int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners) {
+int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
+               int ready_fd) {
   asio::io_context io(1);
   auto store = store::make_redis_route_store(io.get_executor(), config);
   proxy::UpstreamPool pool(io.get_executor(), config.server.max_sockets,
@@ -90,15 +92,46 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   }
   asio::co_spawn(io, flush_loop(access_log), asio::detached);
 
-  asio::signal_set stop_signals(io, SIGTERM, SIGINT);
-  stop_signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-    if (ec) return;
-    spdlog::info("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    ctx.draining = true;
-    for (auto& acceptor : acceptors) acceptor.close();
+  // Stopping: SIGTERM drains, SIGINT (or SIGTERM again) stops at once.
+  const auto stop_now = [&] {
     store->stop();
     io.stop();
-  });
+  };
+  asio::steady_timer drain_timer(io);
+  const auto drain_deadline_after = std::chrono::seconds(config.server.graceful_wait_s);
+  std::function<void()> wait_for_drain = [&] {
+    if (ctx.sessions.empty() || drain_timer.expiry() <= asio::steady_timer::clock_type::now()) {
+      if (!ctx.sessions.empty()) {
+        spdlog::warn("gracefulWait over: closing {} connection(s)", ctx.sessions.size());
+      }
+      stop_now();
+      return;
+    }
+    // Polled rather than signalled: a drain lasts seconds, and sessions need no extra hook.
+    asio::post(io, [&] {
+      auto poll = std::make_shared<asio::steady_timer>(io, kDrainPollInterval);
+      poll->async_wait([&, poll](const boost::system::error_code&) { wait_for_drain(); });
+    });
+  };
+  asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  std::function<void(const boost::system::error_code&, int)> on_stop =
+      [&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        if (signal == SIGINT || ctx.draining) {
+          spdlog::info("worker {}: {}, stopping now", ::getpid(),
+                       signal == SIGINT ? "SIGINT" : "second SIGTERM");
+          stop_now();
+          return;
+        }
+        spdlog::info("worker {}: SIGTERM, draining {} connection(s) (at most {} s)", ::getpid(),
+                     ctx.sessions.size(), config.server.graceful_wait_s);
+        for (auto& acceptor : acceptors) acceptor.close();
+        proxy::begin_drain(ctx);
+        drain_timer.expires_after(drain_deadline_after);
+        wait_for_drain();
+        stop_signals.async_wait(on_stop);
+      };
+  stop_signals.async_wait(on_stop);
   asio::signal_set reopen_signal(io, SIGUSR1);
   std::function<void(const boost::system::error_code&, int)> on_reopen =
       [&](const boost::system::error_code& ec, int) {
@@ -108,6 +141,10 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
       };
   reopen_signal.async_wait(on_reopen);
 
+  if (ready_fd >= 0) {
+    const char ready = 'R';
+    if (::write(ready_fd, &ready, 1) != 1) spdlog::warn("cannot report readiness to the master");
+  }
   spdlog::info("worker {} serving {} listener(s)", ::getpid(), acceptors.size());
   io.run();
   access_log.flush();

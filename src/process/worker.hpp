@@ -10,7 +10,11 @@
 
 namespace hipache::process {
 
-// Runs until SIGTERM/SIGINT. Returns the process exit code.
-int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners);
+// Serves until SIGTERM (graceful: stop accepting, finish in-flight requests within
+// server.gracefulWait, exit) or SIGINT / a second SIGTERM (at once). SIGUSR1 reopens the access
+// log. Once every listener accepts, one byte is written to `ready_fd` (when >= 0) for the
+// master's readiness report. Returns the process exit code.
+int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
+               int ready_fd = -1);
 
 }  // namespace hipache::process

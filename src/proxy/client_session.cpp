@@ -108,19 +108,27 @@ asio::awaitable<BodyRelay> relay_body(beast::tcp_stream& in, beast::flat_buffer&
   auto& body = parser.get().body();
   while (!serializer.is_done()) {
     if (!parser.is_done()) {
+      // read_some, not read: whatever has arrived is forwarded at once (streaming responses,
+      // and the bytes a failing peer did send still reach the other side).
       body.data = chunk.data();
       body.size = chunk.size();
       set_deadline(in, timeout);
-      auto [ec, n] = co_await http::async_read(in, in_buffer, parser, kUseTuple);
+      auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, kUseTuple);
       if (ec == http::error::need_buffer) ec = {};
+      const std::size_t got = chunk.size() - body.size;
+      // An empty piece must be signalled with a null pointer, or the chunked serializer
+      // writes the last-chunk marker twice.
+      body.data = got > 0 ? chunk.data() : nullptr;
+      body.size = got;
+      body.more = !parser.is_done();
+      result.body_started = result.body_started || got > 0;
       if (ec) {
         result.read_error = ec;
-        co_return result;
+        if (got == 0) co_return result;
+        body.more = true;  // a failed message is never completed towards `out`
+      } else if (got == 0 && body.more) {
+        continue;  // only framing (a chunk header) was parsed
       }
-      body.size = chunk.size() - body.size;
-      body.data = chunk.data();
-      body.more = !parser.is_done();
-      result.body_started = result.body_started || body.size > 0;
     } else {
       body.data = nullptr;
       body.size = 0;
@@ -134,6 +142,7 @@ asio::awaitable<BodyRelay> relay_body(beast::tcp_stream& in, beast::flat_buffer&
       result.write_error = ec;
       co_return result;
     }
+    if (result.read_error) co_return result;
   }
   co_return result;
 }
@@ -155,10 +164,11 @@ Failure classify_backend_error(const error_code& ec) {
   return Failure::backend_reset;
 }
 
-class ClientSession {
+class ClientSession final : public DrainableSession {
  public:
   ClientSession(asio::ip::tcp::socket socket, ProxyContext& ctx)
       : client_(std::move(socket)), ctx_(ctx) {
+    ctx_.sessions.insert(this);
     error_code ec;
     const auto remote = client_.socket().remote_endpoint(ec);
     remote_ = ec ? std::string("-") : client_address(remote);
@@ -166,6 +176,16 @@ class ClientSession {
     local_port_ = ec ? std::string() : std::to_string(local.port());
     timeout_ = std::chrono::seconds(ctx_.config.server.tcp_timeout_s);
     client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  }
+
+  ~ClientSession() { ctx_.sessions.erase(this); }
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  // Between requests of a kept-alive connection there is nothing to lose by closing. A new
+  // connection is not idle: its first request is on its way.
+  void close_if_idle() override {
+    if (waiting_for_next_request_) client_.cancel();
   }
 
   asio::awaitable<void> run() {
@@ -185,6 +205,7 @@ class ClientSession {
     unsigned status = 0;
     std::uint64_t bytes_sent = 0;
     std::string identifier = "-";
+    unsigned client_version = 11;  // the request is rewritten to 1.1 for the backend
   };
 
   // Returns whether the connection may carry another request.
@@ -192,8 +213,12 @@ class ClientSession {
     RequestParser parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; no size cap
+    waiting_for_next_request_ = requests_served_ > 0 && buffer_.size() == 0;
+    if (waiting_for_next_request_ && ctx_.draining) co_return false;
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await http::async_read_header(client_, buffer_, parser, kUseTuple);
+    waiting_for_next_request_ = false;
+    ++requests_served_;
     if (ec) {
       if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
         co_await send_error_without_request(Failure::headers_too_large);
@@ -204,6 +229,7 @@ class ClientSession {
     }
     auto& request = parser.get();
     Exchange exchange;
+    exchange.client_version = request.version();
 
     // Smuggling guards Beast does not apply itself: a Transfer-Encoding that does not end in
     // chunked cannot delimit a request body, and two Host headers make routing ambiguous.
@@ -412,10 +438,12 @@ class ClientSession {
     auto& response = response_reader->get();
     const auto status = response.result_int();
     exchange.status = status;
+    // 500 counts only while passive checks are on (SPEC section 6); other 5xx always publish,
+    // and the store leaves out SADD/EXPIRE while an external checker runs.
     if (status_marks_dead(static_cast<int>(status),
                           response.find(http::field::retry_after) != response.end(),
-                          ctx_.config.server.dead_backend_on_500) &&
-        ctx_.store.passive_checks_enabled()) {
+                          ctx_.config.server.dead_backend_on_500 &&
+                              ctx_.store.passive_checks_enabled())) {
       // The 5xx answer is still relayed; the backend is just taken out of rotation.
       ctx_.store.mark_dead(host, route, current_.index);
     }
@@ -548,7 +576,7 @@ class ClientSession {
     entry.remote = real_ip.empty() ? std::string_view(remote_) : to_std(real_ip);
     entry.method = to_std(request.method_string());
     entry.target = to_std(request.target());
-    entry.version = request.version() == 10 ? 10 : 11;
+    entry.version = exchange.client_version == 10 ? 10 : 11;
     entry.status = exchange.status;
     entry.bytes_sent = exchange.bytes_sent;
     entry.referer = to_std(request[http::field::referer]);
@@ -575,17 +603,20 @@ class ClientSession {
   std::string local_port_;
   std::chrono::seconds timeout_{0};
   CurrentBackend current_;
+  std::uint64_t requests_served_ = 0;
+  bool waiting_for_next_request_ = false;
 };
 
 }  // namespace
 
 asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx) {
-  ++ctx.active_sessions;
-  {
-    ClientSession session(std::move(socket), ctx);
-    co_await session.run();
-  }
-  --ctx.active_sessions;
+  ClientSession session(std::move(socket), ctx);
+  co_await session.run();
+}
+
+void begin_drain(ProxyContext& ctx) {
+  ctx.draining = true;
+  for (auto* session : ctx.sessions) session->close_if_idle();
 }
 
 }  // namespace hipache::proxy

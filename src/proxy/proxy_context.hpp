@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <random>
+#include <unordered_set>
 
 #include "hipache/config.hpp"
 #include "hipache/route_store.hpp"
@@ -13,6 +14,16 @@
 
 namespace hipache::proxy {
 
+// A client connection as the worker sees it when it drains: idle keep-alive connections are
+// closed at once, busy ones finish their current request and then close.
+class DrainableSession {
+ public:
+  virtual void close_if_idle() = 0;
+
+ protected:
+  ~DrainableSession() = default;
+};
+
 struct ProxyContext {
   const Config& config;
   RouteStore& store;
@@ -20,9 +31,12 @@ struct ProxyContext {
   const ErrorPages& error_pages;
   log::AccessLog& access_log;
   std::mt19937 rng{std::random_device{}()};
-  std::uint64_t active_sessions = 0;  // for graceful drain
-  bool draining = false;              // stop keep-alive once the worker is asked to stop
+  std::unordered_set<DrainableSession*> sessions{};  // every open client connection
+  bool draining = false;  // no more keep-alive once the worker is asked to stop
 };
+
+// Starts a graceful drain: every later response closes its connection, idle ones close now.
+void begin_drain(ProxyContext& ctx);
 
 // Serves one accepted client connection until it closes (keep-alive and pipelining included).
 boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx);
