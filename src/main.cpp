@@ -1,4 +1,4 @@
-// argv -> config -> listeners -> worker. Everything else lives in the modules.
+// argv -> config -> listeners -> master (which forks the workers). Nothing else lives here.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 #include "hipache/config.hpp"
 #include "net/listeners.hpp"
 #include "process/privileges.hpp"
-#include "process/worker.hpp"
+#include "process/supervisor.hpp"
 
 namespace {
 
@@ -95,7 +95,6 @@ int main(int argc, char** argv) {
     spdlog::info("listening on {}{}:{}", listener.address.tls ? "https://" : "http://",
                  listener.address.address, listener.address.port);
   }
-  const int code = hipache::process::run_worker(config, listeners);
-  hipache::net::close_listeners(listeners);
-  return code;
+  return hipache::process::run_supervisor(options.config_path, std::move(config),
+                                          std::move(listeners));
 }

@@ -203,6 +203,7 @@ class EchoHandler(BaseHTTPRequestHandler):
         elif self.headers.get("Content-Length"):
             body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.requests.append({"method": self.command, "path": self.path,
+                                     "client_port": self.client_address[1],
                                      "headers": dict(self.headers.items()),
                                      "header_list": list(self.headers.items()),
                                      "body_length": len(body)})

@@ -260,10 +260,7 @@ class CountingEchoHandler(harness.EchoHandler):
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
         try:
-            before = len(server.requests)
-            super()._handle()
-            for request in server.requests[before:]:
-                request.setdefault("client_port", self.client_address[1])
+            super()._handle()  # EchoHandler records the client port with each request
         finally:
             with server.lock:
                 server.in_flight -= 1

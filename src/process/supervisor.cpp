@@ -1,0 +1,352 @@
+#include "process/supervisor.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+
+#include "process/sd_notify.hpp"
+#include "process/worker.hpp"
+
+namespace hipache::process {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// A worker that exits sooner than this after its start counts as failing at start: the next
+// one waits (back-off doubling up to kMaxRespawnDelay) so a broken setup does not spin the CPU.
+constexpr auto kQuickDeath = 2s;
+constexpr auto kFirstRespawnDelay = 100ms;
+constexpr auto kMaxRespawnDelay = 10s;
+// Beyond gracefulWait, a draining worker gets this long to exit before SIGKILL.
+constexpr auto kKillGrace = 5s;
+constexpr auto kFastStopGrace = 5s;
+constexpr auto kMaxIdleWait = 1s;
+
+struct WorkerProcess {
+  pid_t pid;
+  Clock::time_point started;
+  bool draining = false;        // told to stop: no longer counted among the serving workers
+  Clock::time_point kill_at{};  // SIGKILL if still alive by then (draining workers only)
+};
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  return "stopped (status " + std::to_string(status) + ")";
+}
+
+bool same_listeners(const Config& a, const Config& b) {
+  if (a.listeners.size() != b.listeners.size()) return false;
+  for (std::size_t i = 0; i < a.listeners.size(); ++i) {
+    const auto& x = a.listeners[i];
+    const auto& y = b.listeners[i];
+    if (x.address != y.address || x.port != y.port || x.tls != y.tls) return false;
+  }
+  return true;
+}
+
+class Supervisor {
+ public:
+  Supervisor(std::string config_path, Config config, std::vector<net::BoundListener> listeners)
+      : config_path_(std::move(config_path)),
+        config_(std::move(config)),
+        listeners_(std::move(listeners)) {}
+
+  ~Supervisor() {
+    if (ready_read_ >= 0) ::close(ready_read_);
+    if (ready_write_ >= 0) ::close(ready_write_);
+  }
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  int run() {
+    sigemptyset(&signals_);
+    for (const int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals_, sig);
+    // Signals are taken synchronously with sigtimedwait: no handlers, no races with fork().
+    sigprocmask(SIG_BLOCK, &signals_, &original_mask_);
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+      spdlog::critical("cannot create the readiness pipe: {}", std::strerror(errno));
+      return 1;
+    }
+    ready_read_ = pipe_fds[0];
+    ready_write_ = pipe_fds[1];
+
+    spdlog::info("master {} starting {} worker(s)", ::getpid(), config_.server.workers);
+    awaiting_ready_ = config_.server.workers;
+    next_memory_check_ = Clock::now() + memory_interval();
+    while (!stopping_ || !workers_.empty()) {
+      wait_for_signal();
+      reap();
+      read_readiness();
+      const auto now = Clock::now();
+      kill_overdue(now);
+      if (stopping_) continue;
+      while (serving_count() < config_.server.workers && now >= next_spawn_) spawn();
+      if (config_.server.memory_limit_mb > 0 && now >= next_memory_check_) {
+        check_memory();
+        next_memory_check_ = now + memory_interval();
+      }
+    }
+    net::close_listeners(listeners_);
+    spdlog::info("master {} stopped", ::getpid());
+    return 0;
+  }
+
+ private:
+  void wait_for_signal() {
+    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kMaxIdleWait);
+    const auto now = Clock::now();
+    const auto until = [&](Clock::time_point t) {
+      wait = std::min(wait, std::max<std::chrono::nanoseconds>(t - now, 0ns));
+    };
+    if (!stopping_ && serving_count() < config_.server.workers) until(next_spawn_);
+    if (!stopping_ && config_.server.memory_limit_mb > 0) until(next_memory_check_);
+    timespec timeout{};
+    timeout.tv_sec = static_cast<time_t>(wait.count() / 1000000000);
+    timeout.tv_nsec = static_cast<long>(wait.count() % 1000000000);
+    siginfo_t info{};
+    const int sig = sigtimedwait(&signals_, &info, &timeout);
+    switch (sig) {
+      case SIGTERM:
+        if (stopping_) {
+          spdlog::info("master: second SIGTERM, stopping workers now");
+          fast_stop();
+        } else {
+          graceful_stop();
+        }
+        break;
+      case SIGINT:
+        spdlog::info("master: SIGINT, stopping workers now");
+        stopping_ = true;
+        fast_stop();
+        break;
+      case SIGHUP:
+        if (!stopping_) reload();
+        break;
+      case SIGUSR1:
+        spdlog::info("master: SIGUSR1, workers reopen their logs");
+        for (const auto& worker : workers_) ::kill(worker.pid, SIGUSR1);
+        break;
+      default:  // SIGCHLD or the timeout: reaping and timers follow
+        break;
+    }
+  }
+
+  std::chrono::seconds memory_interval() const {
+    return std::chrono::seconds(std::max(1u, config_.server.memory_check_interval_s));
+  }
+
+  unsigned serving_count() const {
+    return static_cast<unsigned>(std::count_if(workers_.begin(), workers_.end(),
+                                               [](const auto& w) { return !w.draining; }));
+  }
+
+  void spawn() {
+    const pid_t master = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      spdlog::error("fork failed: {}", std::strerror(errno));
+      schedule_respawn(true);
+      return;
+    }
+    if (pid == 0) run_child(master);
+    workers_.push_back(WorkerProcess{pid, Clock::now()});
+    spdlog::info("worker {} started", pid);
+  }
+
+  [[noreturn]] void run_child(pid_t master) {
+    sigprocmask(SIG_SETMASK, &original_mask_, nullptr);
+    // A worker must not outlive its master (it would hold the ports with nobody to manage it).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != master) ::_exit(0);
+    ::close(ready_read_);
+    int code = 1;
+    try {
+      code = run_worker(config_, listeners_, ready_write_);
+    } catch (const std::exception& error) {
+      spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
+    }
+    spdlog::default_logger()->flush();
+    ::_exit(code);  // never run the master's destructors in a child
+  }
+
+  void schedule_respawn(bool failed_at_start) {
+    if (!failed_at_start) {
+      respawn_delay_ = kFirstRespawnDelay;
+      next_spawn_ = Clock::now();
+      return;
+    }
+    next_spawn_ = Clock::now() + respawn_delay_;
+    spdlog::warn("worker died at start; next start in {} ms", respawn_delay_.count());
+    respawn_delay_ = std::min(respawn_delay_ * 2, std::chrono::milliseconds(kMaxRespawnDelay));
+  }
+
+  void reap() {
+    for (;;) {
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) return;
+      const auto it = std::find_if(workers_.begin(), workers_.end(),
+                                   [pid](const auto& w) { return w.pid == pid; });
+      if (it == workers_.end()) continue;
+      const bool expected = it->draining || stopping_;
+      const auto lifetime = Clock::now() - it->started;
+      if (expected) {
+        spdlog::info("worker {} {}", pid, describe_exit(status));
+      } else {
+        spdlog::error("worker {} {}; replacing it", pid, describe_exit(status));
+        schedule_respawn(lifetime < kQuickDeath);
+      }
+      workers_.erase(it);
+    }
+  }
+
+  void read_readiness() {
+    char buffer[64];
+    for (;;) {
+      const auto n = ::read(ready_read_, buffer, sizeof buffer);
+      if (n <= 0) break;
+      ready_count_ += static_cast<unsigned>(n);
+    }
+    if (awaiting_ready_ > 0 && ready_count_ >= awaiting_ready_) {
+      spdlog::info("master {}: {} worker(s) ready", ::getpid(), serving_count());
+      sd_notify("READY=1\nSTATUS=serving\nMAINPID=" + std::to_string(::getpid()));
+      awaiting_ready_ = 0;
+      ready_count_ = 0;
+    }
+  }
+
+  void drain(WorkerProcess& worker) {
+    if (worker.draining) return;
+    worker.draining = true;
+    worker.kill_at =
+        Clock::now() + std::chrono::seconds(config_.server.graceful_wait_s) + kKillGrace;
+    ::kill(worker.pid, SIGTERM);
+  }
+
+  void kill_overdue(Clock::time_point now) {
+    for (auto& worker : workers_) {
+      if (worker.draining && now >= worker.kill_at) {
+        spdlog::warn("worker {} did not stop in time; killing it", worker.pid);
+        ::kill(worker.pid, SIGKILL);
+        worker.kill_at = Clock::time_point::max();  // once; reap() removes it
+      }
+    }
+  }
+
+  void check_memory() {
+    const auto limit = static_cast<std::size_t>(config_.server.memory_limit_mb) * 1024 * 1024;
+    // Index loop: spawn() appends to workers_.
+    const auto count = workers_.size();
+    for (std::size_t i = 0; i < count; ++i) {
+      if (workers_[i].draining) continue;
+      const auto rss = resident_bytes(workers_[i].pid);
+      if (rss <= limit) continue;
+      spdlog::warn("worker {} uses {} MB, over the {} MB limit: replacing it", workers_[i].pid,
+                   rss / (1024 * 1024), config_.server.memory_limit_mb);
+      const pid_t old_pid = workers_[i].pid;
+      spawn();  // the replacement first: the listening sockets never lack an acceptor
+      const auto old = std::find_if(workers_.begin(), workers_.end(),
+                                    [old_pid](const auto& w) { return w.pid == old_pid; });
+      if (old != workers_.end()) drain(*old);
+    }
+  }
+
+  void graceful_stop() {
+    spdlog::info("master: SIGTERM, draining workers (at most {} s)",
+                 config_.server.graceful_wait_s);
+    stopping_ = true;
+    sd_notify("STOPPING=1");
+    for (auto& worker : workers_) drain(worker);
+  }
+
+  void fast_stop() {
+    sd_notify("STOPPING=1");
+    const auto deadline = Clock::now() + kFastStopGrace;
+    for (auto& worker : workers_) {
+      ::kill(worker.pid, SIGINT);
+      if (!worker.draining || worker.kill_at > deadline) worker.kill_at = deadline;
+      worker.draining = true;
+    }
+  }
+
+  void reload() {
+    spdlog::info("master: SIGHUP, reloading {}", config_path_);
+    Config fresh;
+    try {
+      fresh = load_config(config_path_);
+    } catch (const ConfigError& error) {
+      spdlog::error("reload refused, still serving with the previous configuration: {}",
+                    error.what());
+      return;
+    }
+    for (const auto& warning : fresh.warnings) spdlog::warn("{}", warning);
+    if (!same_listeners(config_, fresh)) {
+      spdlog::warn("reload: listen addresses changed; they take effect on restart only");
+    }
+    if (fresh.user != config_.user || fresh.group != config_.group) {
+      spdlog::warn("reload: user/group changed; they take effect on restart only");
+    }
+    fresh.listeners = config_.listeners;  // the sockets in hand are the ones served
+    sd_notify("RELOADING=1");
+    config_ = std::move(fresh);
+    std::vector<pid_t> old;
+    for (const auto& worker : workers_) {
+      if (!worker.draining) old.push_back(worker.pid);
+    }
+    awaiting_ready_ = config_.server.workers;
+    ready_count_ = 0;
+    for (unsigned i = 0; i < config_.server.workers; ++i) spawn();
+    for (auto& worker : workers_) {
+      if (std::find(old.begin(), old.end(), worker.pid) != old.end()) drain(worker);
+    }
+  }
+
+  std::string config_path_;
+  Config config_;
+  std::vector<net::BoundListener> listeners_;
+  std::vector<WorkerProcess> workers_;
+  sigset_t signals_{};
+  sigset_t original_mask_{};
+  int ready_read_ = -1;
+  int ready_write_ = -1;
+  unsigned ready_count_ = 0;
+  unsigned awaiting_ready_ = 0;
+  bool stopping_ = false;
+  Clock::time_point next_spawn_{};
+  Clock::time_point next_memory_check_{};
+  std::chrono::milliseconds respawn_delay_{kFirstRespawnDelay};
+};
+
+}  // namespace
+
+std::size_t resident_bytes(int pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  std::size_t size_pages = 0;
+  std::size_t resident_pages = 0;
+  if (!(statm >> size_pages >> resident_pages)) return 0;
+  return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+int run_supervisor(const std::string& config_path, Config config,
+                   std::vector<net::BoundListener> listeners) {
+  Supervisor supervisor(config_path, std::move(config), std::move(listeners));
+  return supervisor.run();
+}
+
+}  // namespace hipache::process

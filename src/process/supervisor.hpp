@@ -1,0 +1,22 @@
+// The master process (SPEC section 9): forks `server.workers` workers on the listening sockets it
+// bound, replaces any that die (with back-off when they die at start), recycles workers whose
+// RSS exceeds `server.memoryLimit`, and turns signals into graceful or fast stops, reloads and
+// log reopening. It never serves traffic, so nothing a worker does can take it down.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "hipache/config.hpp"
+#include "net/listeners.hpp"
+
+namespace hipache::process {
+
+// Runs the master until it is stopped. `config_path` is re-read on SIGHUP. Returns the exit code.
+int run_supervisor(const std::string& config_path, Config config,
+                   std::vector<net::BoundListener> listeners);
+
+// Resident set size of a process in bytes (from /proc), 0 if it cannot be read.
+std::size_t resident_bytes(int pid);
+
+}  // namespace hipache::process
