@@ -30,6 +30,7 @@ BINARY = os.environ.get(
     "HIPACHE_BINARY",
     os.path.join(os.path.dirname(__file__), "..", "..", "build", "hipache"))
 STARTUP_TIMEOUT = 10.0
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def free_port():
@@ -376,6 +377,12 @@ class ProxyTestCase(unittest.TestCase):
     def tearDown(self):
         if self.proxy is not None:
             self.proxy.stop()
+            # Under the ASan/UBSan build a finding is printed by the process that made it; it
+            # fails the test even when the client side looked fine.
+            log = self.proxy.log()
+            for marker in SANITIZER_MARKERS:
+                if marker in log:
+                    self.fail("sanitizer report in the proxy's stderr:\n" + log[-4000:])
         for cleanup in reversed(self._stoppers):
             with contextlib.suppress(Exception):
                 cleanup()
