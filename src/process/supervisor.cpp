@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,6 +71,7 @@ class Supervisor {
   ~Supervisor() {
     if (ready_read_ >= 0) ::close(ready_read_);
     if (ready_write_ >= 0) ::close(ready_write_);
+    if (signal_fd_ >= 0) ::close(signal_fd_);
   }
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -76,8 +79,13 @@ class Supervisor {
   int run() {
     sigemptyset(&signals_);
     for (const int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals_, sig);
-    // Signals are taken synchronously with sigtimedwait: no handlers, no races with fork().
+    // Signals are taken synchronously from a signalfd: no handlers, no races with fork().
     sigprocmask(SIG_BLOCK, &signals_, &original_mask_);
+    signal_fd_ = ::signalfd(-1, &signals_, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd_ < 0) {
+      spdlog::critical("cannot create a signalfd: {}", std::strerror(errno));
+      return 1;
+    }
     int pipe_fds[2];
     if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
       spdlog::critical("cannot create the readiness pipe: {}", std::strerror(errno));
@@ -90,7 +98,7 @@ class Supervisor {
     awaiting_ready_ = config_.server.workers;
     next_memory_check_ = Clock::now() + memory_interval();
     while (!stopping_ || !workers_.empty()) {
-      wait_for_signal();
+      wait_for_event();
       reap();
       read_readiness();
       const auto now = Clock::now();
@@ -108,7 +116,7 @@ class Supervisor {
   }
 
  private:
-  void wait_for_signal() {
+  void wait_for_event() {
     auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kMaxIdleWait);
     const auto now = Clock::now();
     const auto until = [&](Clock::time_point t) {
@@ -116,11 +124,17 @@ class Supervisor {
     };
     if (!stopping_ && serving_count() < config_.server.workers) until(next_spawn_);
     if (!stopping_ && config_.server.memory_limit_mb > 0) until(next_memory_check_);
-    timespec timeout{};
-    timeout.tv_sec = static_cast<time_t>(wait.count() / 1000000000);
-    timeout.tv_nsec = static_cast<long>(wait.count() % 1000000000);
-    siginfo_t info{};
-    const int sig = sigtimedwait(&signals_, &info, &timeout);
+    // Signals arrive through a signalfd, readiness bytes through the pipe: one poll for both.
+    pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {ready_read_, POLLIN, 0}};
+    const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wait).count();
+    ::poll(fds, 2, static_cast<int>(std::max<long long>(wait_ms, 0)));
+    signalfd_siginfo info{};
+    while (::read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      handle_signal(static_cast<int>(info.ssi_signo));
+    }
+  }
+
+  void handle_signal(int sig) {
     switch (sig) {
       case SIGTERM:
         if (stopping_) {
@@ -142,7 +156,7 @@ class Supervisor {
         spdlog::info("master: SIGUSR1, workers reopen their logs");
         for (const auto& worker : workers_) ::kill(worker.pid, SIGUSR1);
         break;
-      default:  // SIGCHLD or the timeout: reaping and timers follow
+      default:  // SIGCHLD: reaping follows in the main loop
         break;
     }
   }
@@ -175,6 +189,7 @@ class Supervisor {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != master) ::_exit(0);
     ::close(ready_read_);
+    ::close(signal_fd_);
     int code = 1;
     try {
       code = run_worker(config_, listeners_, ready_write_);
@@ -323,6 +338,7 @@ class Supervisor {
   std::vector<WorkerProcess> workers_;
   sigset_t signals_{};
   sigset_t original_mask_{};
+  int signal_fd_ = -1;
   int ready_read_ = -1;
   int ready_write_ = -1;
   unsigned ready_count_ = 0;

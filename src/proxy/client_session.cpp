@@ -205,7 +205,12 @@ class ClientSession final : public DrainableSession {
     unsigned status = 0;
     std::uint64_t bytes_sent = 0;
     std::string identifier = "-";
-    unsigned client_version = 11;  // the request is rewritten to 1.1 for the backend
+    // Facts about the client's request, taken before it is rewritten for the backend.
+    unsigned client_version = 11;
+    bool client_keep_alive = true;
+    bool wants_debug = false;       // X-Debug present
+    bool expects_continue = false;  // Expect: 100-continue from an HTTP/1.1 client
+    bool upgrade = false;           // Connection: upgrade + Upgrade (WebSocket and the like)
   };
 
   // Returns whether the connection may carry another request.
@@ -280,12 +285,12 @@ class ClientSession final : public DrainableSession {
   asio::awaitable<bool> proxy(RequestParser& parser, const std::string& host, const Route& route,
                               Exchange& exchange) {
     auto& request = parser.get();
-    const bool client_keep_alive = request.keep_alive();
-    const unsigned client_version = request.version();
-    const bool wants_debug = request.find("X-Debug") != request.end();
-    const bool expects_continue =
-        beast::iequals(request[http::field::expect], "100-continue") && client_version >= 11;
-    prepare_upstream_request(request);
+    exchange.client_keep_alive = request.keep_alive();
+    exchange.wants_debug = request.find("X-Debug") != request.end();
+    exchange.expects_continue =
+        beast::iequals(request[http::field::expect], "100-continue") && request.version() >= 11;
+    exchange.upgrade = parser.upgrade();
+    prepare_upstream_request(request, exchange.upgrade);
 
     std::vector<bool> excluded(route.backends.size(), false);
     std::optional<Failure> last_failure;
@@ -307,8 +312,7 @@ class ClientSession final : public DrainableSession {
       }
       current_ = {&backend, *index};
 
-      Attempt attempt = co_await forward(parser, host, backend, client_keep_alive, client_version,
-                                         expects_continue, wants_debug, route, exchange);
+      Attempt attempt = co_await forward(parser, host, backend, route, exchange);
       body_consumed = body_consumed || attempt.body_consumed;
       if (!attempt.failure) co_return attempt.client_reusable;
 
@@ -330,10 +334,16 @@ class ClientSession final : public DrainableSession {
     }
   }
 
-  // Headers for the backend: hop-by-hop removed, X-Forwarded-* added when absent.
-  void prepare_upstream_request(Request& request) {
+  // Headers for the backend: hop-by-hop removed (but an upgrade stays an upgrade),
+  // X-Forwarded-* added when absent.
+  void prepare_upstream_request(Request& request, bool upgrade) {
     request.erase(http::field::expect);  // we answer 100-continue ourselves
+    const std::string protocol(upgrade ? request[http::field::upgrade] : beast::string_view());
     remove_hop_by_hop(request);
+    if (upgrade) {
+      request.set(http::field::connection, "Upgrade");
+      request.set(http::field::upgrade, protocol);
+    }
     const auto add_if_absent = [&](std::string_view name, std::string_view value) {
       if (request.find(name) == request.end()) request.set(name, value);
     };
@@ -355,14 +365,14 @@ class ClientSession final : public DrainableSession {
   };
 
   asio::awaitable<Attempt> forward(RequestParser& parser, const std::string& host,
-                                   const Backend& backend,
-                                   bool client_keep_alive, unsigned client_version,
-                                   bool expects_continue, bool wants_debug, const Route& route,
+                                   const Backend& backend, const Route& route,
                                    Exchange& exchange) {
     Attempt attempt;
     auto& request = parser.get();
+    const unsigned client_version = exchange.client_version;
     if (exchange.backend_started == Clock::time_point{}) exchange.backend_started = Clock::now();
-    auto acquired = co_await ctx_.pool.acquire(backend, ctx_.config.server.http_keep_alive);
+    const bool reuse = ctx_.config.server.http_keep_alive && !exchange.upgrade;
+    auto acquired = co_await ctx_.pool.acquire(backend, reuse);
     if (acquired.failure) {
       attempt.failure = acquired.failure;
       co_return attempt;
@@ -377,7 +387,7 @@ class ClientSession final : public DrainableSession {
     };
 
     // Request: header, then (after answering 100-continue) the streamed body.
-    request.keep_alive(ctx_.config.server.http_keep_alive);
+    if (!exchange.upgrade) request.keep_alive(ctx_.config.server.http_keep_alive);
     request.body().data = nullptr;
     request.body().size = 0;
     request.body().more = !parser.is_done();
@@ -388,7 +398,7 @@ class ClientSession final : public DrainableSession {
     if (write_ec) co_return fail_upstream(classify_backend_error(write_ec));
     attempt.request_sent = true;
     if (!parser.is_done()) {
-      if (expects_continue) {
+      if (exchange.expects_continue) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         set_deadline(client_, timeout_);
         auto [ec, n] = co_await asio::async_write(client_, asio::buffer(kContinue), kUseTuple);
@@ -422,7 +432,7 @@ class ClientSession final : public DrainableSession {
       if (ec) co_return fail_upstream(classify_backend_error(ec));
       const auto status = response_reader->get().result_int();
       if (status >= 200 || status == 101) break;
-      if (client_version >= 11 && !(status == 100 && expects_continue)) {
+      if (client_version >= 11 && !(status == 100 && exchange.expects_continue)) {
         // Built from the number: Beast's status enum lacks some codes (103 Early Hints).
         http::response<http::empty_body> interim;
         interim.version(11);
@@ -447,11 +457,15 @@ class ClientSession final : public DrainableSession {
       // The 5xx answer is still relayed; the backend is just taken out of rotation.
       ctx_.store.mark_dead(host, route, current_.index);
     }
+    if (status == 101 && exchange.upgrade) {
+      co_return co_await tunnel(std::move(upstream), request, response, route, host, exchange,
+                                attempt);
+    }
     const bool backend_reusable = response_reader->keep_alive();
 
     // Framing towards the client.
     remove_hop_by_hop(response);
-    bool close_after = !client_keep_alive || ctx_.draining;
+    bool close_after = !exchange.client_keep_alive || ctx_.draining;
     const bool has_body = !response_reader->is_done();
     if (has_body && !response_reader->chunked() && !response_reader->content_length()) {
       // Delimited by the backend closing: re-chunk for HTTP/1.1 clients, close for 1.0.
@@ -467,7 +481,7 @@ class ClientSession final : public DrainableSession {
     response.version(11);
     response.keep_alive(!close_after);
     if (!close_after && client_version == 10) response.set(http::field::connection, "keep-alive");
-    if (wants_debug) add_debug_headers(response, host, route, exchange);
+    if (exchange.wants_debug) add_debug_headers(response, host, route, exchange);
 
     response.body().data = nullptr;
     response.body().size = 0;
@@ -496,6 +510,123 @@ class ClientSession final : public DrainableSession {
     ctx_.pool.release(std::move(upstream), backend_reusable && response_reader->is_done());
     attempt.client_reusable = !close_after;
     co_return attempt;
+  }
+
+  // After a 101 answer: relay the answer, then splice both directions until both sides have
+  // closed (half-closes are propagated) or nothing moved for tcpTimeout. Memory stays at two
+  // fixed buffers per tunnel; a slow reader slows the writer down instead of growing a queue.
+  asio::awaitable<Attempt> tunnel(std::unique_ptr<UpstreamConnection> upstream,
+                                  const Request& request, Response& response, const Route& route,
+                                  const std::string& host, Exchange& exchange, Attempt attempt) {
+    if (exchange.wants_debug) add_debug_headers(response, host, route, exchange);
+    response.body().data = nullptr;
+    response.body().size = 0;
+    response.body().more = false;
+    http::serializer<false, http::buffer_body> writer{response};
+    set_deadline(client_, timeout_);
+    auto [ec, n] = co_await http::async_write_header(client_, writer, kUseTuple);
+    exchange.bytes_sent += n;
+    attempt.response_started = true;
+    if (ec) co_return fail_client(std::move(upstream), attempt);
+    ctx_.pool.forget(*upstream);  // a long-lived tunnel does not hold one of maxSockets
+    client_.expires_never();
+    upstream->stream.expires_never();
+
+    auto& client = client_.socket();
+    auto& backend = upstream->stream.socket();
+    TunnelState state;
+    state.last_activity = Clock::now();
+    // Bytes that arrived with the handshake belong to the tunnel already.
+    if (upstream->buffer.size() > 0) {
+      auto [wec, wn] = co_await asio::async_write(client, upstream->buffer.data(), kUseTuple);
+      state.to_client += wn;
+      upstream->buffer.consume(upstream->buffer.size());
+      if (wec) state.failed = true;
+    }
+    if (!state.failed && buffer_.size() > 0) {
+      auto [wec, wn] = co_await asio::async_write(backend, buffer_.data(), kUseTuple);
+      buffer_.consume(buffer_.size());
+      if (wec) state.failed = true;
+    }
+    if (!state.failed) {
+      using namespace asio::experimental::awaitable_operators;
+      std::array<char, kRelayChunk> from_backend{};
+      asio::steady_timer idle(client_.get_executor());
+      co_await (pump_both(client, backend, from_backend, state, idle) &&
+                watch_idle(client, backend, state, idle));
+    }
+    exchange.status = 101;
+    exchange.bytes_sent += state.to_client;
+    exchange.backend_finished = Clock::now();
+    log_exchange(request, exchange);
+    attempt.client_reusable = false;
+    co_return attempt;
+  }
+
+  struct TunnelState {
+    Clock::time_point last_activity;
+    std::uint64_t to_client = 0;
+    bool failed = false;
+    bool finished = false;
+  };
+
+  static void close_both(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b) {
+    error_code ignored;
+    a.close(ignored);
+    b.close(ignored);
+  }
+
+  asio::awaitable<void> pump_both(asio::ip::tcp::socket& client, asio::ip::tcp::socket& backend,
+                                  std::array<char, kRelayChunk>& from_backend,
+                                  TunnelState& state, asio::steady_timer& idle) {
+    using namespace asio::experimental::awaitable_operators;
+    co_await (pump(client, backend, chunk_, state, false) &&
+              pump(backend, client, from_backend, state, true));
+    state.finished = true;
+    idle.cancel();
+  }
+
+  // One direction of a tunnel. End of stream is passed on as a half-close; an error ends both.
+  static asio::awaitable<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
+                                    std::array<char, kRelayChunk>& buffer, TunnelState& state,
+                                    bool towards_client) {
+    for (;;) {
+      auto [ec, n] = co_await from.async_read_some(asio::buffer(buffer), kUseTuple);
+      if (n > 0) {
+        state.last_activity = Clock::now();
+        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buffer.data(), n), kUseTuple);
+        if (towards_client) state.to_client += wn;
+        state.last_activity = Clock::now();
+        if (wec) {
+          close_both(from, to);
+          co_return;
+        }
+      }
+      if (ec == asio::error::eof) {
+        error_code ignored;
+        to.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        co_return;
+      }
+      if (ec) {
+        close_both(from, to);
+        co_return;
+      }
+    }
+  }
+
+  // tcpTimeout for a tunnel means idleness: no byte in either direction for that long.
+  asio::awaitable<void> watch_idle(asio::ip::tcp::socket& client, asio::ip::tcp::socket& backend,
+                                   TunnelState& state, asio::steady_timer& idle) {
+    while (!state.finished) {
+      idle.expires_at(timeout_.count() > 0 ? state.last_activity + timeout_
+                                           : asio::steady_timer::time_point::max());
+      co_await idle.async_wait(kUseTuple);
+      if (state.finished) co_return;
+      if (timeout_.count() > 0 && Clock::now() >= state.last_activity + timeout_) {
+        close_both(client, backend);
+        co_return;
+      }
+    }
   }
 
   // The client went away or stalled: nobody to answer, nothing to blame on the backend.

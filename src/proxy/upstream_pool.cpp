@@ -42,11 +42,13 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     error_code ignored;
     connection->stream.socket().cancel(ignored);  // stops its idle watch
     connection->reused = true;
+    connection->slot_held = true;
     co_return Acquired{std::nullopt, std::move(connection)};
   }
 
   auto connection = std::make_unique<UpstreamConnection>(executor_);
   connection->key = std::move(key);
+  connection->slot_held = true;
   error_code ec;
   asio::ip::tcp::resolver::results_type endpoints;
   const auto address = asio::ip::make_address(backend.host, ec);
@@ -80,11 +82,8 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool reusable) {
   auto& slot = backends_[connection->key];
-  if (slot.in_use > 0) --slot.in_use;
-  if (!slot.waiters.empty()) {
-    slot.waiters.front()->cancel();
-    slot.waiters.pop_front();
-  }
+  if (connection->slot_held) free_slot(slot);
+  connection->slot_held = false;
   if (!keep_alive_ || !reusable || connection->buffer.size() != 0 ||
       slot.idle.size() >= max_sockets_) {
     return;  // destroying the connection closes it
@@ -96,6 +95,20 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
   auto& conn = *connection;
   slot.idle.push_back(Idle{id, std::move(connection)});
   watch_idle(conn.key, id, conn);
+}
+
+void UpstreamPool::forget(UpstreamConnection& connection) {
+  if (!connection.slot_held) return;
+  connection.slot_held = false;
+  free_slot(backends_[connection.key]);
+}
+
+void UpstreamPool::free_slot(PerBackend& slot) {
+  if (slot.in_use > 0) --slot.in_use;
+  if (!slot.waiters.empty()) {
+    slot.waiters.front()->cancel();
+    slot.waiters.pop_front();
+  }
 }
 
 void UpstreamPool::watch_idle(const std::string& key, std::uint64_t id,

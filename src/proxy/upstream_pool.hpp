@@ -31,6 +31,7 @@ struct UpstreamConnection {
   beast::flat_buffer buffer;  // bytes read past the current response; non-empty = not reusable
   std::string key;            // pool key, "host:port"
   bool reused = false;        // came from the idle pool (a failure may just mean it went stale)
+  bool slot_held = false;     // counts against maxSockets until released or forgotten
 };
 
 class UpstreamPool {
@@ -48,6 +49,10 @@ class UpstreamPool {
   // Returns the slot; keeps the connection for reuse when `reusable` and keep-alive is on.
   void release(std::unique_ptr<UpstreamConnection> connection, bool reusable);
 
+  // Returns the slot but leaves the connection with the caller (a WebSocket tunnel), who then
+  // just destroys it when done; it is never pooled.
+  void forget(UpstreamConnection& connection);
+
  private:
   struct Idle {
     std::uint64_t id;
@@ -59,6 +64,7 @@ class UpstreamPool {
     std::deque<asio::steady_timer*> waiters;
   };
 
+  void free_slot(PerBackend& slot);
   void watch_idle(const std::string& key, std::uint64_t id, UpstreamConnection& connection);
 
   asio::any_io_executor executor_;
