@@ -10,6 +10,7 @@
 
 #include "hipache/config.hpp"
 #include "net/listeners.hpp"
+#include "net/tls.hpp"
 #include "process/privileges.hpp"
 #include "process/supervisor.hpp"
 
@@ -76,6 +77,14 @@ int main(int argc, char** argv) {
     std::cerr << "hipache: " << error.what() << "\n";
     return 1;
   }
+  std::shared_ptr<hipache::net::ServerTls> tls;
+  try {
+    // TLS material is loaded before anything is bound, so a bad key fails like a bad config.
+    tls = hipache::net::make_server_tls(config, nullptr, config.warnings);
+  } catch (const hipache::ConfigError& error) {
+    std::cerr << "hipache: " << error.what() << "\n";
+    return 1;
+  }
   for (const auto& warning : config.warnings) spdlog::warn("{}", warning);
   if (config.server.debug) spdlog::set_level(spdlog::level::debug);
   if (options.dry) {
@@ -96,5 +105,5 @@ int main(int argc, char** argv) {
                  listener.address.address, listener.address.port);
   }
   return hipache::process::run_supervisor(options.config_path, std::move(config),
-                                          std::move(listeners));
+                                          std::move(listeners), std::move(tls));
 }

@@ -22,6 +22,7 @@ enum class Failure {
   backend_reset,         // connection reset or closed before a complete response header
   backend_timeout,       // connect or response wait exceeded tcpTimeout
   backend_bad_response,  // the backend answered something that is not HTTP
+  backend_tls_failed,    // TLS handshake with an https:// backend failed (or its certificate)
   backend_broken_body,   // the backend failed mid-response (client connection is closed)
   pool_exhausted,        // waited too long for one of maxSockets connections
 };
@@ -60,6 +61,8 @@ constexpr FailureClass classify(Failure f) {
       return {504, FailureSource::backend, true, true, "Backend timed out"};
     case Failure::backend_bad_response:
       return {502, FailureSource::backend, true, true, "Backend sent an invalid response"};
+    case Failure::backend_tls_failed:
+      return {502, FailureSource::backend, true, true, "TLS handshake with the backend failed"};
     case Failure::backend_broken_body:
       return {502, FailureSource::backend, false, false, "Backend failed mid-response"};
     case Failure::pool_exhausted:

@@ -63,10 +63,12 @@ bool same_listeners(const Config& a, const Config& b) {
 
 class Supervisor {
  public:
-  Supervisor(std::string config_path, Config config, std::vector<net::BoundListener> listeners)
+  Supervisor(std::string config_path, Config config, std::vector<net::BoundListener> listeners,
+             std::shared_ptr<net::ServerTls> tls)
       : config_path_(std::move(config_path)),
         config_(std::move(config)),
-        listeners_(std::move(listeners)) {}
+        listeners_(std::move(listeners)),
+        tls_(std::move(tls)) {}
 
   ~Supervisor() {
     if (ready_read_ >= 0) ::close(ready_read_);
@@ -192,7 +194,7 @@ class Supervisor {
     ::close(signal_fd_);
     int code = 1;
     try {
-      code = run_worker(config_, listeners_, ready_write_);
+      code = run_worker(config_, listeners_, *tls_, ready_write_);
     } catch (const std::exception& error) {
       spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
     }
@@ -288,10 +290,12 @@ class Supervisor {
     stopping_ = true;
     sd_notify("STOPPING=1");
     for (auto& worker : workers_) drain(worker);
+    net::close_listeners(listeners_);  // new clients are refused, not queued for nobody
   }
 
   void fast_stop() {
     sd_notify("STOPPING=1");
+    net::close_listeners(listeners_);
     const auto deadline = Clock::now() + kFastStopGrace;
     for (auto& worker : workers_) {
       ::kill(worker.pid, SIGINT);
@@ -303,23 +307,29 @@ class Supervisor {
   void reload() {
     spdlog::info("master: SIGHUP, reloading {}", config_path_);
     Config fresh;
+    std::shared_ptr<net::ServerTls> fresh_tls;
     try {
       fresh = load_config(config_path_);
+      if (!same_listeners(config_, fresh)) {
+        // The sockets in hand are the ones served: binding again may need root.
+        fresh.warnings.push_back(
+            "reload: listen addresses changed; they take effect on restart only");
+        fresh.listeners = config_.listeners;
+      }
+      // Certificates are re-read too (renewals, certDir changes); ticket keys carry over.
+      fresh_tls = net::make_server_tls(fresh, tls_.get(), fresh.warnings);
     } catch (const ConfigError& error) {
       spdlog::error("reload refused, still serving with the previous configuration: {}",
                     error.what());
       return;
     }
     for (const auto& warning : fresh.warnings) spdlog::warn("{}", warning);
-    if (!same_listeners(config_, fresh)) {
-      spdlog::warn("reload: listen addresses changed; they take effect on restart only");
-    }
     if (fresh.user != config_.user || fresh.group != config_.group) {
       spdlog::warn("reload: user/group changed; they take effect on restart only");
     }
-    fresh.listeners = config_.listeners;  // the sockets in hand are the ones served
     sd_notify("RELOADING=1");
     config_ = std::move(fresh);
+    tls_ = std::move(fresh_tls);
     std::vector<pid_t> old;
     for (const auto& worker : workers_) {
       if (!worker.draining) old.push_back(worker.pid);
@@ -335,6 +345,7 @@ class Supervisor {
   std::string config_path_;
   Config config_;
   std::vector<net::BoundListener> listeners_;
+  std::shared_ptr<net::ServerTls> tls_;
   std::vector<WorkerProcess> workers_;
   sigset_t signals_{};
   sigset_t original_mask_{};
@@ -360,8 +371,9 @@ std::size_t resident_bytes(int pid) {
 }
 
 int run_supervisor(const std::string& config_path, Config config,
-                   std::vector<net::BoundListener> listeners) {
-  Supervisor supervisor(config_path, std::move(config), std::move(listeners));
+                   std::vector<net::BoundListener> listeners,
+                   std::shared_ptr<net::ServerTls> tls) {
+  Supervisor supervisor(config_path, std::move(config), std::move(listeners), std::move(tls));
   return supervisor.run();
 }
 

@@ -36,19 +36,21 @@ void log_exception(const std::exception_ptr& error) {
 }
 
 // Accept errors (descriptor exhaustion above all) must not end the loop: pause and go on.
-asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::ProxyContext& ctx) {
+asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::ProxyContext& ctx,
+                                  net::ssl::context* tls) {
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer pause(executor);
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-    if (ec) {
-      spdlog::error("accept failed: {}", ec.message());
-      pause.expires_after(50ms);
-      co_await pause.async_wait(kUseTuple);
+    if (!ec) {
+      // Accepted just before a drain closed the acceptor still gets served.
+      asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx, tls), log_exception);
       continue;
     }
-    asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx), log_exception);
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    spdlog::error("accept failed: {}", ec.message());
+    pause.expires_after(50ms);
+    co_await pause.async_wait(kUseTuple);
   }
 }
 
@@ -65,30 +67,31 @@ asio::awaitable<void> flush_loop(log::AccessLog& access_log) {
 }  // namespace
 
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
-               int ready_fd) {
+               const net::ServerTls& tls, int ready_fd) {
   asio::io_context io(1);
   auto store = store::make_redis_route_store(io.get_executor(), config);
   proxy::UpstreamPool pool(io.get_executor(), config.server.max_sockets,
                            config.server.http_keep_alive,
-                           std::chrono::seconds(config.server.tcp_timeout_s));
+                           std::chrono::seconds(config.server.tcp_timeout_s),
+                           net::make_backend_tls(config.server.backend_tls_verify));
   const proxy::ErrorPages error_pages(config.server.static_dir);
   log::AccessLog access_log(config.server.access_log.value_or(""));
   proxy::ProxyContext ctx{config, *store, pool, error_pages, access_log};
 
   std::vector<asio::ip::tcp::acceptor> acceptors;
-  for (const auto& listener : listeners) {
-    if (listener.address.tls) {
-      spdlog::warn("https listener {}:{} skipped: TLS termination is not built yet",
-                   listener.address.address, listener.address.port);
-      continue;
-    }
+  std::vector<net::ssl::context*> acceptor_tls;
+  for (std::size_t i = 0; i < listeners.size(); ++i) {
+    const auto& listener = listeners[i];
     const auto protocol = listener.address.address.find(':') != std::string::npos
                               ? asio::ip::tcp::v6()
                               : asio::ip::tcp::v4();
-    acceptors.emplace_back(io, protocol, ::dup(listener.fd));
+    // The worker owns its inherited copy of the descriptor: closing the acceptor on SIGTERM
+    // must leave this process holding no listening socket, so new clients go elsewhere.
+    acceptors.emplace_back(io, protocol, listener.fd);
+    acceptor_tls.push_back(i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr);
   }
-  for (auto& acceptor : acceptors) {
-    asio::co_spawn(io, accept_loop(acceptor, ctx), asio::detached);
+  for (std::size_t i = 0; i < acceptors.size(); ++i) {
+    asio::co_spawn(io, accept_loop(acceptors[i], ctx, acceptor_tls[i]), asio::detached);
   }
   asio::co_spawn(io, flush_loop(access_log), asio::detached);
 

@@ -7,6 +7,7 @@
 
 #include "hipache/config.hpp"
 #include "net/listeners.hpp"
+#include "net/tls.hpp"
 
 namespace hipache::process {
 
@@ -14,7 +15,8 @@ namespace hipache::process {
 // server.gracefulWait, exit) or SIGINT / a second SIGTERM (at once). SIGUSR1 reopens the access
 // log. Once every listener accepts, one byte is written to `ready_fd` (when >= 0) for the
 // master's readiness report. Returns the process exit code.
+// `tls` holds the contexts of the https listeners (built by the master before forking).
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
-               int ready_fd = -1);
+               const net::ServerTls& tls, int ready_fd = -1);
 
 }  // namespace hipache::process

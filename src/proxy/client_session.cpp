@@ -13,6 +13,7 @@
 #include "hipache/balancer.hpp"
 #include "hipache/errors.hpp"
 #include "hipache/router.hpp"
+#include "net/stream.hpp"
 #include "proxy/proxy_context.hpp"
 
 namespace hipache::proxy {
@@ -76,6 +77,10 @@ void set_deadline(beast::tcp_stream& stream, std::chrono::seconds timeout) {
   }
 }
 
+void set_deadline(net::AnyStream& stream, std::chrono::seconds timeout) {
+  set_deadline(stream.tcp(), timeout);
+}
+
 std::string client_address(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
   // Hipache listened dual-stack, so IPv4 clients appeared as IPv4-mapped IPv6 addresses.
@@ -97,10 +102,9 @@ struct BodyRelay {
 
 // Streams the body behind `parser` (whose header is already read and whose serializer header is
 // already written) through one fixed chunk buffer: memory stays bounded whatever the size.
-template <bool isRequest>
-asio::awaitable<BodyRelay> relay_body(beast::tcp_stream& in, beast::flat_buffer& in_buffer,
-                                      http::parser<isRequest, http::buffer_body>& parser,
-                                      beast::tcp_stream& out,
+template <bool isRequest, class In, class Out>
+asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
+                                      http::parser<isRequest, http::buffer_body>& parser, Out& out,
                                       http::serializer<isRequest, http::buffer_body>& serializer,
                                       std::array<char, kRelayChunk>& chunk,
                                       std::chrono::seconds timeout) {
@@ -112,7 +116,7 @@ asio::awaitable<BodyRelay> relay_body(beast::tcp_stream& in, beast::flat_buffer&
       // and the bytes a failing peer did send still reach the other side).
       body.data = chunk.data();
       body.size = chunk.size();
-      set_deadline(in, timeout);
+      set_deadline(beast::get_lowest_layer(in), timeout);
       auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, kUseTuple);
       if (ec == http::error::need_buffer) ec = {};
       const std::size_t got = chunk.size() - body.size;
@@ -134,7 +138,7 @@ asio::awaitable<BodyRelay> relay_body(beast::tcp_stream& in, beast::flat_buffer&
       body.size = 0;
       body.more = false;
     }
-    set_deadline(out, timeout);
+    set_deadline(beast::get_lowest_layer(out), timeout);
     auto [ec, n] = co_await http::async_write(out, serializer, kUseTuple);
     result.bytes_written += n;
     if (ec == http::error::need_buffer) ec = {};
@@ -166,8 +170,10 @@ Failure classify_backend_error(const error_code& ec) {
 
 class ClientSession final : public DrainableSession {
  public:
-  ClientSession(asio::ip::tcp::socket socket, ProxyContext& ctx)
-      : client_(std::move(socket)), ctx_(ctx) {
+  ClientSession(asio::ip::tcp::socket socket, ProxyContext& ctx, net::ssl::context* tls)
+      : client_(tls ? net::AnyStream(net::TcpStream(std::move(socket)), *tls)
+                    : net::AnyStream(net::TcpStream(std::move(socket)))),
+        ctx_(ctx) {
     ctx_.sessions.insert(this);
     error_code ec;
     const auto remote = client_.socket().remote_endpoint(ec);
@@ -185,16 +191,25 @@ class ClientSession final : public DrainableSession {
   // Between requests of a kept-alive connection there is nothing to lose by closing. A new
   // connection is not idle: its first request is on its way.
   void close_if_idle() override {
-    if (waiting_for_next_request_) client_.cancel();
+    if (waiting_for_next_request_) client_.tcp().cancel();
   }
 
   asio::awaitable<void> run() {
+    if (auto* tls = client_.tls()) {
+      set_deadline(client_, handshake_timeout());
+      auto [ec] = co_await tls->async_handshake(net::ssl::stream_base::server, kUseTuple);
+      if (ec) {
+        spdlog::debug("TLS handshake with {} failed: {}", remote_, ec.message());
+        client_.tcp().close();
+        co_return;
+      }
+    }
     // Each iteration serves one request; pipelined requests wait in buffer_.
     while (co_await serve_one()) {
     }
     error_code ignored;
     client_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-    client_.close();
+    client_.tcp().close();
   }
 
  private:
@@ -221,7 +236,9 @@ class ClientSession final : public DrainableSession {
     waiting_for_next_request_ = requests_served_ > 0 && buffer_.size() == 0;
     if (waiting_for_next_request_ && ctx_.draining) co_return false;
     set_deadline(client_, timeout_);
-    auto [ec, n] = co_await http::async_read_header(client_, buffer_, parser, kUseTuple);
+    auto [ec, n] = co_await client_.visit([&](auto& stream) {
+      return http::async_read_header(stream, buffer_, parser, kUseTuple);
+    });
     waiting_for_next_request_ = false;
     ++requests_served_;
     if (ec) {
@@ -235,6 +252,7 @@ class ClientSession final : public DrainableSession {
     auto& request = parser.get();
     Exchange exchange;
     exchange.client_version = request.version();
+    exchange.upgrade = parser.upgrade();
 
     // Smuggling guards Beast does not apply itself: a Transfer-Encoding that does not end in
     // chunked cannot delimit a request body, and two Host headers make routing ambiguous.
@@ -277,7 +295,8 @@ class ClientSession final : public DrainableSession {
     if (keep && request.version() == 10) response.set(http::field::connection, "keep-alive");
     response.prepare_payload();
     set_deadline(client_, timeout_);
-    auto [ec, n] = co_await http::async_write(client_, response, kUseTuple);
+    auto [ec, n] = co_await client_.visit(
+        [&](auto& stream) { return http::async_write(stream, response, kUseTuple); });
     co_return !ec && keep;
   }
 
@@ -289,7 +308,6 @@ class ClientSession final : public DrainableSession {
     exchange.wants_debug = request.find("X-Debug") != request.end();
     exchange.expects_continue =
         beast::iequals(request[http::field::expect], "100-continue") && request.version() >= 11;
-    exchange.upgrade = parser.upgrade();
     prepare_upstream_request(request, exchange.upgrade);
 
     std::vector<bool> excluded(route.backends.size(), false);
@@ -349,8 +367,9 @@ class ClientSession final : public DrainableSession {
     };
     add_if_absent("X-Forwarded-For", remote_);
     add_if_absent("X-Real-IP", remote_);
-    add_if_absent("X-Forwarded-Proto", "http");
-    add_if_absent("X-Forwarded-Protocol", "http");
+    const char* scheme = client_.is_tls() ? "https" : "http";
+    add_if_absent("X-Forwarded-Proto", scheme);
+    add_if_absent("X-Forwarded-Protocol", scheme);
     add_if_absent("X-Forwarded-Port", local_port_);
     request.version(11);
   }
@@ -393,19 +412,23 @@ class ClientSession final : public DrainableSession {
     request.body().more = !parser.is_done();
     http::serializer<true, http::buffer_body> request_writer{request};
     set_deadline(upstream->stream, timeout_);
-    auto [write_ec, header_bytes] =
-        co_await http::async_write_header(upstream->stream, request_writer, kUseTuple);
+    auto [write_ec, header_bytes] = co_await upstream->stream.visit([&](auto& stream) {
+      return http::async_write_header(stream, request_writer, kUseTuple);
+    });
     if (write_ec) co_return fail_upstream(classify_backend_error(write_ec));
     attempt.request_sent = true;
     if (!parser.is_done()) {
       if (exchange.expects_continue) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         set_deadline(client_, timeout_);
-        auto [ec, n] = co_await asio::async_write(client_, asio::buffer(kContinue), kUseTuple);
+        auto [ec, n] = co_await client_.visit([&](auto& stream) {
+          return asio::async_write(stream, asio::buffer(kContinue), kUseTuple);
+        });
         if (ec) co_return fail_client(std::move(upstream), attempt);
       }
-      auto relayed = co_await relay_body(client_, buffer_, parser, upstream->stream,
-                                         request_writer, chunk_, timeout_);
+      auto relayed = co_await client_.visit_with(upstream->stream, [&](auto& in, auto& out) {
+        return relay_body(in, buffer_, parser, out, request_writer, chunk_, timeout_);
+      });
       attempt.body_consumed = relayed.body_started;
       if (is_parse_error(relayed.read_error)) {
         // A malformed chunk: the backend connection is abandoned mid-request (it never sees
@@ -427,8 +450,9 @@ class ClientSession final : public DrainableSession {
       response_reader->header_limit(kHeaderLimit);
       if (request.method() == http::verb::head) response_reader->skip(true);
       set_deadline(upstream->stream, timeout_);
-      auto [ec, n] = co_await http::async_read_header(upstream->stream, upstream->buffer,
-                                                      *response_reader, kUseTuple);
+      auto [ec, n] = co_await upstream->stream.visit([&](auto& stream) {
+        return http::async_read_header(stream, upstream->buffer, *response_reader, kUseTuple);
+      });
       if (ec) co_return fail_upstream(classify_backend_error(ec));
       const auto status = response_reader->get().result_int();
       if (status >= 200 || status == 101) break;
@@ -439,7 +463,8 @@ class ClientSession final : public DrainableSession {
         interim.result(status);
         interim.reason(response_reader->get().reason());
         set_deadline(client_, timeout_);
-        auto [wec, wn] = co_await http::async_write(client_, interim, kUseTuple);
+        auto [wec, wn] = co_await client_.visit(
+            [&](auto& stream) { return http::async_write(stream, interim, kUseTuple); });
         if (wec) co_return fail_client(std::move(upstream), attempt);
       }
     }
@@ -488,13 +513,17 @@ class ClientSession final : public DrainableSession {
     response.body().more = has_body;
     http::serializer<false, http::buffer_body> response_writer{response};
     set_deadline(client_, timeout_);
-    auto [hec, hn] = co_await http::async_write_header(client_, response_writer, kUseTuple);
+    auto [hec, hn] = co_await client_.visit([&](auto& stream) {
+      return http::async_write_header(stream, response_writer, kUseTuple);
+    });
     exchange.bytes_sent += hn;
     attempt.response_started = true;
     if (hec) co_return fail_client(std::move(upstream), attempt);
     if (has_body) {
-      auto relayed = co_await relay_body(upstream->stream, upstream->buffer, *response_reader,
-                                         client_, response_writer, chunk_, timeout_);
+      auto relayed = co_await upstream->stream.visit_with(client_, [&](auto& in, auto& out) {
+        return relay_body(in, upstream->buffer, *response_reader, out, response_writer, chunk_,
+                          timeout_);
+      });
       exchange.bytes_sent += relayed.bytes_written;
       if (relayed.read_error) {
         // The backend stopped mid-response: close the client connection, never fake success.
@@ -524,36 +553,44 @@ class ClientSession final : public DrainableSession {
     response.body().more = false;
     http::serializer<false, http::buffer_body> writer{response};
     set_deadline(client_, timeout_);
-    auto [ec, n] = co_await http::async_write_header(client_, writer, kUseTuple);
+    auto [ec, n] = co_await client_.visit(
+        [&](auto& stream) { return http::async_write_header(stream, writer, kUseTuple); });
     exchange.bytes_sent += n;
     attempt.response_started = true;
     if (ec) co_return fail_client(std::move(upstream), attempt);
     ctx_.pool.forget(*upstream);  // a long-lived tunnel does not hold one of maxSockets
-    client_.expires_never();
-    upstream->stream.expires_never();
+    client_.tcp().expires_never();
+    upstream->stream.tcp().expires_never();
 
-    auto& client = client_.socket();
-    auto& backend = upstream->stream.socket();
     TunnelState state;
     state.last_activity = Clock::now();
     // Bytes that arrived with the handshake belong to the tunnel already.
     if (upstream->buffer.size() > 0) {
-      auto [wec, wn] = co_await asio::async_write(client, upstream->buffer.data(), kUseTuple);
+      auto [wec, wn] = co_await client_.visit([&](auto& stream) {
+        return asio::async_write(stream, upstream->buffer.data(), kUseTuple);
+      });
       state.to_client += wn;
       upstream->buffer.consume(upstream->buffer.size());
-      if (wec) state.failed = true;
+      state.failed = state.failed || wec;
     }
     if (!state.failed && buffer_.size() > 0) {
-      auto [wec, wn] = co_await asio::async_write(backend, buffer_.data(), kUseTuple);
+      auto [wec, wn] = co_await upstream->stream.visit([&](auto& stream) {
+        return asio::async_write(stream, buffer_.data(), kUseTuple);
+      });
       buffer_.consume(buffer_.size());
-      if (wec) state.failed = true;
+      state.failed = state.failed || wec;
     }
     if (!state.failed) {
       using namespace asio::experimental::awaitable_operators;
       std::array<char, kRelayChunk> from_backend{};
-      asio::steady_timer idle(client_.get_executor());
-      co_await (pump_both(client, backend, from_backend, state, idle) &&
-                watch_idle(client, backend, state, idle));
+      asio::steady_timer idle(client_.socket().get_executor());
+      auto& backend = upstream->stream;
+      co_await (client_.visit_with(backend,
+                                   [&](auto& client_side, auto& backend_side) {
+                                     return pump_both(client_side, backend_side, from_backend,
+                                                      state, idle);
+                                   }) &&
+                watch_idle(backend, state, idle));
     }
     exchange.status = 101;
     exchange.bytes_sent += state.to_client;
@@ -570,26 +607,29 @@ class ClientSession final : public DrainableSession {
     bool finished = false;
   };
 
-  static void close_both(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b) {
+  template <class A, class B>
+  static void close_both(A& a, B& b) {
     error_code ignored;
-    a.close(ignored);
-    b.close(ignored);
+    beast::get_lowest_layer(a).socket().close(ignored);
+    beast::get_lowest_layer(b).socket().close(ignored);
   }
 
-  asio::awaitable<void> pump_both(asio::ip::tcp::socket& client, asio::ip::tcp::socket& backend,
+  template <class ClientSide, class BackendSide>
+  asio::awaitable<void> pump_both(ClientSide& client_side, BackendSide& backend_side,
                                   std::array<char, kRelayChunk>& from_backend,
                                   TunnelState& state, asio::steady_timer& idle) {
     using namespace asio::experimental::awaitable_operators;
-    co_await (pump(client, backend, chunk_, state, false) &&
-              pump(backend, client, from_backend, state, true));
+    co_await (pump(client_side, backend_side, chunk_, state, false) &&
+              pump(backend_side, client_side, from_backend, state, true));
     state.finished = true;
     idle.cancel();
   }
 
-  // One direction of a tunnel. End of stream is passed on as a half-close; an error ends both.
-  static asio::awaitable<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
-                                    std::array<char, kRelayChunk>& buffer, TunnelState& state,
-                                    bool towards_client) {
+  // One direction of a tunnel. End of stream is passed on as a half-close (a TCP FIN, also
+  // under TLS); an error ends both directions.
+  template <class From, class To>
+  static asio::awaitable<void> pump(From& from, To& to, std::array<char, kRelayChunk>& buffer,
+                                    TunnelState& state, bool towards_client) {
     for (;;) {
       auto [ec, n] = co_await from.async_read_some(asio::buffer(buffer), kUseTuple);
       if (n > 0) {
@@ -602,9 +642,10 @@ class ClientSession final : public DrainableSession {
           co_return;
         }
       }
-      if (ec == asio::error::eof) {
+      if (ec == asio::error::eof || ec == net::ssl::error::stream_truncated) {
         error_code ignored;
-        to.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        beast::get_lowest_layer(to).socket().shutdown(asio::ip::tcp::socket::shutdown_send,
+                                                      ignored);
         co_return;
       }
       if (ec) {
@@ -615,15 +656,15 @@ class ClientSession final : public DrainableSession {
   }
 
   // tcpTimeout for a tunnel means idleness: no byte in either direction for that long.
-  asio::awaitable<void> watch_idle(asio::ip::tcp::socket& client, asio::ip::tcp::socket& backend,
-                                   TunnelState& state, asio::steady_timer& idle) {
+  asio::awaitable<void> watch_idle(net::AnyStream& backend, TunnelState& state,
+                                   asio::steady_timer& idle) {
     while (!state.finished) {
       idle.expires_at(timeout_.count() > 0 ? state.last_activity + timeout_
                                            : asio::steady_timer::time_point::max());
       co_await idle.async_wait(kUseTuple);
       if (state.finished) co_return;
       if (timeout_.count() > 0 && Clock::now() >= state.last_activity + timeout_) {
-        close_both(client, backend);
+        close_both(client_.tcp(), backend.tcp());
         co_return;
       }
     }
@@ -668,13 +709,16 @@ class ClientSession final : public DrainableSession {
       response.set("x-debug-version-hipache", HIPACHE_VERSION);
     }
     response.body() = ctx_.error_pages.body(failure_class.status);
+    // After a refused upgrade the client may already be sending the new protocol's bytes:
+    // they must never be read as the next HTTP request.
     const bool keep = request.keep_alive() && !unread_body && !ctx_.draining &&
-                      failure_class.source != FailureSource::client;
+                      !exchange.upgrade && failure_class.source != FailureSource::client;
     response.keep_alive(keep);
     if (keep && request.version() == 10) response.set(http::field::connection, "keep-alive");
     response.prepare_payload();
     set_deadline(client_, timeout_);
-    auto [ec, n] = co_await http::async_write(client_, response, kUseTuple);
+    auto [ec, n] = co_await client_.visit(
+        [&](auto& stream) { return http::async_write(stream, response, kUseTuple); });
     exchange.status = failure_class.status;
     exchange.bytes_sent += n;
     if (exchange.backend_finished == Clock::time_point{}) {
@@ -697,7 +741,8 @@ class ClientSession final : public DrainableSession {
     response.keep_alive(false);
     response.prepare_payload();
     set_deadline(client_, timeout_);
-    co_await http::async_write(client_, response, kUseTuple);
+    co_await client_.visit(
+        [&](auto& stream) { return http::async_write(stream, response, kUseTuple); });
   }
 
   void log_exchange(const Request& request, const Exchange& exchange) {
@@ -726,13 +771,18 @@ class ClientSession final : public DrainableSession {
     std::size_t index = 0;
   };
 
-  beast::tcp_stream client_;
+  net::AnyStream client_;
   ProxyContext& ctx_;
   beast::flat_buffer buffer_;
   std::array<char, kRelayChunk> chunk_{};
   std::string remote_;
   std::string local_port_;
   std::chrono::seconds timeout_{0};
+
+  // A TLS handshake is bounded even when tcpTimeout is off.
+  std::chrono::seconds handshake_timeout() const {
+    return timeout_.count() > 0 ? timeout_ : std::chrono::seconds(30);
+  }
   CurrentBackend current_;
   std::uint64_t requests_served_ = 0;
   bool waiting_for_next_request_ = false;
@@ -740,8 +790,9 @@ class ClientSession final : public DrainableSession {
 
 }  // namespace
 
-asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx) {
-  ClientSession session(std::move(socket), ctx);
+asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx,
+                                   net::ssl::context* tls) {
+  ClientSession session(std::move(socket), ctx, tls);
   co_await session.run();
 }
 

@@ -9,6 +9,7 @@
 #include "hipache/config.hpp"
 #include "hipache/route_store.hpp"
 #include "log/access_log.hpp"
+#include "net/stream.hpp"
 #include "proxy/error_pages.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -39,6 +40,8 @@ struct ProxyContext {
 void begin_drain(ProxyContext& ctx);
 
 // Serves one accepted client connection until it closes (keep-alive and pipelining included).
-boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx);
+// `tls`: the listener's TLS context for https listeners, null for plain http.
+boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx,
+                                          net::ssl::context* tls);
 
 }  // namespace hipache::proxy

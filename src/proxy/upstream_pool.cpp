@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace hipache::proxy {
@@ -12,15 +13,18 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 }  // namespace
 
 UpstreamPool::UpstreamPool(asio::any_io_executor executor, unsigned max_sockets, bool keep_alive,
-                           std::chrono::seconds timeout)
+                           std::chrono::seconds timeout,
+                           std::shared_ptr<net::ssl::context> backend_tls)
     : executor_(executor),
       max_sockets_(std::max(1u, max_sockets)),
       keep_alive_(keep_alive),
-      timeout_(timeout) {}
+      timeout_(timeout),
+      backend_tls_(std::move(backend_tls)) {}
 
 asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& backend,
                                                               bool allow_reuse) {
-  std::string key = backend.host + ":" + std::to_string(backend.port);
+  std::string key =
+      backend.host + ":" + std::to_string(backend.port) + (backend.tls ? "+tls" : "");
   const auto deadline = timeout_.count() > 0 ? asio::steady_timer::clock_type::now() + timeout_
                                              : asio::steady_timer::time_point::max();
   // Wait for a slot: at most maxSockets connections in use per backend.
@@ -46,12 +50,15 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     co_return Acquired{std::nullopt, std::move(connection)};
   }
 
-  auto connection = std::make_unique<UpstreamConnection>(executor_);
+  auto connection = std::make_unique<UpstreamConnection>(
+      backend.tls ? net::AnyStream(net::TcpStream(executor_), *backend_tls_)
+                  : net::AnyStream(net::TcpStream(executor_)));
   connection->key = std::move(key);
   connection->slot_held = true;
   error_code ec;
   asio::ip::tcp::resolver::results_type endpoints;
   const auto address = asio::ip::make_address(backend.host, ec);
+  const bool host_is_ip = !ec;
   if (!ec) {
     endpoints = asio::ip::tcp::resolver::results_type::create(
         asio::ip::tcp::endpoint(address, backend.port), backend.host, std::to_string(backend.port));
@@ -64,19 +71,34 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
       co_return Acquired{Failure::backend_refused, nullptr};
     }
   }
+  auto& tcp = connection->stream.tcp();
   if (timeout_.count() > 0) {
-    connection->stream.expires_after(timeout_);
+    tcp.expires_after(timeout_);
   } else {
-    connection->stream.expires_never();
+    tcp.expires_never();
   }
-  std::tie(ec, std::ignore) = co_await connection->stream.async_connect(endpoints, kUseTuple);
+  std::tie(ec, std::ignore) = co_await tcp.async_connect(endpoints, kUseTuple);
   if (ec) {
     release(std::move(connection), false);
     co_return Acquired{ec == beast::error::timeout ? Failure::backend_timeout
                                                    : Failure::backend_refused,
                        nullptr};
   }
-  connection->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  if (auto* tls = connection->stream.tls()) {
+    // SNI and certificate name checks use the backend URL's host (IP literals: no SNI).
+    if (!host_is_ip) {
+      SSL_set_tlsext_host_name(tls->native_handle(), backend.host.c_str());
+    }
+    tls->set_verify_callback(net::ssl::host_name_verification(backend.host));
+    std::tie(ec) = co_await tls->async_handshake(net::ssl::stream_base::client, kUseTuple);
+    if (ec) {
+      release(std::move(connection), false);
+      co_return Acquired{ec == beast::error::timeout ? Failure::backend_timeout
+                                                     : Failure::backend_tls_failed,
+                         nullptr};
+    }
+  }
   co_return Acquired{std::nullopt, std::move(connection)};
 }
 
@@ -90,7 +112,7 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
   }
   error_code ec;
   if (connection->stream.socket().available(ec) != 0 || ec) return;
-  connection->stream.expires_never();
+  connection->stream.tcp().expires_never();
   const auto id = next_idle_id_++;
   auto& conn = *connection;
   slot.idle.push_back(Idle{id, std::move(connection)});

@@ -19,6 +19,7 @@
 
 #include "hipache/errors.hpp"
 #include "hipache/route.hpp"
+#include "net/stream.hpp"
 
 namespace hipache::proxy {
 
@@ -26,19 +27,20 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 
 struct UpstreamConnection {
-  explicit UpstreamConnection(asio::any_io_executor executor) : stream(executor) {}
-  beast::tcp_stream stream;
+  explicit UpstreamConnection(net::AnyStream s) : stream(std::move(s)) {}
+  net::AnyStream stream;      // TLS for https:// backends
   beast::flat_buffer buffer;  // bytes read past the current response; non-empty = not reusable
-  std::string key;            // pool key, "host:port"
+  std::string key;            // pool key, "host:port" (+ "+tls")
   bool reused = false;        // came from the idle pool (a failure may just mean it went stale)
   bool slot_held = false;     // counts against maxSockets until released or forgotten
 };
 
 class UpstreamPool {
  public:
-  // timeout: connect deadline and longest wait for a free slot; zero = none.
+  // timeout: connect (and TLS handshake) deadline and longest wait for a free slot; zero =
+  // none. backend_tls: the client context for https:// backends.
   UpstreamPool(asio::any_io_executor executor, unsigned max_sockets, bool keep_alive,
-               std::chrono::seconds timeout);
+               std::chrono::seconds timeout, std::shared_ptr<net::ssl::context> backend_tls);
 
   struct Acquired {
     std::optional<Failure> failure;
@@ -71,6 +73,7 @@ class UpstreamPool {
   unsigned max_sockets_;
   bool keep_alive_;
   std::chrono::seconds timeout_;
+  std::shared_ptr<net::ssl::context> backend_tls_;
   std::uint64_t next_idle_id_ = 0;
   std::unordered_map<std::string, PerBackend> backends_;
 };

@@ -227,6 +227,13 @@ class ProcessTestCase(harness.ProxyTestCase):
                         % (count, sorted(exclude), sorted(self.workers()), self.proxy.log()[-3000:]))
         return pids
 
+    def backend(self):
+        """An echo backend that does not print a traceback when the proxy side of a
+        connection vanishes (killed workers, cut requests: expected here)."""
+        backend = self.http_backend()
+        backend.server.handle_error = lambda request, client_address: None
+        return backend
+
     def route(self, backend):
         self.redis.rpush("frontend:" + self.HOST, "proc", backend.url)
 
@@ -248,7 +255,7 @@ class ProcessTestCase(harness.ProxyTestCase):
 
 class ProcessTreeTest(ProcessTestCase):
     def test_one_master_and_n_workers_that_all_serve(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=3)
         master = self.master()
@@ -295,7 +302,7 @@ class ProcessTreeTest(ProcessTestCase):
 
 class RespawnTest(ProcessTestCase):
     def test_sigkilled_worker_is_replaced_without_losing_more_than_its_requests(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=3)
         workers = self.wait_for_workers(3)
@@ -320,7 +327,7 @@ class RespawnTest(ProcessTestCase):
         self.assertTrue(alive(self.master()))
 
     def test_workers_killed_at_start_are_respawned_with_back_off(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=1)
         master = self.master()
@@ -358,7 +365,7 @@ class RespawnTest(ProcessTestCase):
 
 class MemoryWatchdogTest(ProcessTestCase):
     def test_workers_over_the_limit_are_replaced_without_failed_requests(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=2, memoryLimit=1, memoryCheckInterval=1, gracefulWait=10)
         seen = set(self.wait_for_workers(2))
@@ -377,6 +384,33 @@ class MemoryWatchdogTest(ProcessTestCase):
         self.assertGreaterEqual(len(re.findall(r"over the 1 MB limit", log)), 4, log[-3000:])
         # Replaced workers exit by themselves (drained), they are not killed.
         self.assertNotIn("did not stop in time", log)
+        self.assertTrue(alive(self.master()))
+
+
+class LogReopenTest(ProcessTestCase):
+    def test_sigusr1_reaches_every_worker(self):
+        backend = self.backend()
+        self.route(backend)
+        self.start_proxy(workers=3)
+        self.wait_for_workers(3)
+        for _ in range(5):
+            self.assertEqual(self.request("GET", "/", host=self.HOST)[0], 200)
+        self.access_log_lines(expected=5)
+        rotated = self.access_log_path + ".1"
+        os.rename(self.access_log_path, rotated)
+        self.proxy.signal(signal.SIGUSR1)
+        self.assertTrue(harness.wait_until(
+            lambda: self.proxy.log().count("access log reopened") >= 3, 5), self.proxy.log())
+        time.sleep(0.2)
+        with open(rotated) as f:
+            rotated_before = len(f.read().splitlines())
+        for _ in range(60):
+            self.assertEqual(self.request("GET", "/", host=self.HOST)[0], 200)
+        self.assertEqual(len(self.access_log_lines(expected=60)), 60)
+        time.sleep(0.3)
+        with open(rotated) as f:
+            self.assertEqual(len(f.read().splitlines()), rotated_before,
+                             "a worker kept writing to the rotated file")
         self.assertTrue(alive(self.master()))
 
 
@@ -434,7 +468,7 @@ class StopTest(ProcessTestCase):
         self.assert_all_gone(workers | {master})
 
     def test_request_in_flight_during_sigterm_completes(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=2, gracefulWait=10)
         workers = self.wait_for_workers(2)
@@ -452,7 +486,7 @@ class StopTest(ProcessTestCase):
         # "Stop accepting": once SIGTERM is taken, a new client must be refused at once (or be
         # served); a connection queued on a socket nobody accepts any more would hang until
         # the master exits and then be reset.
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=2, gracefulWait=10)
         workers = self.wait_for_workers(2)
@@ -477,7 +511,7 @@ class StopTest(ProcessTestCase):
         self.assert_all_gone(workers)
 
     def test_sigint_stops_at_once(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=2, gracefulWait=30)
         workers = self.wait_for_workers(2)
@@ -492,7 +526,7 @@ class StopTest(ProcessTestCase):
         self.assertNotIsInstance(result, tuple, "the slow request was not cut: %r" % (result,))
 
     def test_second_sigterm_during_the_drain_stops_at_once(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         self.start_proxy(workers=2, gracefulWait=30)
         workers = self.wait_for_workers(2)
@@ -541,7 +575,7 @@ class ReadinessTest(ProcessTestCase):
                   % (wanted, timeout, messages, self.proxy.log()[-3000:]))
 
     def check_notify(self, abstract):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         sock, address = self.notify_socket(abstract)
         cfg = self.config(workers=3, gracefulWait=5)
@@ -605,7 +639,7 @@ class PrivilegesTest(ProcessTestCase):
         return None
 
     def test_workers_run_as_the_configured_user_and_still_listen(self):
-        backend = self.http_backend()
+        backend = self.backend()
         self.route(backend)
         # The worker opens the access log after the drop: a directory the user can write.
         os.chmod(self.workdir, 0o755)

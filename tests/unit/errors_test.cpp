@@ -20,7 +20,7 @@ TEST(Classify, StatusesFollowTheSpec) {
 
 TEST(Classify, OnlyBackendFailuresBeforeAResponseMarkDeadAndRetry) {
   for (const auto f : {Failure::backend_refused, Failure::backend_reset, Failure::backend_timeout,
-                       Failure::backend_bad_response}) {
+                       Failure::backend_bad_response, Failure::backend_tls_failed}) {
     EXPECT_TRUE(classify(f).marks_backend_dead);
     EXPECT_TRUE(classify(f).backend_retryable);
   }
