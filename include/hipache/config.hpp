@@ -66,6 +66,8 @@ struct ServerSettings {
   unsigned memory_check_interval_s = 10;
   unsigned graceful_wait_s = 120;
   bool backend_tls_verify = true;
+  bool route_cache = true;  // the live route cache (Redis client-side caching); false = Hipache's
+                            // per-request reads
 };
 
 struct Config {

@@ -283,7 +283,7 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
       object, "server",
       {"debug", "workers", "maxSockets", "tcpTimeout", "deadBackendTTL", "retryOnError",
        "accessLog", "httpKeepAlive", "deadBackendOn500", "staticDir", "lruCache", "memoryLimit",
-       "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "uniqueIdHeader",
+       "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "routeCache", "uniqueIdHeader",
        // 0.3.x keys, translated by the listener code below.
        "port", "address", "address6", "https"});
 
@@ -300,6 +300,7 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
   flag("httpKeepAlive", server.http_keep_alive);
   flag("deadBackendOn500", server.dead_backend_on_500);
   flag("backendTlsVerify", server.backend_tls_verify);
+  flag("routeCache", server.route_cache);
   count("tcpTimeout", server.tcp_timeout_s);
   count("deadBackendTTL", server.dead_backend_ttl_s);
   count("retryOnError", server.retry_on_error);
@@ -959,6 +960,7 @@ std::string describe_config(const Config& config) {
     server["memoryCheckInterval"] = s.memory_check_interval_s;
     server["gracefulWait"] = s.graceful_wait_s;
     server["backendTlsVerify"] = s.backend_tls_verify;
+    server["routeCache"] = s.route_cache;
 
     json http_binds = json::array();
     json https_binds = json::array();

@@ -55,6 +55,14 @@ RedisReply convert(const redisReply* r) {
 
 redisReader* new_reader() { return redisReaderCreate(); }
 
+// A pub/sub delivery: ["message", channel, payload]. Replies to SUBSCRIBE itself are
+// ["subscribe", ...] and stay command replies.
+bool is_pubsub_message(const redisReply* r) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return false;
+  const redisReply* kind = r->element[0];
+  return kind->type == REDIS_REPLY_STRING && std::string_view(kind->str, kind->len) == "message";
+}
+
 }  // namespace
 
 RedisConnection::RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint,
@@ -64,7 +72,8 @@ RedisConnection::RedisConnection(asio::any_io_executor executor, RedisEndpoint e
       name_(std::move(name)),
       socket_(executor),
       write_signal_(executor),
-      reader_(new_reader(), &redisReaderFree) {}
+      reader_(new_reader(), &redisReaderFree),
+      reconnect_timer_(executor) {}
 
 void RedisConnection::start() {
   if (state_ == State::idle) connect();
@@ -73,6 +82,7 @@ void RedisConnection::start() {
 void RedisConnection::stop() {
   fail(generation_, "");
   state_ = State::stopped;
+  reconnect_timer_.cancel();
 }
 
 void RedisConnection::submit(std::vector<RedisCommand> commands, Handler handler) {
@@ -156,6 +166,7 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
   }
   asio::co_spawn(executor_, write_loop(generation), asio::detached);
   asio::co_spawn(executor_, watchdog(generation), asio::detached);
+  if (on_connected_) on_connected_();
 
   std::array<char, 16384> buffer{};
   while (generation == generation_) {
@@ -179,6 +190,11 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
       if (raw == nullptr) break;
       std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
                                                          &freeReplyObject);
+      if (on_push_ && is_pubsub_message(reply.get())) {
+        on_push_(convert(reply.get()));
+        if (generation != generation_) co_return;
+        continue;
+      }
       if (pending_.empty()) {
         fail(generation, "unexpected reply");
         co_return;
@@ -251,6 +267,13 @@ void RedisConnection::fail(std::uint64_t generation, const std::string& why) {
   state_ = State::backing_off;
   retry_at_ = std::chrono::steady_clock::now() + backoff_;
   backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+  if (keep_connected_) {
+    reconnect_timer_.expires_at(retry_at_);
+    reconnect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec && self->state_ == State::backing_off) self->connect();
+    });
+  }
+  if (on_disconnected_) on_disconnected_();
 }
 
 void RedisConnection::complete(Pending& pending, error_code ec) {

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -61,6 +62,18 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 
   // Starts the first connection attempt (calls also connect lazily).
   void start();
+
+  // Hooks for the route cache's invalidation link. on_connected runs once a connection is up
+  // (before anything else is read from it); on_disconnected when it fails. With a push handler,
+  // pub/sub "message" arrays go to it instead of being taken as command replies. With
+  // keep_connected, a failed connection is re-opened after its back-off without waiting for a
+  // command (a subscriber has none to send).
+  void set_on_connected(std::function<void()> hook) { on_connected_ = std::move(hook); }
+  void set_on_disconnected(std::function<void()> hook) { on_disconnected_ = std::move(hook); }
+  void set_push_handler(std::function<void(RedisReply)> handler) {
+    on_push_ = std::move(handler);
+  }
+  void set_keep_connected(bool keep) { keep_connected_ = keep; }
   // Closes the socket and fails everything pending; no reconnection afterwards.
   void stop();
 
@@ -101,6 +114,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::chrono::milliseconds backoff_{100};
   std::chrono::steady_clock::time_point retry_at_{};
   bool logged_down_ = false;
+  bool keep_connected_ = false;
+  std::function<void()> on_connected_;
+  std::function<void()> on_disconnected_;
+  std::function<void(RedisReply)> on_push_;
+  asio::steady_timer reconnect_timer_;
 };
 
 }  // namespace hipache::store

@@ -11,7 +11,7 @@
 #include <unordered_map>
 
 #include "hipache/router.hpp"
-#include "routing/lru_route_cache.hpp"
+#include "routing/route_cache.hpp"
 #include "store/redis_connection.hpp"
 
 namespace hipache::store {
@@ -35,6 +35,19 @@ std::optional<long long> parse_integer(std::string_view text) {
   return value;
 }
 
+// The live route cache (ARCHITECTURE.md): Redis tells us which keys changed. The reader
+// connection turns on CLIENT TRACKING in broadcast mode for the frontend:/dead: prefixes and
+// redirects the invalidations (RESP2) to a subscriber connection. An entry is served only while
+// that link is up and unchanged since the entry was read; a read that an invalidation overtook
+// is used once but not cached. Entries with dead backends live briefly, because Redis may notice
+// the dead set's expiry late.
+constexpr std::size_t kCacheCapacity = 100000;
+constexpr std::size_t kNegativeCacheCapacity = 10000;  // unknown hosts: bounded, LRU
+constexpr auto kLiveEntryLifetime = std::chrono::hours(1);
+constexpr auto kDeadEntryLifetime = 1s;
+constexpr std::uint64_t kLruGeneration = UINT64_MAX;  // entries of Hipache's lruCache mode
+constexpr const char* kInvalidationChannel = "__redis__:invalidate";
+
 class RedisRouteStore final : public RouteStore,
                               public std::enable_shared_from_this<RedisRouteStore> {
  public:
@@ -43,36 +56,78 @@ class RedisRouteStore final : public RouteStore,
         read_prefix_(config.read_endpoint.prefix),
         write_prefix_(config.write_endpoint.prefix),
         dead_ttl_(std::to_string(config.server.dead_backend_ttl_s)),
-        dead_ttl_duration_(std::chrono::seconds(config.server.dead_backend_ttl_s)) {
+        dead_ttl_duration_(std::chrono::seconds(config.server.dead_backend_ttl_s)),
+        live_cache_(config.server.route_cache),
+        positive_(config.server.lru_cache ? config.server.lru_cache->size : kCacheCapacity),
+        negative_(kNegativeCacheCapacity) {
     if (config.server.lru_cache) {
-      lru_.emplace(config.server.lru_cache->size,
-                   std::chrono::milliseconds(
-                       static_cast<long long>(config.server.lru_cache->ttl_seconds * 1000)));
+      lru_ttl_ = std::chrono::milliseconds(
+          static_cast<long long>(config.server.lru_cache->ttl_seconds * 1000));
     }
     reader_ = std::make_shared<RedisConnection>(executor, config.read_endpoint, "read");
     const bool same = config.driver.size() == 1 || config.driver.front() == config.driver.back();
     writer_ = same ? reader_
                    : std::make_shared<RedisConnection>(executor, config.write_endpoint, "write");
+    if (live_cache_) {
+      subscriber_ =
+          std::make_shared<RedisConnection>(executor, config.read_endpoint, "invalidations");
+    }
   }
 
   void start() {
+    if (subscriber_) {
+      std::weak_ptr<RedisRouteStore> weak = shared_from_this();
+      const auto link_lost = [weak] {
+        if (auto self = weak.lock()) self->link_lost();
+      };
+      subscriber_->set_keep_connected(true);
+      subscriber_->set_push_handler([weak](RedisReply message) {
+        if (auto self = weak.lock()) self->invalidate(message);
+      });
+      subscriber_->set_on_connected([weak] {
+        if (auto self = weak.lock()) self->subscribe();
+      });
+      subscriber_->set_on_disconnected([weak, link_lost] {
+        if (auto self = weak.lock()) self->subscriber_id_.clear();
+        link_lost();
+      });
+      reader_->set_on_connected([weak] {
+        if (auto self = weak.lock()) self->enable_tracking();
+      });
+      reader_->set_on_disconnected(link_lost);
+      subscriber_->start();
+    }
     reader_->start();
     asio::co_spawn(executor_, poll_hchecker(shared_from_this()), asio::detached);
   }
 
   asio::awaitable<RouteLookup> lookup(const std::string& host) override {
-    if (lru_) {
-      if (const auto* cached = lru_->find(host, Clock::now())) {
-        RouteLookup copy = *cached;
-        if (copy.status == RouteLookup::Status::found) apply_local_marks(host, copy.route);
-        co_return copy;
-      }
+    if (const auto* hit = fresh_entry(host)) co_return with_local_marks(host, hit->lookup);
+    // Single flight: concurrent misses for one host share one Redis read.
+    if (const auto it = flights_.find(host); it != flights_.end()) {
+      auto flight = it->second;
+      asio::steady_timer wake(executor_, asio::steady_timer::time_point::max());
+      flight->waiters.push_back(&wake);
+      co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_return with_local_marks(host, flight->result);
     }
+    auto flight = std::make_shared<Flight>();
+    flights_.emplace(host, flight);
+    const auto generation = generation_;
+    const auto invalidations = invalidations_;
+    const bool tracked = tracking_active_;
     auto result = co_await read_route(host);
-    if (lru_ && result.status != RouteLookup::Status::unavailable) {
-      lru_->insert(host, result, Clock::now());
+    if (result.status == RouteLookup::Status::unavailable) {
+      // Redis is out of reach: any route we still hold beats an error page.
+      if (const auto* stale = any_entry(host)) result = stale->lookup;
+    } else {
+      remember(host, result, tracked && generation == generation_ &&
+                                 invalidations == invalidations_);
     }
-    co_return result;
+    flights_.erase(host);
+    flight->result = result;
+    for (auto* waiter : flight->waiters) waiter->cancel();
+    co_return with_local_marks(host, std::move(result));
   }
 
   // One round trip: LRANGE of every candidate and SMEMBERS of the exact host's dead set.
@@ -118,7 +173,6 @@ class RedisRouteStore final : public RouteStore,
           route.dead[static_cast<std::size_t>(*index)] = true;
         }
       }
-      apply_local_marks(host, route);
       break;
     }
     co_return result;
@@ -148,11 +202,142 @@ class RedisRouteStore final : public RouteStore,
 
   void stop() override {
     stopped_ = true;
+    if (subscriber_) subscriber_->stop();
     reader_->stop();
     writer_->stop();
   }
 
  private:
+  struct Flight {
+    RouteLookup result;
+    std::vector<asio::steady_timer*> waiters;
+  };
+
+  RouteLookup with_local_marks(const std::string& host, RouteLookup lookup) {
+    if (lookup.status == RouteLookup::Status::found) apply_local_marks(host, lookup.route);
+    return lookup;
+  }
+
+  routing::RouteCache::Entry const* any_entry(const std::string& host) {
+    if (const auto* entry = positive_.find(host)) return entry;
+    return negative_.find(host);
+  }
+
+  // An entry may answer without Redis: in live mode while the link that vouches for it is up,
+  // in lruCache mode until its TTL.
+  routing::RouteCache::Entry const* fresh_entry(const std::string& host) {
+    const auto* entry = any_entry(host);
+    if (entry == nullptr) return nullptr;
+    const auto now = Clock::now();
+    if (now >= entry->expires) return nullptr;
+    if (tracking_active_ && entry->generation == generation_) return entry;
+    if (!tracking_active_ && lru_ttl_ && entry->generation == kLruGeneration) return entry;
+    return nullptr;
+  }
+
+  void remember(const std::string& host, const RouteLookup& lookup, bool vouched_by_tracking) {
+    auto& cache = lookup.status == RouteLookup::Status::found ? positive_ : negative_;
+    const auto now = Clock::now();
+    if (vouched_by_tracking) {
+      const bool any_dead =
+          std::find(lookup.route.dead.begin(), lookup.route.dead.end(), true) !=
+          lookup.route.dead.end();
+      cache.insert(host, lookup, now + (any_dead ? kDeadEntryLifetime : kLiveEntryLifetime),
+                   generation_);
+    } else if (lru_ttl_) {
+      cache.insert(host, lookup, now + *lru_ttl_, kLruGeneration);
+    }
+  }
+
+  // Invalidation link lost (subscriber or reader connection): nothing cached is vouched for
+  // any more. Entries stay only as a last resort while Redis cannot be read at all.
+  void link_lost() {
+    if (tracking_active_) spdlog::info("route cache: invalidation link lost; reading Redis");
+    tracking_active_ = false;
+    ++generation_;
+  }
+
+  void subscribe() {
+    std::vector<RedisCommand> commands{{"CLIENT", "ID"}, {"SUBSCRIBE", kInvalidationChannel}};
+    std::weak_ptr<RedisRouteStore> weak = shared_from_this();
+    subscriber_->async_exec(std::move(commands), [weak](boost::system::error_code ec,
+                                                        RedisReplies replies) {
+      auto self = weak.lock();
+      if (!self || ec || replies.size() != 2) return;
+      if (replies[0].kind != RedisReply::Kind::integer) {
+        self->tracking_unsupported("CLIENT ID: " + replies[0].text);
+        return;
+      }
+      self->subscriber_id_ = std::to_string(replies[0].integer);
+      self->enable_tracking();
+    });
+  }
+
+  void enable_tracking() {
+    if (!subscriber_ || unsupported_ || subscriber_id_.empty() || !reader_->connected()) return;
+    // off first: re-enabling with a new REDIRECT target is refused while tracking is on.
+    std::vector<RedisCommand> commands{
+        {"CLIENT", "TRACKING", "off"},
+        {"CLIENT", "TRACKING", "on", "REDIRECT", subscriber_id_, "BCAST", "PREFIX",
+         read_prefix_ + "frontend:", "PREFIX", read_prefix_ + "dead:"}};
+    std::weak_ptr<RedisRouteStore> weak = shared_from_this();
+    const auto generation = generation_;
+    const auto redirect = subscriber_id_;
+    reader_->async_exec(std::move(commands), [weak, generation, redirect](
+                                                 boost::system::error_code ec,
+                                                 RedisReplies replies) {
+      auto self = weak.lock();
+      if (!self || ec || replies.size() != 2) return;
+      if (replies[1].kind == RedisReply::Kind::error) {
+        // A stale REDIRECT (the subscriber reconnected meanwhile) is retried by its own hook.
+        if (redirect == self->subscriber_id_) {
+          self->tracking_unsupported("CLIENT TRACKING: " + replies[1].text);
+        }
+        return;
+      }
+      if (generation != self->generation_) return;  // a connection dropped meanwhile
+      ++self->generation_;
+      self->tracking_active_ = true;
+      spdlog::info("route cache: live (Redis client-side caching)");
+    });
+  }
+
+  void tracking_unsupported(const std::string& why) {
+    if (unsupported_) return;
+    unsupported_ = true;
+    spdlog::warn("route cache off, Redis is read on every request: {}", why);
+    subscriber_->stop();
+  }
+
+  // ["message", "__redis__:invalidate", keys] where keys is an array, or nil for FLUSHALL.
+  void invalidate(const RedisReply& message) {
+    ++invalidations_;
+    const auto& payload = message.elements[2];
+    if (payload.kind != RedisReply::Kind::array) {
+      positive_.clear();
+      negative_.clear();
+      return;
+    }
+    for (const auto& key : payload.elements) {
+      std::string_view name = key.text;
+      if (name.substr(0, read_prefix_.size()) != read_prefix_) continue;
+      name.remove_prefix(read_prefix_.size());
+      if (name.substr(0, 9) == "frontend:") {
+        name.remove_prefix(9);
+        if (name == "*" || name.substr(0, 2) == "*.") {
+          // A wildcard can route many cached hosts (and unknown ones): start over.
+          positive_.clear();
+          negative_.clear();
+          return;
+        }
+        positive_.erase(std::string(name));
+        negative_.erase(std::string(name));
+      } else if (name.substr(0, 5) == "dead:") {
+        positive_.erase(std::string(name.substr(5)));
+      }
+    }
+  }
+
   struct LocalMark {
     std::size_t index;
     Clock::time_point expires;
@@ -234,8 +419,20 @@ class RedisRouteStore final : public RouteStore,
   bool passive_enabled_ = true;
   bool stopped_ = false;
   std::unordered_map<std::string, std::vector<LocalMark>> local_marks_;
-  std::optional<routing::LruRouteCache> lru_;
   Clock::time_point next_error_log_{};
+
+  // Live route cache state.
+  bool live_cache_;
+  std::shared_ptr<RedisConnection> subscriber_;
+  std::string subscriber_id_;     // CLIENT ID of the subscriber, the REDIRECT target
+  bool tracking_active_ = false;  // invalidations flow: cached entries may answer
+  bool unsupported_ = false;      // the server refused tracking: per-request reads for good
+  std::uint64_t generation_ = 0;  // changes whenever the link goes down or comes up
+  std::uint64_t invalidations_ = 0;
+  std::optional<std::chrono::milliseconds> lru_ttl_;
+  routing::RouteCache positive_;
+  routing::RouteCache negative_;
+  std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
 };
 
 }  // namespace
