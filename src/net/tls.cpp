@@ -121,20 +121,33 @@ std::shared_ptr<ssl::context> make_context(const Config& config, const TlsSettin
   if (!ciphers.empty() && SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
     fail(config, origin + ".ciphers", "OpenSSL accepts no cipher of \"" + ciphers + "\"");
   }
-  if (!tls.passphrase.empty()) {
-    context->set_password_callback(
-        [passphrase = tls.passphrase](std::size_t, ssl::context::password_purpose) {
-          return passphrase;
-        });
-  }
+  // Always installed: without it OpenSSL would prompt on the terminal for an encrypted key.
+  context->set_password_callback(
+      [passphrase = tls.passphrase](std::size_t, ssl::context::password_purpose) {
+        return passphrase;
+      });
   boost::system::error_code ec;
+  const auto detail = [&ec] {
+    std::string text = openssl_error();
+    return text == "unknown OpenSSL error" ? ec.message() : text;
+  };
   context->use_certificate_chain_file(tls.cert, ec);
-  if (ec) fail(config, origin + ".cert", "cannot load " + tls.cert + ": " + openssl_error());
+  if (ec) fail(config, origin + ".cert", "cannot load " + tls.cert + ": " + detail());
   context->use_private_key_file(tls.key, ssl::context::pem, ec);
   if (ec) {
+    const std::string why = detail();
+    if (why.find("mismatch") != std::string::npos) {
+      fail(config, origin + ".key", tls.key + " does not match the certificate " + tls.cert);
+    }
+    const bool encrypted = why.find("bad decrypt") != std::string::npos ||
+                           why.find("bad password") != std::string::npos ||
+                           why.find("PEM lib") != std::string::npos;
     fail(config, origin + ".key",
-         "cannot load " + tls.key + (tls.passphrase.empty() ? "" : " (wrong passphrase?)") +
-             ": " + openssl_error());
+         "cannot load " + tls.key +
+             (encrypted ? (tls.passphrase.empty() ? " (encrypted key: set https.passphrase)"
+                                                  : " (wrong passphrase?)")
+                        : "") +
+             ": " + why);
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
     fail(config, origin + ".key", tls.key + " does not match the certificate " + tls.cert);
@@ -254,8 +267,12 @@ std::shared_ptr<ServerTls> make_server_tls(const Config& config, const ServerTls
       continue;
     }
     const auto& settings = listener.tls_settings;
-    const std::string identity = settings.cert + '\n' + settings.key + '\n' + settings.ciphers +
-                                 '\n' + settings.secure_protocol;
+    // Everything make_context reads is part of the identity.
+    std::string identity = settings.cert + '\n' + settings.key + '\n' + settings.passphrase +
+                           '\n' + settings.ciphers + '\n' + settings.secure_protocol + '\n' +
+                           std::to_string(settings.secure_options) +
+                           (settings.honor_cipher_order ? "\nhonor" : "\n");
+    for (const auto& ca : settings.ca) identity += '\n' + ca;
     auto& context = by_files[identity];
     if (!context) context = make_context(config, settings, "https", tls->ticket_keys, warnings);
     SSL_CTX_set_tlsext_servername_callback(context->native_handle(), &choose_certificate);

@@ -234,7 +234,13 @@ class ClientSession final : public DrainableSession {
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; no size cap
     waiting_for_next_request_ = requests_served_ > 0 && buffer_.size() == 0;
-    if (waiting_for_next_request_ && ctx_.draining) co_return false;
+    if (waiting_for_next_request_) {
+      if (ctx_.draining) co_return false;
+      // Between requests: give the buffers back and wait for bytes without holding any.
+      chunk_.reset();
+      buffer_.shrink_to_fit();
+      if (!co_await wait_readable()) co_return false;
+    }
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit([&](auto& stream) {
       return http::async_read_header(stream, buffer_, parser, kUseTuple);
@@ -285,6 +291,22 @@ class ClientSession final : public DrainableSession {
   }
 
   static bool body_pending(const RequestParser& parser) { return !parser.is_done(); }
+
+  // Waits (within tcpTimeout) until the idle client sends something or goes away.
+  asio::awaitable<bool> wait_readable() {
+    asio::steady_timer deadline(client_.socket().get_executor());
+    if (timeout_.count() > 0) {
+      deadline.expires_after(timeout_);
+    } else {
+      deadline.expires_at(asio::steady_timer::time_point::max());
+    }
+    deadline.async_wait([this](error_code ec) {
+      if (!ec) client_.socket().cancel();
+    });
+    auto [ec] = co_await client_.socket().async_wait(asio::ip::tcp::socket::wait_read, kUseTuple);
+    deadline.cancel();
+    co_return !ec;
+  }
 
   asio::awaitable<bool> send_ping(const Request& request, const RequestParser& parser) {
     http::response<http::string_body> response{http::status::ok, 11};
@@ -427,7 +449,7 @@ class ClientSession final : public DrainableSession {
         if (ec) co_return fail_client(std::move(upstream), attempt);
       }
       auto relayed = co_await client_.visit_with(upstream->stream, [&](auto& in, auto& out) {
-        return relay_body(in, buffer_, parser, out, request_writer, chunk_, timeout_);
+        return relay_body(in, buffer_, parser, out, request_writer, chunk(), timeout_);
       });
       attempt.body_consumed = relayed.body_started;
       if (is_parse_error(relayed.read_error)) {
@@ -521,7 +543,7 @@ class ClientSession final : public DrainableSession {
     if (hec) co_return fail_client(std::move(upstream), attempt);
     if (has_body) {
       auto relayed = co_await upstream->stream.visit_with(client_, [&](auto& in, auto& out) {
-        return relay_body(in, upstream->buffer, *response_reader, out, response_writer, chunk_,
+        return relay_body(in, upstream->buffer, *response_reader, out, response_writer, chunk(),
                           timeout_);
       });
       exchange.bytes_sent += relayed.bytes_written;
@@ -619,7 +641,7 @@ class ClientSession final : public DrainableSession {
                                   std::array<char, kRelayChunk>& from_backend,
                                   TunnelState& state, asio::steady_timer& idle) {
     using namespace asio::experimental::awaitable_operators;
-    co_await (pump(client_side, backend_side, chunk_, state, false) &&
+    co_await (pump(client_side, backend_side, chunk(), state, false) &&
               pump(backend_side, client_side, from_backend, state, true));
     state.finished = true;
     idle.cancel();
@@ -774,7 +796,13 @@ class ClientSession final : public DrainableSession {
   net::AnyStream client_;
   ProxyContext& ctx_;
   beast::flat_buffer buffer_;
-  std::array<char, kRelayChunk> chunk_{};
+  // The relay buffer exists only while a request is being relayed: an idle keep-alive
+  // connection holds no body or read buffer (ARCHITECTURE.md, hot-path rules).
+  std::unique_ptr<std::array<char, kRelayChunk>> chunk_;
+  std::array<char, kRelayChunk>& chunk() {
+    if (!chunk_) chunk_ = std::make_unique<std::array<char, kRelayChunk>>();
+    return *chunk_;
+  }
   std::string remote_;
   std::string local_port_;
   std::chrono::seconds timeout_{0};

@@ -78,6 +78,12 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void stop();
 
   bool connected() const { return state_ == State::connected; }
+
+  // Bytes have arrived that the read loop has not taken yet (one FIONREAD, no read).
+  bool has_unread_input() const {
+    boost::system::error_code ec;
+    return state_ == State::connected && socket_.available(ec) > 0;
+  }
   const RedisEndpoint& endpoint() const { return endpoint_; }
 
   // Longest a reply may take before the connection is considered hung and reset.

@@ -230,7 +230,11 @@ class RedisRouteStore final : public RouteStore,
     if (entry == nullptr) return nullptr;
     const auto now = Clock::now();
     if (now >= entry->expires) return nullptr;
-    if (tracking_active_ && entry->generation == generation_) return entry;
+    if (tracking_active_ && entry->generation == generation_) {
+      // An invalidation may be sitting unread on the subscriber socket (the write was just
+      // acknowledged to its author): then read Redis rather than trust the entry.
+      return subscriber_->has_unread_input() ? nullptr : entry;
+    }
     if (!tracking_active_ && lru_ttl_ && entry->generation == kLruGeneration) return entry;
     return nullptr;
   }

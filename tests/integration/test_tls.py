@@ -720,12 +720,18 @@ class ProtocolVersionTest(TlsTestCase):
 
     def test_secure_protocol_tls12_method_refuses_tls13(self):
         self.echo_frontend()
-        self.start_tls_proxy(self.tls_config(secureProtocol="TLSv1_2_method"))
+        self.start_tls_proxy(self.tls_config(secureProtocol="TLSv1_2_method",
+                                             certDir=self.cert_dir(self.pki.exact)))
         tls13 = self.client_context(minimum=ssl.TLSVersion.TLSv1_3)
         self.assertIsNotNone(self.handshake_error(tls13))
         status, _, _, info = self.https_get()
         self.assertEqual(status, 200)
         self.assertEqual(info["version"], "TLSv1.2")
+        # a certificate chosen by SNI does not bring other protocol settings along
+        self.assertIsNotNone(self.handshake_error(tls13, "exact.test"))
+        status, _, _, info = self.https_get(server_hostname="exact.test")
+        self.assertEqual(status, 200)
+        self.assertEqual((info["version"], names_of(info["cert"])[0]), ("TLSv1.2", "exact.test"))
 
 
 class SniTest(TlsTestCase):
