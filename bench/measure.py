@@ -2,7 +2,10 @@
 """Runs the measurements of bench/run.sh against proxies that are already running, and prints
 the comparison table.  Standard library only; wrk does the HTTP load.
 
-    measure.py run TARGETS.json RESULTS.json   every measurement, results as JSON
+    measure.py run TARGETS.json RESULTS.json PHASE
+                                               one phase (throughput, idle, websocket,
+                                               transfer) against freshly started proxies;
+                                               results accumulate in RESULTS.json
     measure.py table RESULTS.json [OUT.md]     the table, on stdout and into OUT.md
 
 TARGETS.json (written by run.sh):
@@ -12,7 +15,8 @@ TARGETS.json (written by run.sh):
      "transfer_bytes": 1073741824, "lua": "bench/vhosts.lua"}
 
 Settings come from the environment (see bench/README.md): BENCH_ROUNDS, BENCH_SECONDS,
-BENCH_QUICK, BENCH_IDLE_CONNS, BENCH_WS_TUNNELS, BENCH_VHOSTS, BENCH_ROUTE_SAMPLES.
+BENCH_QUICK, BENCH_IDLE_CONNS, BENCH_WS_TUNNELS, BENCH_WS_WINDOW, BENCH_VHOSTS,
+BENCH_ROUTE_SAMPLES.
 """
 
 import json
@@ -35,6 +39,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (1 if QUICK else 3))
 SECONDS = float(os.environ.get("BENCH_SECONDS") or (2 if QUICK else 10))
 IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS") or 4000)
 WS_TUNNELS = int(os.environ.get("BENCH_WS_TUNNELS") or 1000)
+WS_WINDOW = int(os.environ.get("BENCH_WS_WINDOW") or 1)      # messages in flight per tunnel
 VHOSTS = int(os.environ.get("BENCH_VHOSTS") or 10000)
 ROUTE_SAMPLES = int(os.environ.get("BENCH_ROUTE_SAMPLES") or 50)
 WRK_CONNECTIONS = 64
@@ -446,7 +451,7 @@ def ws_test(proxy, n=WS_TUNNELS, rounds=ROUNDS, seconds=SECONDS, batch=100):
             s.setblocking(False)
             sel.register(s, selectors.EVENT_READ)
             pending[s] = 0
-            s.send(WS_FRAME)                      # one message in flight per tunnel
+            s.send(WS_FRAME * WS_WINDOW)          # WS_WINDOW messages in flight per tunnel
         rates, lost = [], 0
         echo_len = len(WS_ECHO)
         for _ in range(rounds):
@@ -567,35 +572,95 @@ def guarded(results, proxy, what, fn):
         return "error: %s" % str(e).splitlines()[0][:200]
 
 
-def run(targets_path, out_path):
+PHASES = ("throughput", "idle", "websocket", "transfer")
+
+
+def run(targets_path, out_path, phase):
+    """One phase against freshly started proxies; results accumulate in out_path."""
     with open(targets_path) as f:
         targets = json.load(f)
     proxies = targets["proxies"]
     names = [p["name"] for p in proxies]
-    res = {"settings": {"rounds": ROUNDS, "seconds": SECONDS, "quick": QUICK,
-                        "idle_conns": IDLE_CONNS, "ws_tunnels": WS_TUNNELS, "vhosts": VHOSTS,
-                        "route_samples": ROUTE_SAMPLES, "wrk_connections": WRK_CONNECTIONS,
-                        "transfer_bytes": targets["transfer_bytes"]},
-           "versions": targets.get("versions", {}), "proxies": names,
-           "rounds": {}, "values": {}, "notes": []}
+    if not os.path.exists(out_path):
+        res = {"settings": {"rounds": ROUNDS, "seconds": SECONDS, "quick": QUICK,
+                            "idle_conns": IDLE_CONNS, "ws_tunnels": WS_TUNNELS,
+                            "ws_window": WS_WINDOW, "vhosts": VHOSTS,
+                            "route_samples": ROUTE_SAMPLES, "wrk_connections": WRK_CONNECTIONS,
+                            "transfer_bytes": targets["transfer_bytes"]},
+               "versions": targets.get("versions", {}), "proxies": names,
+               "rounds": {}, "values": {}, "notes": []}
+    else:
+        with open(out_path) as f:
+            res = json.load(f)
     vals = res["values"]
 
     def put(metric, name, value):
         vals.setdefault(metric, {})[name] = value
 
-    log("loading Redis: %d virtual hosts" % VHOSTS)
-    load_redis(targets)
+    if not res.get("redis_loaded"):
+        res["redis_loaded"] = True
+        log("loading Redis: %d virtual hosts" % VHOSTS)
+        load_redis(targets)
     check_routes(targets)
-    for p in proxies:
-        put("rss_start", p["name"], rss_tree(p["pid"]))
 
-    log("warm-up")
+    if phase == "throughput":
+        for p in proxies:
+            put("rss_start", p["name"], rss_tree(p["pid"]))
+        throughput_phase(targets, res, put)
+        route_phase(targets, res, put)
+    else:
+        log("warm-up (1 s of wrk per proxy)")
+        for p in proxies:
+            guarded(res, p, "warm-up", lambda: run_wrk(p["port"], 1))
+    if phase == "idle":
+        for p in proxies:
+            log("idle keep-alive: %s, %d connections" % (p["name"], IDLE_CONNS))
+            out = guarded(res, p, "idle", lambda: idle_test(p))
+            if isinstance(out, str):
+                put("idle_rss_per_conn", p["name"], out)
+                put("idle_rss_after", p["name"], out)
+            else:
+                for k, v in out.items():
+                    put(k, p["name"], v)
+    elif phase == "websocket":
+        for p in proxies:
+            log("WebSocket: %s, %d tunnels" % (p["name"], WS_TUNNELS))
+            out = guarded(res, p, "websocket", lambda: ws_test(p))
+            if isinstance(out, str):
+                put("ws_rss_per_tunnel", p["name"], out)
+                put("ws_msgs", p["name"], out)
+            else:
+                put("ws_rss_per_tunnel", p["name"], out["ws_rss_per_tunnel"])
+                put("ws_msgs", p["name"], statistics.median(out["ws_msgs"]))
+                res["rounds"].setdefault("ws_msgs", {})[p["name"]] = out["ws_msgs"]
+    elif phase == "transfer":
+        size = targets["transfer_bytes"]
+        for test, fn in (("upload", upload_test), ("download", download_test)):
+            for p in proxies:
+                log("%s: %s, %d MB" % (test, p["name"], size >> 20))
+                out = guarded(res, p, test, lambda: fn(p, size))
+                if isinstance(out, str):
+                    put(test + "_rss_growth", p["name"], out)
+                    put(test + "_mbps", p["name"], out)
+                else:
+                    for k, v in out.items():
+                        put(k, p["name"], v)
+
+    for p in proxies:
+        if not alive(p["pid"]):
+            res["notes"].append("%s: the process exited during the %s phase" % (p["name"], phase))
+    with open(out_path, "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def throughput_phase(targets, res, put):
+    proxies = targets["proxies"]
+    log("warm-up (1 s of each wrk run per proxy)")
     for p in proxies:
         guarded(res, p, "warm-up", lambda: run_wrk(p["port"], 1))
         guarded(res, p, "warm-up", lambda: run_wrk(p["port"], 1, lua=targets["lua"]))
-
     for metric, lua in (("small", None), ("vhosts", targets["lua"])):
-        per = {n: [] for n in names}
+        per = {p["name"]: [] for p in proxies}
         for r in range(ROUNDS):
             for p in proxies:       # rounds interleaved, so background noise hits all alike
                 log("%s round %d/%d: %s (%gs)" % (metric, r + 1, ROUNDS, p["name"], SECONDS))
@@ -618,39 +683,9 @@ def run(targets_path, out_path):
             put(metric + "_rps", n, statistics.median(x[0] for x in ok))
             put(metric + "_p99", n, statistics.median(x[1] for x in ok))
 
-    for p in proxies:
-        log("idle keep-alive: %s, %d connections" % (p["name"], IDLE_CONNS))
-        out = guarded(res, p, "idle", lambda: idle_test(p))
-        if isinstance(out, str):
-            put("idle_rss_per_conn", p["name"], out)
-        else:
-            for k, v in out.items():
-                put(k, p["name"], v)
 
-    for p in proxies:
-        log("WebSocket: %s, %d tunnels" % (p["name"], WS_TUNNELS))
-        out = guarded(res, p, "websocket", lambda: ws_test(p))
-        if isinstance(out, str):
-            put("ws_rss_per_tunnel", p["name"], out)
-            put("ws_msgs", p["name"], out)
-        else:
-            put("ws_rss_per_tunnel", p["name"], out["ws_rss_per_tunnel"])
-            put("ws_msgs", p["name"], statistics.median(out["ws_msgs"]))
-            res["rounds"].setdefault("ws_msgs", {})[p["name"]] = out["ws_msgs"]
-
-    size = targets["transfer_bytes"]
-    for test, fn in (("upload", upload_test), ("download", download_test)):
-        for p in proxies:
-            log("%s: %s, %d MB" % (test, p["name"], size >> 20))
-            out = guarded(res, p, test, lambda: fn(p, size))
-            if isinstance(out, str):
-                put(test + "_rss_growth", p["name"], out)
-                put(test + "_mbps", p["name"], out)
-            else:
-                for k, v in out.items():
-                    put(k, p["name"], v)
-
-    for p in proxies:
+def route_phase(targets, res, put):
+    for p in targets["proxies"]:
         if p["name"] != "hipache":
             for m in ("route_median", "route_p90", "route_miss_median", "route_miss_p90"):
                 put(m, p["name"], "n/a")
@@ -667,17 +702,9 @@ def run(targets_path, out_path):
             else:
                 put(prefix + "_median", p["name"], out["median"])
                 put(prefix + "_p90", p["name"], out["p90"])
-                res["notes"].append("%s: Redis write -> route%s: at most %d requests per sample"
+                res["notes"].append("%s: Redis write -> route%s: at most %d request(s) per sample"
                                     % (p["name"], " after a miss" if miss else "",
                                        out["max_attempts"]))
-
-    for p in proxies:
-        put("rss_end", p["name"], rss_tree(p["pid"]) if alive(p["pid"]) else "error: gone")
-        if not alive(p["pid"]):
-            res["notes"].append("%s: the process exited during the run" % p["name"])
-
-    with open(out_path, "w") as f:
-        json.dump(res, f, indent=1)
 
 
 # --------------------------------------------------------------------------- the table
@@ -692,11 +719,13 @@ ROWS = [
     ("vhosts_p99", "{vhosts} vhosts at random: p99 latency (ms)", lambda v: "%.2f" % v, "-"),
     ("idle_rss_per_conn", "{idle} idle keep-alive conns: RSS per connection (bytes)",
      lambda v: "{:,.0f}".format(v), "-"),
-    ("upload_rss_growth", "{transfer} upload: peak RSS growth (MiB)",
-     lambda v: "%.2f" % (v / MiB), "-"),
+    ("idle_rss_after", "{idle} idle keep-alive conns: total RSS (MiB)",
+     lambda v: "%.1f" % (v / MiB), "-"),
+    ("upload_rss_growth", "{transfer} upload: peak RSS growth (KiB)",
+     lambda v: "{:,.0f}".format(v / 1024), "-"),
     ("upload_mbps", "{transfer} upload: throughput (MB/s)", lambda v: "{:,.0f}".format(v), "+"),
-    ("download_rss_growth", "{transfer} download: peak RSS growth (MiB)",
-     lambda v: "%.2f" % (v / MiB), "-"),
+    ("download_rss_growth", "{transfer} download: peak RSS growth (KiB)",
+     lambda v: "{:,.0f}".format(v / 1024), "-"),
     ("download_mbps", "{transfer} download: throughput (MB/s)", lambda v: "{:,.0f}".format(v),
      "+"),
     ("ws_msgs", "{ws} WebSocket echo tunnels: messages/s", lambda v: "{:,.0f}".format(v), "+"),
@@ -709,8 +738,8 @@ ROWS = [
      lambda v: "%.3f" % v, "-"),
     ("route_miss_p90", "Same, host requested just before the write: p90 (ms)",
      lambda v: "%.3f" % v, "-"),
-    ("rss_start", "Proxy RSS at start, all processes (MiB)", lambda v: "%.1f" % (v / MiB), "-"),
-    ("rss_end", "Proxy RSS at the end, all processes (MiB)", lambda v: "%.1f" % (v / MiB), "-"),
+    ("rss_start", "Proxy RSS just started, all processes (MiB)",
+     lambda v: "%.1f" % (v / MiB), "-"),
 ]
 
 
@@ -761,7 +790,7 @@ def render(res):
               "quick" if s["quick"] else "full", ours, ours),
            "", *table, ""]
     if res.get("versions"):
-        out.append("Versions: " + "; ".join("%s %s" % kv for kv in res["versions"].items()))
+        out.append("Versions: " + "; ".join(res["versions"].values()))
         out.append("")
     errors = []
     for key, _, _, _ in ROWS:
@@ -782,8 +811,8 @@ def render(res):
 
 
 def main():
-    if len(sys.argv) >= 4 and sys.argv[1] == "run":
-        run(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == "run" and sys.argv[4] in PHASES:
+        run(sys.argv[2], sys.argv[3], sys.argv[4])
     elif len(sys.argv) in (3, 4) and sys.argv[1] == "table":
         with open(sys.argv[2]) as f:
             text = render(json.load(f))

@@ -59,9 +59,16 @@ MAXCONN=$(((NOFILE - 200) / 2))
 # ------------------------------------------------------------------ cleanup
 TMP="$(mktemp -d /tmp/hipache-bench.XXXXXX)"
 PIDS=()
+MEASURE_PID=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "$MEASURE_PID" ]; then   # the measuring client and its wrk, if one is running
+    local kids
+    kids="$(pgrep -P "$MEASURE_PID" || true)"
+    kill -TERM "$MEASURE_PID" 2>/dev/null || true
+    [ -z "$kids" ] || kill -TERM $kids 2>/dev/null || true
+  fi
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     kill -TERM "${PIDS[i]}" 2>/dev/null || true
   done
@@ -81,7 +88,7 @@ trap 'exit 130' INT TERM
 
 start() { # name command...: start in the background, remember the pid
   local name="$1"; shift
-  "$@" >"$TMP/$name.out" 2>&1 &
+  "$@" >>"$TMP/$name.out" 2>&1 &
   PIDS+=("$!")
   eval "PID_${name//-/_}=$!"
 }
@@ -281,15 +288,6 @@ wait_port nginx-b2 "$P_B2"
 wait_port sink "$P_SINK"
 wait_port wsecho "$P_WS"
 
-start hipache "$TMP/hipache" -c "$TMP/hipache.json"
-start nginx-proxy nginx -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" \
-  -e "$TMP/nginx-proxy/error.log"
-start haproxy haproxy -db -f "$TMP/haproxy.cfg"
-wait_port hipache "$P_HIPACHE"
-wait_port nginx-proxy "$P_NGINX"
-wait_port haproxy "$P_HAPROXY"
-sleep 0.5   # let the workers of each proxy come up
-
 versions="$(python3 - "$TMP/hipache" <<'EOF'
 import json, subprocess, sys
 def first(cmd):
@@ -302,11 +300,23 @@ print(json.dumps({"hipache": first([sys.argv[1], "-V"]),
                   "nginx": first(["nginx", "-v"]).replace("nginx version: ", ""),
                   "haproxy": first(["haproxy", "-v"]).split(" - ")[0],
                   "redis": first(["redis-server", "--version"]).split(" sha=")[0],
-                  "wrk": first(["wrk", "-v"]).split(" [")[0]}))
+                  "wrk": "wrk " + first(["wrk", "-v"]).split(" [")[0].replace("wrk ", "")}))
 EOF
 )"
 
-cat >"$TMP/targets.json" <<EOF
+# ------------------------------------------------------------------ the proxies
+# Each phase gets freshly started proxies, so memory one test left behind (allocator caches,
+# connection pools) does not make the next one look cheaper.
+start_proxies() {
+  start hipache "$TMP/hipache" -c "$TMP/hipache.json"
+  start nginx-proxy nginx -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" \
+    -e "$TMP/nginx-proxy/error.log"
+  start haproxy haproxy -db -f "$TMP/haproxy.cfg"
+  wait_port hipache "$P_HIPACHE"
+  wait_port nginx-proxy "$P_NGINX"
+  wait_port haproxy "$P_HAPROXY"
+  sleep 1   # let every worker come up
+  cat >"$TMP/targets.json" <<EOF
 {
   "proxies": [
     {"name": "hipache", "port": $P_HIPACHE, "pid": $PID_hipache},
@@ -322,12 +332,45 @@ cat >"$TMP/targets.json" <<EOF
   "versions": $versions
 }
 EOF
+}
+
+stop_proxies() {
+  local pids=("$PID_hipache" "$PID_nginx_proxy" "$PID_haproxy") pid p keep=()
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  for p in "${PIDS[@]}"; do
+    [[ " ${pids[*]} " == *" $p "* ]] || keep+=("$p")
+  done
+  PIDS=("${keep[@]}")
+}
 
 # ------------------------------------------------------------------ measure
-python3 "$BENCH_DIR/measure.py" run "$TMP/targets.json" "$TMP/results.json"
+for phase in ${BENCH_PHASES:-throughput idle websocket transfer}; do
+  say "phase: $phase"
+  start_proxies
+  # in the background and waited for, so that Ctrl-C or a TERM reaches the trap at once
+  python3 "$BENCH_DIR/measure.py" run "$TMP/targets.json" "$TMP/results.json" "$phase" &
+  MEASURE_PID=$!
+  wait "$MEASURE_PID" || die "measure.py failed in phase $phase (rc $?)"
+  MEASURE_PID=""
+  stop_proxies
+done
 mkdir -p "$(dirname "$RESULTS")"
 cp "$TMP/results.json" "${RESULTS%.md}.json"
 echo
 python3 "$BENCH_DIR/measure.py" table "$TMP/results.json" "$RESULTS"
 echo
 say "written to $RESULTS"
+# anything the proxies complained about during the run
+for log in "$TMP/hipache.out" "$TMP/nginx-proxy/error.log" "$TMP/haproxy.out"; do
+  [ -f "$log" ] || continue
+  lines="$(grep -aiE 'error|warn|alert|crit|emerg' "$log" | grep -aivE 'invalidation link lost' || true)"
+  if [ -n "$lines" ]; then
+    say "$(basename "$(dirname "$log")")/$(basename "$log"): $(wc -l <<<"$lines") warning/error line(s), last ones:"
+    tail -n 5 <<<"$lines" >&2
+  fi
+done

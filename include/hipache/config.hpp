@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "hipache/address_range.hpp"
+
 namespace hipache {
 
 // One config problem, already phrased for the operator: "<file>: <key>: <what is wrong>".
@@ -68,6 +70,13 @@ struct ServerSettings {
   bool backend_tls_verify = true;
   bool route_cache = true;  // the live route cache (Redis client-side caching); false = Hipache's
                             // per-request reads
+  unsigned header_timeout_s = 10;    // whole request header must arrive within; 0 = tcpTimeout
+  unsigned max_connections = 10000;  // open client connections per worker; beyond: 503; 0 = off
+  double redis_timeout_s = 2;        // longest wait for a Redis reply before it counts as down
+  // server.trustProxies: null = Hipache's behaviour (client X-Forwarded-* kept as sent). A list:
+  // only these peers' X-Forwarded-* are kept (X-Forwarded-For gets the peer appended); anyone
+  // else's are replaced.
+  std::optional<std::vector<AddressRange>> trust_proxies;
 };
 
 struct Config {

@@ -10,7 +10,9 @@ namespace hipache {
 enum class Failure {
   // client side
   bad_request,           // unparsable or ambiguous request (smuggling guards)
-  headers_too_large,     // request header block over the limit
+  headers_too_large,     // request header block over the limit, or too many fields
+  uri_too_long,          // request target over the limit
+  overloaded,            // the worker is at server.maxConnections
   missing_host,          // no Host header
   frontend_not_found,    // no frontend list matched
   // routing
@@ -43,6 +45,10 @@ constexpr FailureClass classify(Failure f) {
       return {400, FailureSource::client, false, false, "Bad request"};
     case Failure::headers_too_large:
       return {431, FailureSource::client, false, false, "Request header fields too large"};
+    case Failure::uri_too_long:
+      return {414, FailureSource::client, false, false, "Request URI too long"};
+    case Failure::overloaded:
+      return {503, FailureSource::client, false, false, "Too many connections"};
     case Failure::missing_host:
       return {400, FailureSource::client, false, false, "Missing Host header"};
     case Failure::frontend_not_found:

@@ -283,7 +283,8 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
       object, "server",
       {"debug", "workers", "maxSockets", "tcpTimeout", "deadBackendTTL", "retryOnError",
        "accessLog", "httpKeepAlive", "deadBackendOn500", "staticDir", "lruCache", "memoryLimit",
-       "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "routeCache", "uniqueIdHeader",
+       "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "routeCache", "headerTimeout", "maxConnections",
+       "redisTimeout", "trustProxies", "uniqueIdHeader",
        // 0.3.x keys, translated by the listener code below.
        "port", "address", "address6", "https"});
 
@@ -306,6 +307,32 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
   count("retryOnError", server.retry_on_error);
   count("memoryLimit", server.memory_limit_mb);
   count("gracefulWait", server.graceful_wait_s);
+  count("headerTimeout", server.header_timeout_s);
+  count("maxConnections", server.max_connections);
+  if (const json* value = find_set(object, "redisTimeout")) {
+    server.redis_timeout_s = reader.non_negative(*value, "server.redisTimeout");
+    if (server.redis_timeout_s < 0.01 || server.redis_timeout_s > 3600) {
+      reader.fail("server.redisTimeout", "must be between 0.01 and 3600 seconds");
+    }
+  }
+  if (const json* value = find_set(object, "trustProxies")) {
+    if (!value->is_array()) {
+      reader.fail("server.trustProxies",
+                  "expected null or an array of addresses/CIDR ranges, got " + describe(*value));
+    }
+    std::vector<AddressRange> ranges;
+    for (const auto& item : *value) {
+      const auto range = item.is_string()
+                             ? parse_address_range(item.get<std::string>())
+                             : std::nullopt;
+      if (!range) {
+        reader.fail("server.trustProxies",
+                    "expected an IP address or CIDR range, got " + describe(item));
+      }
+      ranges.push_back(*range);
+    }
+    server.trust_proxies = std::move(ranges);
+  }
 
   if (const json* value = find_set(object, "workers")) {
     server.workers = static_cast<unsigned>(reader.whole(*value, "server.workers", kMaxWorkers));
@@ -961,6 +988,15 @@ std::string describe_config(const Config& config) {
     server["gracefulWait"] = s.graceful_wait_s;
     server["backendTlsVerify"] = s.backend_tls_verify;
     server["routeCache"] = s.route_cache;
+    server["headerTimeout"] = s.header_timeout_s;
+    server["maxConnections"] = s.max_connections;
+    server["redisTimeout"] = s.redis_timeout_s;
+    json trusted = nullptr;
+    if (s.trust_proxies) {
+      trusted = json::array();
+      for (const auto& range : *s.trust_proxies) trusted.push_back(range.text);
+    }
+    server["trustProxies"] = trusted;
 
     json http_binds = json::array();
     json https_binds = json::array();

@@ -43,6 +43,13 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::Prox
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
     if (!ec) {
+      const auto limit = ctx.config.server.max_connections;
+      if (limit > 0 && ctx.sessions.size() >= limit) {
+        // A clear 503 rather than collapse; other workers may still have room.
+        asio::co_spawn(executor, proxy::refuse_client(std::move(socket), ctx, tls != nullptr),
+                       log_exception);
+        continue;
+      }
       // Accepted just before a drain closed the acceptor still gets served.
       asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx, tls), log_exception);
       continue;

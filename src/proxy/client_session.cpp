@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "hipache/address_range.hpp"
 #include "hipache/balancer.hpp"
 #include "hipache/errors.hpp"
 #include "hipache/router.hpp"
@@ -32,6 +33,9 @@ std::string_view to_std(beast::string_view s) { return {s.data(), s.size()}; }
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 // Relay chunk: bodies stream through this much memory per direction, whatever their size.
 constexpr std::size_t kRelayChunk = 16 * 1024;
+// Beyond these a request is refused (414 / 431) before any routing: docs/security.md.
+constexpr std::size_t kMaxTargetLength = 8 * 1024;
+constexpr std::ptrdiff_t kMaxHeaderFields = 100;
 
 using RequestParser = http::request_parser<http::buffer_body>;
 using ResponseParser = http::response_parser<http::buffer_body>;
@@ -151,6 +155,14 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
   co_return result;
 }
 
+// The headers of every error page (SPEC section 7): never cached anywhere.
+void set_error_headers(http::response<http::string_body>& response) {
+  response.set(http::field::content_type, "text/html");
+  response.set(http::field::cache_control, "no-cache");
+  response.set(http::field::pragma, "no-cache");
+  response.set(http::field::expires, "-1");
+}
+
 // A protocol violation by the peer, as opposed to the connection ending or failing.
 bool is_parse_error(const error_code& ec) {
   return ec && ec.category() == kHttpErrors && ec != http::error::end_of_stream &&
@@ -241,7 +253,8 @@ class ClientSession final : public DrainableSession {
       buffer_.shrink_to_fit();
       if (!co_await wait_readable()) co_return false;
     }
-    set_deadline(client_, timeout_);
+    // One deadline for the whole header block (slowloris): trickling bytes does not extend it.
+    set_deadline(client_, header_timeout());
     auto [ec, n] = co_await client_.visit([&](auto& stream) {
       return http::async_read_header(stream, buffer_, parser, kUseTuple);
     });
@@ -268,6 +281,20 @@ class ClientSession final : public DrainableSession {
       co_await send_error(request, exchange, Failure::bad_request, false);
       co_return false;
     }
+    if (request.target().size() > kMaxTargetLength) {
+      co_await send_error(request, exchange, Failure::uri_too_long, false);
+      co_return false;
+    }
+    if (std::distance(request.begin(), request.end()) > kMaxHeaderFields) {
+      co_await send_error(request, exchange, Failure::headers_too_large, false);
+      co_return false;
+    }
+    // RFC 9112 section 3.2.2: an absolute-form target's authority replaces the Host header; the
+    // backend gets the usual origin-form.
+    if (!use_absolute_form_authority(request)) {
+      co_await send_error(request, exchange, Failure::bad_request, false);
+      co_return false;
+    }
 
     const auto host_header = request[http::field::host];
     const auto host = normalize_host(host_header);
@@ -291,6 +318,40 @@ class ClientSession final : public DrainableSession {
   }
 
   static bool body_pending(const RequestParser& parser) { return !parser.is_done(); }
+
+  std::chrono::seconds header_timeout() const {
+    const auto configured = std::chrono::seconds(ctx_.config.server.header_timeout_s);
+    if (configured.count() == 0) return timeout_;
+    return timeout_.count() == 0 ? configured : std::min(configured, timeout_);
+  }
+
+  // "GET http://host:port/path HTTP/1.1": route by (and forward as Host) the target's authority,
+  // forward the path. Returns false for an absolute-form target without an authority.
+  static bool use_absolute_form_authority(Request& request) {
+    const auto target = request.target();
+    std::size_t scheme_length = 0;
+    if (beast::iequals(target.substr(0, 7), "http://")) {
+      scheme_length = 7;
+    } else if (beast::iequals(target.substr(0, 8), "https://")) {
+      scheme_length = 8;
+    } else {
+      return true;  // origin-form (or "*" / authority-form): nothing to do
+    }
+    const auto rest = target.substr(scheme_length);
+    const auto path_start = rest.find_first_of("/?");
+    auto authority = rest.substr(0, path_start);
+    if (const auto at = authority.rfind('@'); at != beast::string_view::npos) {
+      authority = authority.substr(at + 1);
+    }
+    if (authority.empty()) return false;
+    std::string path = path_start == beast::string_view::npos
+                           ? std::string("/")
+                           : std::string(rest.substr(path_start));
+    if (path.front() == '?') path.insert(path.begin(), '/');
+    request.set(http::field::host, authority);
+    request.target(path);
+    return true;
+  }
 
   // Waits (within tcpTimeout) until the idle client sends something or goes away.
   asio::awaitable<bool> wait_readable() {
@@ -387,6 +448,21 @@ class ClientSession final : public DrainableSession {
     const auto add_if_absent = [&](std::string_view name, std::string_view value) {
       if (request.find(name) == request.end()) request.set(name, value);
     };
+    static constexpr std::string_view kForwardedHeaders[] = {
+        "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-Protocol",
+        "X-Forwarded-Port"};
+    if (const auto& trusted = ctx_.config.server.trust_proxies) {
+      if (address_in_ranges(remote_, *trusted)) {
+        // A trusted proxy in front of us: keep its headers, append the hop it came from.
+        const auto forwarded_for = request["X-Forwarded-For"];
+        if (!forwarded_for.empty()) {
+          request.set("X-Forwarded-For", std::string(forwarded_for) + ", " + remote_);
+        }
+      } else {
+        // Anyone else could claim any address: their forwarded headers are dropped.
+        for (const auto name : kForwardedHeaders) request.erase(name);
+      }
+    }
     add_if_absent("X-Forwarded-For", remote_);
     add_if_absent("X-Real-IP", remote_);
     const char* scheme = client_.is_tls() ? "https" : "http";
@@ -722,10 +798,7 @@ class ClientSession final : public DrainableSession {
     const auto failure_class = classify(failure);
     http::response<http::string_body> response{static_cast<http::status>(failure_class.status),
                                                11};
-    response.set(http::field::content_type, "text/html");
-    response.set(http::field::cache_control, "no-cache");
-    response.set(http::field::pragma, "no-cache");
-    response.set(http::field::expires, "-1");
+    set_error_headers(response);
     if (request.find("X-Debug") != request.end()) {
       response.set("x-debug-error", failure_class.reason);
       response.set("x-debug-version-hipache", HIPACHE_VERSION);
@@ -755,10 +828,7 @@ class ClientSession final : public DrainableSession {
     const auto failure_class = classify(failure);
     http::response<http::string_body> response{static_cast<http::status>(failure_class.status),
                                                11};
-    response.set(http::field::content_type, "text/html");
-    response.set(http::field::cache_control, "no-cache");
-    response.set(http::field::pragma, "no-cache");
-    response.set(http::field::expires, "-1");
+    set_error_headers(response);
     response.body() = ctx_.error_pages.body(failure_class.status);
     response.keep_alive(false);
     response.prepare_payload();
@@ -822,6 +892,23 @@ asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& c
                                    net::ssl::context* tls) {
   ClientSession session(std::move(socket), ctx, tls);
   co_await session.run();
+}
+
+asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& ctx, bool tls) {
+  beast::tcp_stream stream(std::move(socket));
+  if (!tls) {  // a TLS client could not read a plain answer; it just sees the close
+    const auto failure = classify(Failure::overloaded);
+    http::response<http::string_body> response{static_cast<http::status>(failure.status), 11};
+    set_error_headers(response);
+    response.set(http::field::retry_after, "1");
+    response.body() = ctx.error_pages.body(failure.status);
+    response.keep_alive(false);
+    response.prepare_payload();
+    stream.expires_after(std::chrono::seconds(1));
+    co_await http::async_write(stream, response, kUseTuple);
+  }
+  error_code ignored;
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
 }
 
 void begin_drain(ProxyContext& ctx) {

@@ -10,7 +10,7 @@ namespace hipache::proxy {
 
 namespace {
 
-constexpr int kKnownStatuses[] = {400, 404, 431, 500, 502, 503, 504};
+constexpr int kKnownStatuses[] = {400, 404, 414, 431, 500, 502, 503, 504};
 
 std::optional<std::string> read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -24,6 +24,7 @@ const char* status_title(int status) {
   switch (status) {
     case 400: return "Bad Request";
     case 404: return "Not Found";
+    case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
@@ -36,6 +37,7 @@ const char* status_title(int status) {
 const char* status_explanation(int status) {
   switch (status) {
     case 400: return "This address is not served here, or the request could not be understood.";
+    case 414: return "The requested address is too long.";
     case 431: return "The request headers are too large.";
     case 502: return "The application behind this address is not answering right now.";
     case 503: return "The service is temporarily unavailable. Please try again shortly.";

@@ -36,6 +36,10 @@ struct ProxyContext {
   bool draining = false;  // no more keep-alive once the worker is asked to stop
 };
 
+// Answers 503 (plain http) and closes: the worker is at server.maxConnections.
+boost::asio::awaitable<void> refuse_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx,
+                                           bool tls);
+
 // Starts a graceful drain: every later response closes its connection, idle ones close now.
 void begin_drain(ProxyContext& ctx);
 

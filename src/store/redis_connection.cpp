@@ -66,10 +66,11 @@ bool is_pubsub_message(const redisReply* r) {
 }  // namespace
 
 RedisConnection::RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint,
-                                 std::string name)
+                                 std::string name, std::chrono::milliseconds reply_timeout)
     : executor_(executor),
       endpoint_(std::move(endpoint)),
       name_(std::move(name)),
+      reply_timeout_(reply_timeout),
       socket_(executor),
       write_signal_(executor),
       reader_(new_reader(), &redisReaderFree),
@@ -144,7 +145,8 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
     fail(generation, "cannot resolve " + endpoint_.host + ": " + ec.message());
     co_return;
   }
-  asio::steady_timer deadline(executor_, kConnectTimeout);
+  asio::steady_timer deadline(executor_, std::min<std::chrono::milliseconds>(kConnectTimeout,
+                                                                            reply_timeout_));
   auto result = co_await (
       asio::async_connect(socket_, endpoints, asio::redirect_error(asio::use_awaitable, ec)) ||
       deadline.async_wait(asio::use_awaitable));
@@ -237,12 +239,12 @@ asio::awaitable<void> RedisConnection::watchdog(std::uint64_t generation) {
   asio::steady_timer tick(executor_);
   error_code ec;
   while (generation == generation_ && state_ == State::connected) {
-    tick.expires_after(kReplyTimeout / 4);
+    tick.expires_after(std::max(reply_timeout_ / 4, std::chrono::milliseconds(5)));
     co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (generation != generation_) co_return;
     if (!pending_.empty() &&
-        std::chrono::steady_clock::now() - pending_.front().sent_at > kReplyTimeout) {
-      fail(generation, "no reply within " + std::to_string(kReplyTimeout.count()) + " ms");
+        std::chrono::steady_clock::now() - pending_.front().sent_at > reply_timeout_) {
+      fail(generation, "no reply within " + std::to_string(reply_timeout_.count()) + " ms");
       co_return;
     }
   }

@@ -44,7 +44,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
  public:
   using Handler = asio::any_completion_handler<void(boost::system::error_code, RedisReplies)>;
 
-  RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint, std::string name);
+  // reply_timeout: longest a reply may take before the connection counts as hung and is reset.
+  RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint, std::string name,
+                  std::chrono::milliseconds reply_timeout);
   ~RedisConnection() = default;
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
@@ -86,8 +88,6 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   }
   const RedisEndpoint& endpoint() const { return endpoint_; }
 
-  // Longest a reply may take before the connection is considered hung and reset.
-  static constexpr std::chrono::milliseconds kReplyTimeout{2000};
 
  private:
   enum class State { idle, connecting, connected, backing_off, stopped };
@@ -110,6 +110,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   asio::any_io_executor executor_;
   RedisEndpoint endpoint_;
   std::string name_;  // "read"/"write", for logs
+  std::chrono::milliseconds reply_timeout_;
   asio::ip::tcp::socket socket_;
   asio::steady_timer write_signal_;
   State state_ = State::idle;

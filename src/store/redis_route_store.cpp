@@ -64,13 +64,16 @@ class RedisRouteStore final : public RouteStore,
       lru_ttl_ = std::chrono::milliseconds(
           static_cast<long long>(config.server.lru_cache->ttl_seconds * 1000));
     }
-    reader_ = std::make_shared<RedisConnection>(executor, config.read_endpoint, "read");
+    const auto timeout = std::chrono::milliseconds(
+        static_cast<long long>(config.server.redis_timeout_s * 1000));
+    reader_ = std::make_shared<RedisConnection>(executor, config.read_endpoint, "read", timeout);
     const bool same = config.driver.size() == 1 || config.driver.front() == config.driver.back();
     writer_ = same ? reader_
-                   : std::make_shared<RedisConnection>(executor, config.write_endpoint, "write");
+                   : std::make_shared<RedisConnection>(executor, config.write_endpoint, "write",
+                                                       timeout);
     if (live_cache_) {
-      subscriber_ =
-          std::make_shared<RedisConnection>(executor, config.read_endpoint, "invalidations");
+      subscriber_ = std::make_shared<RedisConnection>(executor, config.read_endpoint,
+                                                      "invalidations", timeout);
     }
   }
 
