@@ -65,6 +65,19 @@ bool is_pubsub_message(const redisReply* r) {
 
 }  // namespace
 
+bool decode_replies(std::string_view input, RedisReplies& out) {
+  std::unique_ptr<redisReader, void (*)(redisReader*)> reader(new_reader(), &redisReaderFree);
+  if (redisReaderFeed(reader.get(), input.data(), input.size()) != REDIS_OK) return false;
+  for (;;) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK) return false;
+    if (raw == nullptr) return true;
+    std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw),
+                                                       &freeReplyObject);
+    out.push_back(convert(reply.get()));
+  }
+}
+
 RedisConnection::RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint,
                                  std::string name, std::chrono::milliseconds reply_timeout)
     : executor_(executor),

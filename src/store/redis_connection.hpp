@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <variant>
 #include <vector>
@@ -39,6 +40,10 @@ struct RedisReply {
 
 using RedisCommand = std::vector<std::string>;
 using RedisReplies = std::vector<RedisReply>;
+
+// Decodes every complete RESP reply in `input` (the connection's parser, exposed for tests and
+// fuzzing). Returns false on a protocol error.
+bool decode_replies(std::string_view input, RedisReplies& out);
 
 class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
  public:
