@@ -114,6 +114,9 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
                                       std::chrono::seconds timeout) {
   BodyRelay result;
   auto& body = parser.get().body();
+  // Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for
+  // a whole chunk, a body would move 512 bytes per system call.
+  in_buffer.reserve(kRelayChunk);
   while (!serializer.is_done()) {
     if (!parser.is_done()) {
       // read_some, not read: whatever has arrived is forwarded at once (streaming responses,
