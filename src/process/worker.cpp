@@ -75,12 +75,14 @@ asio::awaitable<void> flush_loop(log::AccessLog& access_log) {
 
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
                const net::ServerTls& tls, int ready_fd) {
-  asio::io_context io(1);
+  // One thread per worker: the reactor's I/O locking is dead weight. (Scheduler locking stays:
+  // the resolver's helper thread posts completions back.)
+  asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   auto store = store::make_redis_route_store(io.get_executor(), config);
   proxy::UpstreamPool pool(io.get_executor(), config.server.max_sockets,
                            config.server.http_keep_alive,
                            std::chrono::seconds(config.server.tcp_timeout_s),
-                           net::make_backend_tls(config.server.backend_tls_verify));
+                           config.server.backend_tls_verify);
   const proxy::ErrorPages error_pages(config.server.static_dir);
   log::AccessLog access_log(config.server.access_log.value_or(""));
   proxy::ProxyContext ctx{config, *store, pool, error_pages, access_log};

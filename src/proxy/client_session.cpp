@@ -683,12 +683,12 @@ class ClientSession final : public DrainableSession {
     }
     if (!state.failed) {
       using namespace asio::experimental::awaitable_operators;
-      std::array<char, kRelayChunk> from_backend{};
+      auto from_backend = std::make_unique_for_overwrite<std::array<char, kRelayChunk>>();
       asio::steady_timer idle(client_.socket().get_executor());
       auto& backend = upstream->stream;
       co_await (client_.visit_with(backend,
                                    [&](auto& client_side, auto& backend_side) {
-                                     return pump_both(client_side, backend_side, from_backend,
+                                     return pump_both(client_side, backend_side, *from_backend,
                                                       state, idle);
                                    }) &&
                 watch_idle(backend, state, idle));
@@ -873,7 +873,8 @@ class ClientSession final : public DrainableSession {
   // connection holds no body or read buffer (ARCHITECTURE.md, hot-path rules).
   std::unique_ptr<std::array<char, kRelayChunk>> chunk_;
   std::array<char, kRelayChunk>& chunk() {
-    if (!chunk_) chunk_ = std::make_unique<std::array<char, kRelayChunk>>();
+    // for_overwrite: 16 KB that is written before it is read needs no zeroing.
+    if (!chunk_) chunk_ = std::make_unique_for_overwrite<std::array<char, kRelayChunk>>();
     return *chunk_;
   }
   std::string remote_;

@@ -1,5 +1,7 @@
 #include "proxy/upstream_pool.hpp"
 
+#include "net/tls.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
@@ -13,13 +15,12 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 }  // namespace
 
 UpstreamPool::UpstreamPool(asio::any_io_executor executor, unsigned max_sockets, bool keep_alive,
-                           std::chrono::seconds timeout,
-                           std::shared_ptr<net::ssl::context> backend_tls)
+                           std::chrono::seconds timeout, bool verify_backend_tls)
     : executor_(executor),
       max_sockets_(std::max(1u, max_sockets)),
       keep_alive_(keep_alive),
       timeout_(timeout),
-      backend_tls_(std::move(backend_tls)) {}
+      verify_backend_tls_(verify_backend_tls) {}
 
 asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& backend,
                                                               bool allow_reuse) {
@@ -50,6 +51,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     co_return Acquired{std::nullopt, std::move(connection)};
   }
 
+  if (backend.tls && !backend_tls_) backend_tls_ = net::make_backend_tls(verify_backend_tls_);
   auto connection = std::make_unique<UpstreamConnection>(
       backend.tls ? net::AnyStream(net::TcpStream(executor_), *backend_tls_)
                   : net::AnyStream(net::TcpStream(executor_)));

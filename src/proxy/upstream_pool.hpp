@@ -38,9 +38,9 @@ struct UpstreamConnection {
 class UpstreamPool {
  public:
   // timeout: connect (and TLS handshake) deadline and longest wait for a free slot; zero =
-  // none. backend_tls: the client context for https:// backends.
+  // none. verify_backend_tls: check the certificates of https:// backends.
   UpstreamPool(asio::any_io_executor executor, unsigned max_sockets, bool keep_alive,
-               std::chrono::seconds timeout, std::shared_ptr<net::ssl::context> backend_tls);
+               std::chrono::seconds timeout, bool verify_backend_tls);
 
   struct Acquired {
     std::optional<Failure> failure;
@@ -73,6 +73,9 @@ class UpstreamPool {
   unsigned max_sockets_;
   bool keep_alive_;
   std::chrono::seconds timeout_;
+  bool verify_backend_tls_;
+  // Built on first use: loading the system trust store costs time and megabytes per worker
+  // that deployments without https:// backends should not pay.
   std::shared_ptr<net::ssl::context> backend_tls_;
   std::uint64_t next_idle_id_ = 0;
   std::unordered_map<std::string, PerBackend> backends_;

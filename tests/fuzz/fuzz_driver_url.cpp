@@ -1,0 +1,23 @@
+// Fuzz target: driver URLs (redis://[:password@]host[:port][/db][#prefix]) and backend URLs
+// (http[s]://host[:port][/path]). parse_driver_url may only throw ConfigError; censor_driver_url
+// and parse_backend_url never throw.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "hipache/config.hpp"
+#include "hipache/route.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string url(reinterpret_cast<const char*>(data), size);
+  try {
+    const hipache::RedisEndpoint endpoint = hipache::parse_driver_url(url);
+    if (endpoint.host.empty() || endpoint.database < 0) __builtin_trap();
+  } catch (const hipache::ConfigError&) {
+  }
+  (void)hipache::censor_driver_url(url);
+  const hipache::Backend backend = hipache::parse_backend_url(url);
+  if (backend.url != url) __builtin_trap();
+  if (backend.valid && (backend.port == 0 || backend.host.empty())) __builtin_trap();
+  return 0;
+}
