@@ -219,8 +219,9 @@ class ClientSession final : public DrainableSession {
         co_return;
       }
     }
-    // Each iteration serves one request; pipelined requests wait in buffer_.
-    while (co_await serve_one()) {
+    // Each iteration serves one request; pipelined requests wait in buffer_. Between requests
+    // nothing but the connection itself stays allocated (no parser, no buffers).
+    while (co_await wait_for_request() && co_await serve_one()) {
     }
     error_code ignored;
     client_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
@@ -244,24 +245,27 @@ class ClientSession final : public DrainableSession {
   };
 
   // Returns whether the connection may carry another request.
+  // Returns false when the connection should close instead.
+  asio::awaitable<bool> wait_for_request() {
+    waiting_for_next_request_ = requests_served_ > 0 && buffer_.size() == 0;
+    if (!waiting_for_next_request_) co_return true;  // first request, or one already pipelined
+    if (ctx_.draining) co_return false;
+    chunk_.reset();
+    buffer_.shrink_to_fit();
+    const bool readable = co_await wait_readable();
+    waiting_for_next_request_ = false;
+    co_return readable;
+  }
+
   asio::awaitable<bool> serve_one() {
     RequestParser parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; no size cap
-    waiting_for_next_request_ = requests_served_ > 0 && buffer_.size() == 0;
-    if (waiting_for_next_request_) {
-      if (ctx_.draining) co_return false;
-      // Between requests: give the buffers back and wait for bytes without holding any.
-      chunk_.reset();
-      buffer_.shrink_to_fit();
-      if (!co_await wait_readable()) co_return false;
-    }
     // One deadline for the whole header block (slowloris): trickling bytes does not extend it.
     set_deadline(client_, header_timeout());
     auto [ec, n] = co_await client_.visit([&](auto& stream) {
       return http::async_read_header(stream, buffer_, parser, kUseTuple);
     });
-    waiting_for_next_request_ = false;
     ++requests_served_;
     if (ec) {
       if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
