@@ -42,10 +42,12 @@ for target in "${targets[@]}"; do
   mkdir -p "$build/corpus/$target"
   echo "== fuzz: $target for ${seconds}s ==" >&2
   log="$build/$target.log"
+  dict=()
+  [ -f "tests/fuzz/$target.dict" ] && dict=(-dict="tests/fuzz/$target.dict")
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      "$build/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-       -max_len="${max_len[$target]:-4096}" -print_final_stats=1 \
+       -max_len="${max_len[$target]:-4096}" -print_final_stats=1 "${dict[@]}" \
        -artifact_prefix="$build/artifacts/$target-" \
        "$build/corpus/$target" "tests/fuzz/corpus/$target" >"$log" 2>&1; then
     grep -E "^stat::number_of_executed_units|^stat::new_units_added|^stat::peak_rss_mb" "$log" \

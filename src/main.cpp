@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -63,6 +64,8 @@ int parse_arguments(int argc, char** argv, Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed stdout/stderr pipe or peer must surface as an error code, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
   Options options;
   if (const int code = parse_arguments(argc, argv, options); code >= 0) return code;
 
@@ -81,7 +84,7 @@ int main(int argc, char** argv) {
   try {
     // TLS material is loaded before anything is bound, so a bad key fails like a bad config.
     tls = hipache::net::make_server_tls(config, nullptr, config.warnings);
-  } catch (const hipache::ConfigError& error) {
+  } catch (const std::exception& error) {
     std::cerr << "hipache: " << error.what() << "\n";
     return 1;
   }

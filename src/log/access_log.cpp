@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -121,10 +123,14 @@ void AccessLog::open() {
   if (destination_ == "-" || destination_ == "stdout") {
     fd_ = STDOUT_FILENO;
     owns_fd_ = false;
+    struct stat info {};
+    regular_file_ = ::fstat(fd_, &info) == 0 && S_ISREG(info.st_mode);
     return;
   }
   fd_ = ::open(destination_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   owns_fd_ = fd_ >= 0;
+  struct stat info {};
+  regular_file_ = fd_ >= 0 && ::fstat(fd_, &info) == 0 && S_ISREG(info.st_mode);
   if (fd_ < 0) {
     spdlog::error("access log {}: cannot open: {}", destination_, std::strerror(errno));
   }
@@ -141,10 +147,16 @@ void AccessLog::flush() {
     buffer_.clear();
     return;
   }
-  // One write per flush: only whole lines, so concurrent writers never split a line.
+  // Only whole lines per write, so concurrent writers never split a line: O_APPEND makes a
+  // file write atomic; a pipe only up to PIPE_BUF bytes, so there writes are cut at line ends.
   std::size_t done = 0;
   while (done < buffer_.size()) {
-    const auto n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    std::size_t length = buffer_.size() - done;
+    if (!regular_file_ && length > PIPE_BUF) {
+      const auto cut = buffer_.rfind('\n', done + PIPE_BUF - 1);
+      length = cut != std::string::npos && cut >= done ? cut + 1 - done : PIPE_BUF;
+    }
+    const auto n = ::write(fd_, buffer_.data() + done, length);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       spdlog::error("access log {}: write failed: {}", destination_, std::strerror(errno));

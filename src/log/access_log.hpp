@@ -50,6 +50,7 @@ class AccessLog {
   std::string destination_;
   int fd_ = -1;
   bool owns_fd_ = false;
+  bool regular_file_ = false;  // else a pipe or terminal: atomic only up to PIPE_BUF
   std::string buffer_;
 };
 

@@ -181,9 +181,11 @@ void load_cert_dir(const Config& config, const TlsSettings& defaults,
                    std::vector<std::string>& warnings) {
   std::error_code ec;
   std::vector<std::filesystem::path> files;
-  for (const auto& entry : std::filesystem::directory_iterator(config.cert_dir, ec)) {
-    if (entry.is_regular_file() && entry.path().extension() == ".pem") {
-      files.push_back(entry.path());
+  for (std::filesystem::directory_iterator it(config.cert_dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code type_ec;
+    if (it->is_regular_file(type_ec) && it->path().extension() == ".pem") {
+      files.push_back(it->path());
     }
   }
   if (ec) fail(config, "https.certDir", "cannot read " + config.cert_dir + ": " + ec.message());

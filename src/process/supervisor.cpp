@@ -186,7 +186,11 @@ class Supervisor {
   }
 
   [[noreturn]] void run_child(pid_t master) {
-    sigprocmask(SIG_SETMASK, &original_mask_, nullptr);
+    // Back to the original mask, except the signals the worker handles: they stay blocked (and
+    // pending) until run_worker has its handlers in place.
+    sigset_t mask = original_mask_;
+    for (const int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaddset(&mask, sig);
+    sigprocmask(SIG_SETMASK, &mask, nullptr);
     // A worker must not outlive its master (it would hold the ports with nobody to manage it).
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != master) ::_exit(0);
@@ -318,7 +322,8 @@ class Supervisor {
       }
       // Certificates are re-read too (renewals, certDir changes); ticket keys carry over.
       fresh_tls = net::make_server_tls(fresh, tls_.get(), fresh.warnings);
-    } catch (const ConfigError& error) {
+    } catch (const std::exception& error) {
+      // Anything (an unreadable certificate directory too) refuses the reload, never the master.
       spdlog::error("reload refused, still serving with the previous configuration: {}",
                     error.what());
       return;

@@ -157,10 +157,21 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
     const char ready = 'R';
     if (::write(ready_fd, &ready, 1) != 1) spdlog::warn("cannot report readiness to the master");
   }
+  // The master keeps these blocked across fork until the handlers above exist (a SIGUSR1 from
+  // logrotate during start-up must not kill the worker).
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (const int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaddset(&handled, sig);
+  sigprocmask(SIG_UNBLOCK, &handled, nullptr);
+
   spdlog::info("worker {} serving {} listener(s)", ::getpid(), acceptors.size());
   io.run();
   access_log.flush();
-  return 0;
+  spdlog::default_logger()->flush();
+  // Connections still open (a fast stop) are suspended coroutines that refer to ctx, the store
+  // and the pool; tearing those down in destructor order would free them under the coroutines.
+  // The process ends here instead: the kernel closes every socket.
+  ::_exit(0);
 }
 
 }  // namespace hipache::process

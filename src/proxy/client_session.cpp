@@ -36,6 +36,13 @@ constexpr std::size_t kRelayChunk = 16 * 1024;
 // Beyond these a request is refused (414 / 431) before any routing: docs/security.md.
 constexpr std::size_t kMaxTargetLength = 8 * 1024;
 constexpr std::ptrdiff_t kMaxHeaderFields = 100;
+// Most a read buffer may hold: a full header block plus one relay chunk.
+constexpr std::size_t kReadBufferLimit = kHeaderLimit + kRelayChunk;
+// How long a backend that stopped reading an upload gets to send its answer (413, 401...).
+constexpr std::chrono::seconds kEarlyAnswerWait{2};
+constexpr std::size_t kMaxForwardedForLength = 8 * 1024;
+constexpr std::chrono::seconds kLingerTime{2};
+constexpr std::size_t kLingerBytes = 256 * 1024;
 
 using RequestParser = http::request_parser<http::buffer_body>;
 using ResponseParser = http::response_parser<http::buffer_body>;
@@ -223,8 +230,26 @@ class ClientSession final : public DrainableSession {
     // nothing but the connection itself stays allocated (no parser, no buffers).
     while (co_await wait_for_request() && co_await serve_one()) {
     }
+    co_await lingering_close();
+  }
+
+  // Closing a socket with unread input sends a reset that can destroy the answer just written
+  // (an error page after a refused upload): half-close, then read and drop what the client
+  // still sends, for a bounded time and amount.
+  asio::awaitable<void> lingering_close() {
     error_code ignored;
-    client_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    auto& socket = client_.socket();
+    socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    if (socket.available(ignored) > 0 || buffer_.size() > 0) {
+      client_.tcp().expires_after(kLingerTime);
+      std::array<char, 4096> sink;
+      std::size_t drained = 0;
+      while (drained < kLingerBytes) {
+        auto [ec, n] = co_await client_.tcp().async_read_some(asio::buffer(sink), kUseTuple);
+        if (ec) break;
+        drained += n;
+      }
+    }
     client_.tcp().close();
   }
 
@@ -278,13 +303,19 @@ class ClientSession final : public DrainableSession {
     auto& request = parser.get();
     Exchange exchange;
     exchange.client_version = request.version();
+    exchange.client_keep_alive = request.keep_alive();
     exchange.upgrade = parser.upgrade();
 
     // Smuggling guards Beast does not apply itself: a Transfer-Encoding that does not end in
     // chunked cannot delimit a request body, and two Host headers make routing ambiguous.
     const bool has_transfer_encoding = request.find(http::field::transfer_encoding) !=
                                        request.end();
-    if ((has_transfer_encoding && !parser.chunked()) || request.count(http::field::host) > 1) {
+    // Identical duplicate Content-Lengths are legal but forwarding both invites disagreement
+    // downstream; nginx refuses them too.
+    const auto content_length = request[http::field::content_length];
+    if ((has_transfer_encoding && !parser.chunked()) || request.count(http::field::host) > 1 ||
+        request.count(http::field::content_length) > 1 ||
+        content_length.find_first_not_of("0123456789") != beast::string_view::npos) {
       co_await send_error(request, exchange, Failure::bad_request, false);
       co_return false;
     }
@@ -394,7 +425,6 @@ class ClientSession final : public DrainableSession {
   asio::awaitable<bool> proxy(RequestParser& parser, const std::string& host, const Route& route,
                               Exchange& exchange) {
     auto& request = parser.get();
-    exchange.client_keep_alive = request.keep_alive();
     exchange.wants_debug = request.find("X-Debug") != request.end();
     exchange.expects_continue =
         beast::iequals(request[http::field::expect], "100-continue") && request.version() >= 11;
@@ -403,20 +433,24 @@ class ClientSession final : public DrainableSession {
     std::vector<bool> excluded(route.backends.size(), false);
     std::optional<Failure> last_failure;
     bool body_consumed = false;
+    bool stale_retry_used = false;
     const bool has_body = !parser.is_done();
     const bool replayable_after_send = !has_body && is_idempotent(request.method());
     unsigned retries_left = ctx_.config.server.retry_on_error;
 
     for (;;) {
-      const auto index = pick_backend(route, excluded, ctx_.rng);
+      // The stale retry goes to the backend whose pooled connection failed.
+      const auto index = fresh_connection_ ? std::optional<std::size_t>(current_.index)
+                                           : pick_backend(route, excluded, ctx_.rng);
       if (!index) {
-        co_return co_await send_error(request, exchange, last_failure.value_or(
-                                          Failure::no_live_backend), has_body && !body_consumed);
+        co_return co_await send_error(request, exchange,
+                                      last_failure.value_or(Failure::no_live_backend),
+                                      body_pending(parser));
       }
       const Backend& backend = route.backends[*index];
       if (!backend.valid) {
         co_return co_await send_error(request, exchange, Failure::bad_backend_url,
-                                      has_body && !body_consumed);
+                                      body_pending(parser));
       }
       current_ = {&backend, *index};
 
@@ -425,18 +459,26 @@ class ClientSession final : public DrainableSession {
       if (!attempt.failure) co_return attempt.client_reusable;
 
       const auto failure_class = classify(*attempt.failure);
-      if (failure_class.marks_backend_dead && !attempt.stale_reuse) {
+      if (failure_class.marks_backend_dead && !attempt.stale_reuse && !attempt.no_dead_mark) {
         spdlog::warn("backend {} of {} failed: {}", backend.url, host, failure_class.reason);
         ctx_.store.mark_dead(host, route, *index);
       }
       if (attempt.response_started) co_return false;  // nothing sane left to tell the client
       last_failure = attempt.failure;
       const bool replayable = !body_consumed && (!attempt.request_sent || replayable_after_send);
-      if (attempt.stale_reuse && replayable) continue;  // same backend, fresh connection
+      if (attempt.stale_reuse && replayable && !stale_retry_used) {
+        // A pooled connection the backend had closed: once, on a new connection to it.
+        stale_retry_used = true;
+        fresh_connection_ = true;
+        continue;
+      }
+      if (attempt.stale_reuse) {
+        // Not retried after all: a real failure of this backend.
+        ctx_.store.mark_dead(host, route, *index);
+      }
       excluded[*index] = true;
       if (!failure_class.backend_retryable || !replayable || retries_left == 0) {
-        co_return co_await send_error(request, exchange, *attempt.failure,
-                                      has_body && !body_consumed);
+        co_return co_await send_error(request, exchange, *attempt.failure, body_pending(parser));
       }
       --retries_left;
     }
@@ -456,13 +498,14 @@ class ClientSession final : public DrainableSession {
       if (request.find(name) == request.end()) request.set(name, value);
     };
     static constexpr std::string_view kForwardedHeaders[] = {
-        "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Proto", "X-Forwarded-Protocol",
-        "X-Forwarded-Port"};
+        "X-Forwarded-For",  "X-Real-IP",        "X-Forwarded-Proto", "X-Forwarded-Protocol",
+        "X-Forwarded-Port", "X-Forwarded-Host", "Forwarded"};
     if (const auto& trusted = ctx_.config.server.trust_proxies) {
       if (address_in_ranges(remote_, *trusted)) {
         // A trusted proxy in front of us: keep its headers, append the hop it came from.
         const auto forwarded_for = request["X-Forwarded-For"];
-        if (!forwarded_for.empty()) {
+        // Beast caps a field at 64 KB; a chain that long is not worth extending.
+        if (!forwarded_for.empty() && forwarded_for.size() < kMaxForwardedForLength) {
           request.set("X-Forwarded-For", std::string(forwarded_for) + ", " + remote_);
         }
       } else {
@@ -485,6 +528,7 @@ class ClientSession final : public DrainableSession {
     bool body_consumed = false;     // some body byte was read from the client
     bool response_started = false;  // some byte of the response reached the client
     bool stale_reuse = false;       // a pooled connection failed before any response byte
+    bool no_dead_mark = false;      // a failure that says nothing about the backend's health
     bool client_reusable = false;
   };
 
@@ -494,8 +538,10 @@ class ClientSession final : public DrainableSession {
     Attempt attempt;
     auto& request = parser.get();
     const unsigned client_version = exchange.client_version;
+    bool body_cut_short = false;  // the backend stopped reading the request body
     if (exchange.backend_started == Clock::time_point{}) exchange.backend_started = Clock::now();
-    const bool reuse = ctx_.config.server.http_keep_alive && !exchange.upgrade;
+    const bool reuse = ctx_.config.server.http_keep_alive && !exchange.upgrade && !fresh_connection_;
+    fresh_connection_ = false;
     auto acquired = co_await ctx_.pool.acquire(backend, reuse);
     if (acquired.failure) {
       attempt.failure = acquired.failure;
@@ -505,7 +551,10 @@ class ClientSession final : public DrainableSession {
     const bool reused = upstream->reused;
     const auto fail_upstream = [&](Failure failure) {
       attempt.failure = failure;
-      attempt.stale_reuse = reused && !attempt.response_started;
+      // Only a close or reset before any answer looks like a pooled connection gone stale; a
+      // timeout or garbage is the backend's own doing.
+      attempt.stale_reuse = reused && !attempt.response_started &&
+                            failure == Failure::backend_reset;
       ctx_.pool.release(std::move(upstream), false);
       return attempt;
     };
@@ -544,7 +593,12 @@ class ClientSession final : public DrainableSession {
         co_return attempt;
       }
       if (relayed.read_error) co_return fail_client(std::move(upstream), attempt);
-      if (relayed.write_error) co_return fail_upstream(classify_backend_error(relayed.write_error));
+      if (relayed.write_error) {
+        // The backend stopped taking the body. It may have answered already (413, 401...):
+        // give it a moment to say so, and relay that instead of a 502.
+        body_cut_short = true;
+        exchange.client_keep_alive = false;  // the rest of the body is still in the socket
+      }
     }
 
     // Response: skip interim 1xx answers (relaying them to HTTP/1.1 clients), then the final one.
@@ -554,10 +608,17 @@ class ClientSession final : public DrainableSession {
       response_reader->body_limit(boost::none);
       response_reader->header_limit(kHeaderLimit);
       if (request.method() == http::verb::head) response_reader->skip(true);
-      set_deadline(upstream->stream, timeout_);
+      set_deadline(upstream->stream, body_cut_short ? kEarlyAnswerWait : timeout_);
       auto [ec, n] = co_await upstream->stream.visit([&](auto& stream) {
         return http::async_read_header(stream, upstream->buffer, *response_reader, kUseTuple);
       });
+      if (ec && body_cut_short) {
+        // No answer: the upload failed, but that alone does not make the backend dead.
+        attempt.failure = Failure::backend_reset;
+        attempt.no_dead_mark = true;
+        ctx_.pool.release(std::move(upstream), false);
+        co_return attempt;
+      }
       if (ec) co_return fail_upstream(classify_backend_error(ec));
       const auto status = response_reader->get().result_int();
       if (status >= 200 || status == 101) break;
@@ -813,10 +874,13 @@ class ClientSession final : public DrainableSession {
     response.body() = ctx_.error_pages.body(failure_class.status);
     // After a refused upgrade the client may already be sending the new protocol's bytes:
     // they must never be read as the next HTTP request.
-    const bool keep = request.keep_alive() && !unread_body && !ctx_.draining &&
+    // The client's own keep-alive wish: `request` may already be rewritten for a backend.
+    const bool keep = exchange.client_keep_alive && !unread_body && !ctx_.draining &&
                       !exchange.upgrade && failure_class.source != FailureSource::client;
     response.keep_alive(keep);
-    if (keep && request.version() == 10) response.set(http::field::connection, "keep-alive");
+    if (keep && exchange.client_version == 10) {
+      response.set(http::field::connection, "keep-alive");
+    }
     response.prepare_payload();
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit(
@@ -872,7 +936,9 @@ class ClientSession final : public DrainableSession {
 
   net::AnyStream client_;
   ProxyContext& ctx_;
-  beast::flat_buffer buffer_;
+  // Bounded: a header block, or a chunk-size line with endless extensions, cannot grow it
+  // past this (Beast then fails the read: 431 / 400).
+  beast::flat_buffer buffer_{kReadBufferLimit};
   // The relay buffer exists only while a request is being relayed: an idle keep-alive
   // connection holds no body or read buffer (ARCHITECTURE.md, hot-path rules).
   std::unique_ptr<std::array<char, kRelayChunk>> chunk_;
@@ -890,6 +956,7 @@ class ClientSession final : public DrainableSession {
     return timeout_.count() > 0 ? timeout_ : std::chrono::seconds(30);
   }
   CurrentBackend current_;
+  bool fresh_connection_ = false;  // the next attempt must not take a pooled connection
   std::uint64_t requests_served_ = 0;
   bool waiting_for_next_request_ = false;
 };

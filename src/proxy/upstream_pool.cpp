@@ -65,9 +65,18 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     endpoints = asio::ip::tcp::resolver::results_type::create(
         asio::ip::tcp::endpoint(address, backend.port), backend.host, std::to_string(backend.port));
   } else {
+    // A slow name server must not hold the request longer than a connect would.
+    using namespace asio::experimental::awaitable_operators;
     asio::ip::tcp::resolver resolver(executor_);
-    std::tie(ec, endpoints) =
-        co_await resolver.async_resolve(backend.host, std::to_string(backend.port), kUseTuple);
+    asio::steady_timer resolve_deadline(executor_, deadline);
+    auto resolved = co_await (
+        resolver.async_resolve(backend.host, std::to_string(backend.port), kUseTuple) ||
+        resolve_deadline.async_wait(kUseTuple));
+    if (resolved.index() == 1) {
+      release(std::move(connection), false);
+      co_return Acquired{Failure::backend_timeout, nullptr};
+    }
+    std::tie(ec, endpoints) = std::get<0>(std::move(resolved));
     if (ec) {
       release(std::move(connection), false);
       co_return Acquired{Failure::backend_refused, nullptr};

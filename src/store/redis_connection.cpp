@@ -174,11 +174,6 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
   }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   state_ = State::connected;
-  backoff_ = kInitialBackoff;
-  if (logged_down_) {
-    spdlog::info("redis ({}) {}:{}: reconnected", name_, endpoint_.host, endpoint_.port);
-    logged_down_ = false;
-  }
   asio::co_spawn(executor_, write_loop(generation), asio::detached);
   asio::co_spawn(executor_, watchdog(generation), asio::detached);
   if (on_connected_) on_connected_();
@@ -214,6 +209,12 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
         fail(generation, "unexpected reply");
         co_return;
       }
+      if (logged_down_) {
+        // Only a reply proves recovery: a server that accepts and then hangs is still down.
+        spdlog::info("redis ({}) {}:{}: answering again", name_, endpoint_.host, endpoint_.port);
+        logged_down_ = false;
+      }
+      backoff_ = kInitialBackoff;
       auto& front = pending_.front();
       front.replies.push_back(convert(reply.get()));
       if (front.replies.size() == front.expected) {

@@ -47,6 +47,7 @@ constexpr auto kLiveEntryLifetime = std::chrono::hours(1);
 constexpr auto kDeadEntryLifetime = 1s;
 constexpr std::uint64_t kLruGeneration = UINT64_MAX;  // entries of Hipache's lruCache mode
 constexpr const char* kInvalidationChannel = "__redis__:invalidate";
+constexpr auto kHeartbeatInterval = 3s;
 
 class RedisRouteStore final : public RouteStore,
                               public std::enable_shared_from_this<RedisRouteStore> {
@@ -99,6 +100,7 @@ class RedisRouteStore final : public RouteStore,
       });
       reader_->set_on_disconnected(link_lost);
       subscriber_->start();
+      asio::co_spawn(executor_, heartbeat(shared_from_this()), asio::detached);
     }
     reader_->start();
     asio::co_spawn(executor_, poll_hchecker(shared_from_this()), asio::detached);
@@ -149,18 +151,20 @@ class RedisRouteStore final : public RouteStore,
       result.status = RouteLookup::Status::unavailable;
       co_return result;
     }
-    // An error reply (NOAUTH, WRONGTYPE on a malformed key, ...) means the routing table could
-    // not be read: a store failure (503), never "no such frontend".
-    for (const auto& reply : replies) {
-      if (reply.kind == RedisReply::Kind::error) {
-        report_error_reply(host, reply.text);
-        result.status = RouteLookup::Status::unavailable;
-        co_return result;
-      }
-    }
+    // An error reply (NOAUTH, WRONGTYPE on a malformed key, ...) means that part of the
+    // routing table could not be read: a store failure (503) for this host, never "no such
+    // frontend". Candidates after the one that matched do not matter.
+    const auto unreadable = [&](const RedisReply& reply) {
+      if (reply.kind != RedisReply::Kind::error) return false;
+      report_error_reply(host, reply.text);
+      result.status = RouteLookup::Status::unavailable;
+      return true;
+    };
     for (std::size_t i = 0; i < candidates.size(); ++i) {
       const auto& reply = replies[i];
+      if (unreadable(reply)) co_return result;
       if (reply.kind != RedisReply::Kind::array || reply.elements.empty()) continue;
+      if (unreadable(replies.back())) co_return result;
       result.status = RouteLookup::Status::found;
       auto& route = result.route;
       route.frontend_key = candidates[i];
@@ -400,6 +404,21 @@ class RedisRouteStore final : public RouteStore,
     }
     passive_enabled_ = !fresh;
   }
+
+  // A subscriber sends nothing by itself, so a link dropped silently (NAT, firewall) would go
+  // unnoticed while the cache trusts it. A PING every few seconds is answered even in subscribed
+  // mode; the connection's reply watchdog resets the link when the answer does not come.
+  static asio::awaitable<void> heartbeat(std::shared_ptr<RedisRouteStore> self) {
+    asio::steady_timer timer(self->executor_);
+    while (!self->stopped_) {
+      timer.expires_after(kHeartbeatInterval);
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (self->stopped_ || self->unsupported_ || !self->subscriber_->connected()) continue;
+      co_await self->subscriber_->async_exec(ping_command(), asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  static std::vector<RedisCommand> ping_command() { return {RedisCommand{"PING"}}; }
 
   static std::vector<RedisCommand> hchecker_ping_command() {
     return {RedisCommand{"GET", kHcheckerPingKey}};
