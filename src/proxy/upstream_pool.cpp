@@ -28,22 +28,25 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
       backend.host + ":" + std::to_string(backend.port) + (backend.tls ? "+tls" : "");
   const auto deadline = timeout_.count() > 0 ? asio::steady_timer::clock_type::now() + timeout_
                                              : asio::steady_timer::time_point::max();
-  // Wait for a slot: at most maxSockets connections in use per backend.
-  while (backends_[key].in_use >= max_sockets_) {
-    if (asio::steady_timer::clock_type::now() >= deadline) {
+  // At most maxSockets connections in use per backend; beyond, wait in line.
+  auto& slot = backends_[key];  // unordered_map references survive rehashing
+  if (slot.in_use < max_sockets_ && slot.waiters.empty()) {
+    ++slot.in_use;
+  } else {
+    bool granted = false;
+    asio::steady_timer wake(executor_, deadline);
+    slot.waiters.push_back({&wake, &granted});
+    co_await wake.async_wait(kUseTuple);
+    if (!granted) {  // the deadline passed first
+      std::erase_if(slot.waiters, [&](const PerBackend::Waiter& w) { return w.wake == &wake; });
       co_return Acquired{Failure::pool_exhausted, nullptr};
     }
-    asio::steady_timer wake(executor_, deadline);
-    backends_[key].waiters.push_back(&wake);
-    co_await wake.async_wait(kUseTuple);
-    std::erase(backends_[key].waiters, &wake);
   }
-  auto& slot = backends_[key];
-  ++slot.in_use;
 
   if (allow_reuse && !slot.idle.empty()) {
-    auto connection = std::move(slot.idle.front().connection);
-    slot.idle.pop_front();
+    // The most recently used connection: the least likely to have been closed by the backend.
+    auto connection = std::move(slot.idle.back().connection);
+    slot.idle.pop_back();
     error_code ignored;
     connection->stream.socket().cancel(ignored);  // stops its idle watch
     connection->reused = true;
@@ -137,11 +140,15 @@ void UpstreamPool::forget(UpstreamConnection& connection) {
 }
 
 void UpstreamPool::free_slot(PerBackend& slot) {
-  if (slot.in_use > 0) --slot.in_use;
   if (!slot.waiters.empty()) {
-    slot.waiters.front()->cancel();
+    // Hand the slot over: in_use stays as it is, the oldest waiter now holds it.
+    auto waiter = slot.waiters.front();
     slot.waiters.pop_front();
+    *waiter.granted = true;
+    waiter.wake->cancel();
+    return;
   }
+  if (slot.in_use > 0) --slot.in_use;
 }
 
 void UpstreamPool::watch_idle(const std::string& key, std::uint64_t id,

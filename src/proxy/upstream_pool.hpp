@@ -67,7 +67,13 @@ class UpstreamPool {
   struct PerBackend {
     unsigned in_use = 0;
     std::list<Idle> idle;
-    std::deque<asio::steady_timer*> waiters;
+    // Requests waiting for a slot, oldest first. A freed slot is handed to the oldest directly
+    // (granted = true), so newcomers cannot overtake those already waiting.
+    struct Waiter {
+      asio::steady_timer* wake;
+      bool* granted;
+    };
+    std::deque<Waiter> waiters;
   };
 
   void free_slot(PerBackend& slot);
