@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages hipache needs to build, test and run, when they are missing.
+# Installs the Debian packages hipache needs to build, test and run, when they are missing
+# (clang and its runtime for the libFuzzer targets, valgrind for the leak check).
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libboost1.81-dev libhiredis-dev libssl-dev
-          nlohmann-json3-dev libspdlog-dev libgtest-dev redis-server redis-tools python3 curl)
+          nlohmann-json3-dev libspdlog-dev libgtest-dev redis-server redis-tools python3 curl
+          clang libclang-rt-14-dev valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -283,8 +283,8 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
       object, "server",
       {"debug", "workers", "maxSockets", "tcpTimeout", "deadBackendTTL", "retryOnError",
        "accessLog", "httpKeepAlive", "deadBackendOn500", "staticDir", "lruCache", "memoryLimit",
-       "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "routeCache", "headerTimeout", "maxConnections",
-       "redisTimeout", "trustProxies", "uniqueIdHeader",
+       "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "routeCache", "headerTimeout",
+       "maxConnections", "redisTimeout", "trustProxies", "uniqueIdHeader",
        // 0.3.x keys, translated by the listener code below.
        "port", "address", "address6", "https"});
 
@@ -322,9 +322,8 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
     }
     std::vector<AddressRange> ranges;
     for (const auto& item : *value) {
-      const auto range = item.is_string()
-                             ? parse_address_range(item.get<std::string>())
-                             : std::nullopt;
+      const auto range =
+          item.is_string() ? parse_address_range(item.get<std::string>()) : std::nullopt;
       if (!range) {
         reader.fail("server.trustProxies",
                     "expected an IP address or CIDR range, got " + describe(item));
@@ -881,8 +880,9 @@ Config parse_config(const std::string& json_text, const std::string& path) {
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& error) {
-    // Drop nlohmann's "[json.exception.parse_error.101] " tag; keep line, column and reason.
+  } catch (const json::exception& error) {
+    // parse_error for bad syntax, out_of_range for a number no double holds. Drop nlohmann's
+    // "[json.exception.parse_error.101] " tag; keep line, column and reason.
     std::string detail = error.what();
     if (const std::size_t tag_end = detail.find("] ");
         detail.starts_with("[json.") && tag_end != std::string::npos) {

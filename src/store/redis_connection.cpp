@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -53,7 +54,31 @@ RedisReply convert(const redisReply* r) {
   return out;
 }
 
-redisReader* new_reader() { return redisReaderCreate(); }
+// hiredis 0.14 allocates an array's element table as soon as it reads "*<n>\r\n", before any
+// element arrives: a corrupt or hostile "*1000000000" would ask for 8 GB. No reply we read (a
+// frontend list, a dead set) comes near this bound; past it the reader reports an error and the
+// connection is dropped like any other protocol error.
+constexpr int kMaxReplyElements = 1 << 20;
+void* (*default_create_array)(const redisReadTask*, int) = nullptr;
+
+redisReplyObjectFunctions* bounded_reply_functions() {
+  static redisReplyObjectFunctions functions = [] {
+    const std::unique_ptr<redisReader, void (*)(redisReader*)> probe(redisReaderCreate(),
+                                                                     &redisReaderFree);
+    redisReplyObjectFunctions bounded = *probe->fn;
+    default_create_array = bounded.createArray;
+    bounded.createArray = [](const redisReadTask* task, int elements) -> void* {
+      if (elements > kMaxReplyElements) return nullptr;
+      return default_create_array(task, elements);
+    };
+    return bounded;
+  }();
+  return &functions;
+}
+
+redisReader* new_reader() {
+  return redisReaderCreateWithFunctions(bounded_reply_functions());
+}
 
 // A pub/sub delivery: ["message", channel, payload]. Replies to SUBSCRIBE itself are
 // ["subscribe", ...] and stay command replies.
@@ -158,8 +183,8 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
     fail(generation, "cannot resolve " + endpoint_.host + ": " + ec.message());
     co_return;
   }
-  asio::steady_timer deadline(executor_, std::min<std::chrono::milliseconds>(kConnectTimeout,
-                                                                            reply_timeout_));
+  asio::steady_timer deadline(executor_,
+                              std::min<std::chrono::milliseconds>(kConnectTimeout, reply_timeout_));
   auto result = co_await (
       asio::async_connect(socket_, endpoints, asio::redirect_error(asio::use_awaitable, ec)) ||
       deadline.async_wait(asio::use_awaitable));
@@ -180,8 +205,8 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
 
   std::array<char, 16384> buffer{};
   while (generation == generation_) {
-    const auto n =
-        co_await socket_.async_read_some(asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, ec));
+    const auto n = co_await socket_.async_read_some(asio::buffer(buffer),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
     if (generation != generation_) co_return;
     if (ec) {
       fail(generation, ec == asio::error::eof ? "connection closed by server" : ec.message());

@@ -342,6 +342,11 @@ class Proxy:
         self.process = subprocess.Popen([BINARY, "-c", self.config_path],
                                         stdout=subprocess.DEVNULL, stderr=self.stderr)
         wait_for_port(self.port, process=self.process)
+        # The master listens before its workers exist: wait for them too, so a test that looks
+        # at the worker (its pid, its memory) finds it started. A proxy whose workers cannot
+        # start is left to the test to judge.
+        wait_until(lambda: "worker(s) ready" in self.log() or self.process.poll() is not None,
+                   STARTUP_TIMEOUT)
 
     def log(self):
         with open(self.stderr_path, "rb") as f:

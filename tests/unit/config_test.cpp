@@ -290,6 +290,13 @@ TEST(ConfigJson, InvalidJsonIsOneLineNamingTheFile) {
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
 }
 
+TEST(ConfigJson, NumberTooLargeForADoubleIsInvalidJson) {
+  // nlohmann reports this as out_of_range, not parse_error: still one ConfigError line.
+  const std::string message = parse_error("{\"server\": {\"workers\": 1e400}}");
+  EXPECT_EQ(message.rfind("config/x.json: invalid JSON: ", 0), 0U) << message;
+  EXPECT_EQ(message.find("json.exception"), std::string::npos) << message;
+}
+
 TEST(ConfigJson, EmptyTextIsInvalidJson) {
   EXPECT_EQ(parse_error("").rfind("config/x.json: invalid JSON: ", 0), 0U);
 }
@@ -1057,8 +1064,8 @@ TEST(LoadConfig, UnreadableFile) {
   EXPECT_EXIT(
       {
         if (geteuid() == 0 && setuid(65534) != 0) std::exit(2);
-        const bool ok = error_of([&] { load_config(path); }) ==
-                        path + ": cannot read: Permission denied";
+        const bool ok =
+            error_of([&] { load_config(path); }) == path + ": cannot read: Permission denied";
         std::exit(ok ? 0 : 1);
       },
       testing::ExitedWithCode(0), "");

@@ -9,9 +9,10 @@ using Kind = RedisReply::Kind;
 
 TEST(DecodeReplies, EveryReplyType) {
   RedisReplies replies;
-  ASSERT_TRUE(decode_replies("+OK\r\n-ERR nope\r\n:42\r\n$5\r\nhello\r\n$-1\r\n"
-                             "*2\r\n$1\r\na\r\n*1\r\n:1\r\n",
-                             replies));
+  ASSERT_TRUE(
+      decode_replies("+OK\r\n-ERR nope\r\n:42\r\n$5\r\nhello\r\n$-1\r\n"
+                     "*2\r\n$1\r\na\r\n*1\r\n:1\r\n",
+                     replies));
   ASSERT_EQ(replies.size(), 6u);
   EXPECT_EQ(replies[0].kind, Kind::status);
   EXPECT_EQ(replies[0].text, "OK");
@@ -39,6 +40,19 @@ TEST(DecodeReplies, IncompleteInputWaitsAndGarbageFails) {
   EXPECT_TRUE(decode_replies("$10\r\nabc", replies));
   EXPECT_TRUE(replies.empty());
   EXPECT_FALSE(decode_replies("?what\r\n", replies));
+}
+
+TEST(DecodeReplies, HugeArrayHeaderIsRefusedBeforeAllocating) {
+  // hiredis would allocate the element table (8 GB here) on reading the header alone.
+  RedisReplies replies;
+  EXPECT_FALSE(decode_replies("*1000000000\r\n", replies));
+  EXPECT_TRUE(replies.empty());
+  // A large but sane array still decodes.
+  std::string many = "*5000\r\n";
+  for (int i = 0; i < 5000; ++i) many += ":1\r\n";
+  ASSERT_TRUE(decode_replies(many, replies));
+  ASSERT_EQ(replies.size(), 1U);
+  EXPECT_EQ(replies[0].elements.size(), 5000U);
 }
 
 }  // namespace
