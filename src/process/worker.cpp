@@ -24,18 +24,6 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kAccessLogFlushInterval = 100ms;
 constexpr auto kDrainPollInterval = 50ms;
 
-// The data path reports errors through error_code; an exception escaping a connection is a
-// bug: log it loudly (the connection is already gone) instead of swallowing it.
-void log_exception(const std::exception_ptr& error) {
-  if (!error) return;
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    spdlog::critical("connection aborted by an unexpected exception: {}", e.what());
-  }
-}
-
-// Accept errors (descriptor exhaustion above all) must not end the loop: pause and go on.
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::ProxyContext& ctx,
                                   net::ssl::context* tls) {
   auto executor = co_await asio::this_coro::executor;
@@ -47,11 +35,12 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::Prox
       if (limit > 0 && ctx.sessions.size() >= limit) {
         // A clear 503 rather than collapse; other workers may still have room.
         asio::co_spawn(executor, proxy::refuse_client(std::move(socket), ctx, tls != nullptr),
-                       log_exception);
+                       proxy::log_connection_exception);
         continue;
       }
       // Accepted just before a drain closed the acceptor still gets served.
-      asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx, tls), log_exception);
+      asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx, tls),
+                     proxy::log_connection_exception);
       continue;
     }
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
@@ -79,13 +68,13 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   // the resolver's helper thread posts completions back.)
   asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   auto store = store::make_redis_route_store(io.get_executor(), config);
-  proxy::UpstreamPool pool(io.get_executor(), config.server.max_sockets,
-                           config.server.http_keep_alive,
-                           std::chrono::seconds(config.server.tcp_timeout_s),
-                           config.server.backend_tls_verify);
+  proxy::UpstreamPool pool(
+      io.get_executor(), config.server.max_sockets, config.server.http_keep_alive,
+      std::chrono::seconds(config.server.tcp_timeout_s), config.server.backend_tls_verify);
   const proxy::ErrorPages error_pages(config.server.static_dir);
   log::AccessLog access_log(config.server.access_log.value_or(""));
-  proxy::ProxyContext ctx{config, *store, pool, error_pages, access_log};
+  proxy::IdleConnections idle(io.get_executor(), std::chrono::seconds(config.server.tcp_timeout_s));
+  proxy::ProxyContext ctx{config, *store, pool, error_pages, access_log, idle};
 
   std::vector<asio::ip::tcp::acceptor> acceptors;
   std::vector<net::ssl::context*> acceptor_tls;

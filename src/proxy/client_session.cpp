@@ -6,6 +6,7 @@
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -27,7 +28,9 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 const auto& kHttpErrors = http::make_error_code(http::error::end_of_stream).category();
 
-std::string_view to_std(beast::string_view s) { return {s.data(), s.size()}; }
+std::string_view to_std(beast::string_view s) {
+  return {s.data(), s.size()};
+}
 
 // Request header block limit: beyond it the client gets 431 (Node's parser allowed 80 KB).
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
@@ -73,9 +76,9 @@ void remove_hop_by_hop(Fields& fields) {
     for (const auto& token : http::token_list(it->value())) named.emplace_back(token);
   }
   for (const auto& name : named) fields.erase(name);
-  for (const auto f : {http::field::connection, http::field::keep_alive,
-                       http::field::proxy_connection, http::field::te, http::field::trailer,
-                       http::field::upgrade}) {
+  for (const auto f :
+       {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
+        http::field::te, http::field::trailer, http::field::upgrade}) {
     fields.erase(f);
   }
 }
@@ -192,17 +195,21 @@ Failure classify_backend_error(const error_code& ec) {
 
 class ClientSession final : public DrainableSession {
  public:
-  ClientSession(asio::ip::tcp::socket socket, ProxyContext& ctx, net::ssl::context* tls)
+  ClientSession(asio::ip::tcp::socket socket, ProxyContext& ctx, net::ssl::context* tls,
+                ClientFacts facts)
       : client_(tls ? net::AnyStream(net::TcpStream(std::move(socket)), *tls)
                     : net::AnyStream(net::TcpStream(std::move(socket)))),
-        ctx_(ctx) {
+        ctx_(ctx),
+        remote_(std::move(facts.remote)),
+        local_port_(std::move(facts.local_port)),
+        timeout_(ctx_.config.server.tcp_timeout_s) {
     ctx_.sessions.insert(this);
+    if (!remote_.empty()) return;  // resumed after a park: known already, and no_delay is set
     error_code ec;
     const auto remote = client_.socket().remote_endpoint(ec);
     remote_ = ec ? std::string("-") : client_address(remote);
     const auto local = client_.socket().local_endpoint(ec);
     local_port_ = ec ? std::string() : std::to_string(local.port());
-    timeout_ = std::chrono::seconds(ctx_.config.server.tcp_timeout_s);
     client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   }
 
@@ -230,7 +237,7 @@ class ClientSession final : public DrainableSession {
     // nothing but the connection itself stays allocated (no parser, no buffers).
     while (co_await wait_for_request() && co_await serve_one()) {
     }
-    co_await lingering_close();
+    if (!parked_) co_await lingering_close();
   }
 
   // Closing a socket with unread input sends a reset that can destroy the answer just written
@@ -270,11 +277,19 @@ class ClientSession final : public DrainableSession {
   };
 
   // Returns whether the connection may carry another request.
-  // Returns false when the connection should close instead.
+  // Returns false when the connection should close instead, or was parked.
   asio::awaitable<bool> wait_for_request() {
     waiting_for_next_request_ = requests_served_ > 0 && buffer_.size() == 0;
     if (!waiting_for_next_request_) co_return true;  // first request, or one already pipelined
     if (ctx_.draining) co_return false;
+    if (!client_.is_tls()) {
+      // Nothing to keep but the socket: parked, the connection costs its socket and little more
+      // (bench: idle keep-alive row); a new session serves its next request.
+      ctx_.idle.park(client_.tcp().release_socket(),
+                     ClientFacts{std::move(remote_), std::move(local_port_)}, ctx_);
+      parked_ = true;
+      co_return false;
+    }
     chunk_.reset();
     buffer_.shrink_to_fit();
     const bool readable = co_await wait_readable();
@@ -288,9 +303,8 @@ class ClientSession final : public DrainableSession {
     parser.body_limit(boost::none);  // bodies stream; no size cap
     // One deadline for the whole header block (slowloris): trickling bytes does not extend it.
     set_deadline(client_, header_timeout());
-    auto [ec, n] = co_await client_.visit([&](auto& stream) {
-      return http::async_read_header(stream, buffer_, parser, kUseTuple);
-    });
+    auto [ec, n] = co_await client_.visit(
+        [&](auto& stream) { return http::async_read_header(stream, buffer_, parser, kUseTuple); });
     ++requests_served_;
     if (ec) {
       if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
@@ -308,8 +322,8 @@ class ClientSession final : public DrainableSession {
 
     // Smuggling guards Beast does not apply itself: a Transfer-Encoding that does not end in
     // chunked cannot delimit a request body, and two Host headers make routing ambiguous.
-    const bool has_transfer_encoding = request.find(http::field::transfer_encoding) !=
-                                       request.end();
+    const bool has_transfer_encoding =
+        request.find(http::field::transfer_encoding) != request.end();
     // Identical duplicate Content-Lengths are legal but forwarding both invites disagreement
     // downstream; nginx refuses them too.
     const auto content_length = request[http::field::content_length];
@@ -399,11 +413,19 @@ class ClientSession final : public DrainableSession {
     } else {
       deadline.expires_at(asio::steady_timer::time_point::max());
     }
-    deadline.async_wait([this](error_code ec) {
-      if (!ec) client_.socket().cancel();
+    bool timed_out = false;
+    auto& socket = client_.socket();
+    deadline.async_wait([&socket, &timed_out](error_code ec) {
+      if (ec) return;  // cancelled: touches nothing, it may run after this frame is gone
+      timed_out = true;
+      socket.cancel(ec);
     });
-    auto [ec] = co_await client_.socket().async_wait(asio::ip::tcp::socket::wait_read, kUseTuple);
-    deadline.cancel();
+    auto [ec] = co_await socket.async_wait(asio::ip::tcp::socket::wait_read, kUseTuple);
+    if (deadline.cancel() == 0 && !timed_out) {
+      // The deadline fired as the client became readable: its handler is queued, not run, and
+      // refers to this frame. The queue is first in, first out: let it run before returning.
+      co_await asio::post(socket.get_executor(), asio::use_awaitable);
+    }
     co_return !ec;
   }
 
@@ -533,14 +555,14 @@ class ClientSession final : public DrainableSession {
   };
 
   asio::awaitable<Attempt> forward(RequestParser& parser, const std::string& host,
-                                   const Backend& backend, const Route& route,
-                                   Exchange& exchange) {
+                                   const Backend& backend, const Route& route, Exchange& exchange) {
     Attempt attempt;
     auto& request = parser.get();
     const unsigned client_version = exchange.client_version;
     bool body_cut_short = false;  // the backend stopped reading the request body
     if (exchange.backend_started == Clock::time_point{}) exchange.backend_started = Clock::now();
-    const bool reuse = ctx_.config.server.http_keep_alive && !exchange.upgrade && !fresh_connection_;
+    const bool reuse =
+        ctx_.config.server.http_keep_alive && !exchange.upgrade && !fresh_connection_;
     fresh_connection_ = false;
     auto acquired = co_await ctx_.pool.acquire(backend, reuse);
     if (acquired.failure) {
@@ -553,8 +575,8 @@ class ClientSession final : public DrainableSession {
       attempt.failure = failure;
       // Only a close or reset before any answer looks like a pooled connection gone stale; a
       // timeout or garbage is the backend's own doing.
-      attempt.stale_reuse = reused && !attempt.response_started &&
-                            failure == Failure::backend_reset;
+      attempt.stale_reuse =
+          reused && !attempt.response_started && failure == Failure::backend_reset;
       ctx_.pool.release(std::move(upstream), false);
       return attempt;
     };
@@ -566,9 +588,8 @@ class ClientSession final : public DrainableSession {
     request.body().more = !parser.is_done();
     http::serializer<true, http::buffer_body> request_writer{request};
     set_deadline(upstream->stream, timeout_);
-    auto [write_ec, header_bytes] = co_await upstream->stream.visit([&](auto& stream) {
-      return http::async_write_header(stream, request_writer, kUseTuple);
-    });
+    auto [write_ec, header_bytes] = co_await upstream->stream.visit(
+        [&](auto& stream) { return http::async_write_header(stream, request_writer, kUseTuple); });
     if (write_ec) co_return fail_upstream(classify_backend_error(write_ec));
     attempt.request_sent = true;
     if (!parser.is_done()) {
@@ -641,10 +662,9 @@ class ClientSession final : public DrainableSession {
     exchange.status = status;
     // 500 counts only while passive checks are on (SPEC section 6); other 5xx always publish,
     // and the store leaves out SADD/EXPIRE while an external checker runs.
-    if (status_marks_dead(static_cast<int>(status),
-                          response.find(http::field::retry_after) != response.end(),
-                          ctx_.config.server.dead_backend_on_500 &&
-                              ctx_.store.passive_checks_enabled())) {
+    if (status_marks_dead(
+            static_cast<int>(status), response.find(http::field::retry_after) != response.end(),
+            ctx_.config.server.dead_backend_on_500 && ctx_.store.passive_checks_enabled())) {
       // The 5xx answer is still relayed; the backend is just taken out of rotation.
       ctx_.store.mark_dead(host, route, current_.index);
     }
@@ -679,9 +699,8 @@ class ClientSession final : public DrainableSession {
     response.body().more = has_body;
     http::serializer<false, http::buffer_body> response_writer{response};
     set_deadline(client_, timeout_);
-    auto [hec, hn] = co_await client_.visit([&](auto& stream) {
-      return http::async_write_header(stream, response_writer, kUseTuple);
-    });
+    auto [hec, hn] = co_await client_.visit(
+        [&](auto& stream) { return http::async_write_header(stream, response_writer, kUseTuple); });
     exchange.bytes_sent += hn;
     attempt.response_started = true;
     if (hec) co_return fail_client(std::move(upstream), attempt);
@@ -740,9 +759,8 @@ class ClientSession final : public DrainableSession {
       state.failed = state.failed || wec;
     }
     if (!state.failed && buffer_.size() > 0) {
-      auto [wec, wn] = co_await upstream->stream.visit([&](auto& stream) {
-        return asio::async_write(stream, buffer_.data(), kUseTuple);
-      });
+      auto [wec, wn] = co_await upstream->stream.visit(
+          [&](auto& stream) { return asio::async_write(stream, buffer_.data(), kUseTuple); });
       buffer_.consume(buffer_.size());
       state.failed = state.failed || wec;
     }
@@ -751,12 +769,9 @@ class ClientSession final : public DrainableSession {
       auto from_backend = std::make_unique_for_overwrite<std::array<char, kRelayChunk>>();
       asio::steady_timer idle(client_.socket().get_executor());
       auto& backend = upstream->stream;
-      co_await (client_.visit_with(backend,
-                                   [&](auto& client_side, auto& backend_side) {
-                                     return pump_both(client_side, backend_side, *from_backend,
-                                                      state, idle);
-                                   }) &&
-                watch_idle(backend, state, idle));
+      co_await (client_.visit_with(backend, [&](auto& client_side, auto& backend_side) {
+        return pump_both(client_side, backend_side, *from_backend, state, idle);
+      }) && watch_idle(backend, state, idle));
     }
     exchange.status = 101;
     exchange.bytes_sent += state.to_client;
@@ -782,8 +797,8 @@ class ClientSession final : public DrainableSession {
 
   template <class ClientSide, class BackendSide>
   asio::awaitable<void> pump_both(ClientSide& client_side, BackendSide& backend_side,
-                                  std::array<char, kRelayChunk>& from_backend,
-                                  TunnelState& state, asio::steady_timer& idle) {
+                                  std::array<char, kRelayChunk>& from_backend, TunnelState& state,
+                                  asio::steady_timer& idle) {
     using namespace asio::experimental::awaitable_operators;
     co_await (pump(client_side, backend_side, chunk(), state, false) &&
               pump(backend_side, client_side, from_backend, state, true));
@@ -864,8 +879,7 @@ class ClientSession final : public DrainableSession {
   asio::awaitable<bool> send_error(const Request& request, Exchange& exchange, Failure failure,
                                    bool unread_body) {
     const auto failure_class = classify(failure);
-    http::response<http::string_body> response{static_cast<http::status>(failure_class.status),
-                                               11};
+    http::response<http::string_body> response{static_cast<http::status>(failure_class.status), 11};
     set_error_headers(response);
     if (request.find("X-Debug") != request.end()) {
       response.set("x-debug-error", failure_class.reason);
@@ -897,8 +911,7 @@ class ClientSession final : public DrainableSession {
   // A request too broken to be logged as one (unparsable or oversized headers).
   asio::awaitable<void> send_error_without_request(Failure failure) {
     const auto failure_class = classify(failure);
-    http::response<http::string_body> response{static_cast<http::status>(failure_class.status),
-                                               11};
+    http::response<http::string_body> response{static_cast<http::status>(failure_class.status), 11};
     set_error_headers(response);
     response.body() = ctx_.error_pages.body(failure_class.status);
     response.keep_alive(false);
@@ -959,14 +972,24 @@ class ClientSession final : public DrainableSession {
   bool fresh_connection_ = false;  // the next attempt must not take a pooled connection
   std::uint64_t requests_served_ = 0;
   bool waiting_for_next_request_ = false;
+  bool parked_ = false;  // the socket went to ctx_.idle: nothing left to close
 };
 
 }  // namespace
 
 asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx,
-                                   net::ssl::context* tls) {
-  ClientSession session(std::move(socket), ctx, tls);
+                                   net::ssl::context* tls, ClientFacts facts) {
+  ClientSession session(std::move(socket), ctx, tls, std::move(facts));
   co_await session.run();
+}
+
+void log_connection_exception(const std::exception_ptr& error) {
+  if (!error) return;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    spdlog::critical("connection aborted by an unexpected exception: {}", e.what());
+  }
 }
 
 asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& ctx, bool tls) {

@@ -22,27 +22,43 @@ std::optional<std::string> read_file(const std::filesystem::path& path) {
 
 const char* status_title(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 414:
+      return "URI Too Long";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Error";
   }
 }
 
 const char* status_explanation(int status) {
   switch (status) {
-    case 400: return "This address is not served here, or the request could not be understood.";
-    case 414: return "The requested address is too long.";
-    case 431: return "The request headers are too large.";
-    case 502: return "The application behind this address is not answering right now.";
-    case 503: return "The service is temporarily unavailable. Please try again shortly.";
-    case 504: return "The application behind this address took too long to answer.";
-    default: return "Something went wrong while handling this request.";
+    case 400:
+      return "This address is not served here, or the request could not be understood.";
+    case 414:
+      return "The requested address is too long.";
+    case 431:
+      return "The request headers are too large.";
+    case 502:
+      return "The application behind this address is not answering right now.";
+    case 503:
+      return "The service is temporarily unavailable. Please try again shortly.";
+    case 504:
+      return "The application behind this address took too long to answer.";
+    default:
+      return "Something went wrong while handling this request.";
   }
 }
 
@@ -68,8 +84,10 @@ ErrorPages::ErrorPages(const std::optional<std::string>& static_dir) {
   }
   custom_default_ = read_file(dir / "error_default.html");
   if (pages_.empty() && !custom_default_) {
-    spdlog::warn("staticDir {}: no error_<code>.html or error_default.html found; "
-                 "using built-in pages", *static_dir);
+    spdlog::warn(
+        "staticDir {}: no error_<code>.html or error_default.html found; "
+        "using built-in pages",
+        *static_dir);
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <random>
 #include <unordered_set>
 
@@ -11,6 +12,7 @@
 #include "log/access_log.hpp"
 #include "net/stream.hpp"
 #include "proxy/error_pages.hpp"
+#include "proxy/idle_connections.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace hipache::proxy {
@@ -31,6 +33,7 @@ struct ProxyContext {
   UpstreamPool& pool;
   const ErrorPages& error_pages;
   log::AccessLog& access_log;
+  IdleConnections& idle;
   std::mt19937 rng{std::random_device{}()};
   std::unordered_set<DrainableSession*> sessions{};  // every open client connection
   bool draining = false;  // no more keep-alive once the worker is asked to stop
@@ -43,9 +46,14 @@ boost::asio::awaitable<void> refuse_client(boost::asio::ip::tcp::socket socket, 
 // Starts a graceful drain: every later response closes its connection, idle ones close now.
 void begin_drain(ProxyContext& ctx);
 
-// Serves one accepted client connection until it closes (keep-alive and pipelining included).
-// `tls`: the listener's TLS context for https listeners, null for plain http.
+// Serves one accepted client connection until it closes or, between requests, is parked in
+// ctx.idle (keep-alive and pipelining included). `tls`: the listener's TLS context for https
+// listeners, null for plain http. `facts`: what the session before a park knew.
 boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx,
-                                          net::ssl::context* tls);
+                                          net::ssl::context* tls, ClientFacts facts = {});
+
+// The completion handler of every connection coroutine: the data path reports errors through
+// error_code, so an exception escaping a connection is a bug, logged loudly.
+void log_connection_exception(const std::exception_ptr& error);
 
 }  // namespace hipache::proxy

@@ -24,8 +24,7 @@ UpstreamPool::UpstreamPool(asio::any_io_executor executor, unsigned max_sockets,
 
 asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& backend,
                                                               bool allow_reuse) {
-  std::string key =
-      backend.host + ":" + std::to_string(backend.port) + (backend.tls ? "+tls" : "");
+  std::string key = backend.host + ":" + std::to_string(backend.port) + (backend.tls ? "+tls" : "");
   const auto deadline = timeout_.count() > 0 ? asio::steady_timer::clock_type::now() + timeout_
                                              : asio::steady_timer::time_point::max();
   // At most maxSockets connections in use per backend; beyond, wait in line.
@@ -72,9 +71,9 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     using namespace asio::experimental::awaitable_operators;
     asio::ip::tcp::resolver resolver(executor_);
     asio::steady_timer resolve_deadline(executor_, deadline);
-    auto resolved = co_await (
-        resolver.async_resolve(backend.host, std::to_string(backend.port), kUseTuple) ||
-        resolve_deadline.async_wait(kUseTuple));
+    auto resolved =
+        co_await (resolver.async_resolve(backend.host, std::to_string(backend.port), kUseTuple) ||
+                  resolve_deadline.async_wait(kUseTuple));
     if (resolved.index() == 1) {
       release(std::move(connection), false);
       co_return Acquired{Failure::backend_timeout, nullptr};
@@ -94,9 +93,8 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
   std::tie(ec, std::ignore) = co_await tcp.async_connect(endpoints, kUseTuple);
   if (ec) {
     release(std::move(connection), false);
-    co_return Acquired{ec == beast::error::timeout ? Failure::backend_timeout
-                                                   : Failure::backend_refused,
-                       nullptr};
+    co_return Acquired{
+        ec == beast::error::timeout ? Failure::backend_timeout : Failure::backend_refused, nullptr};
   }
   tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   if (auto* tls = connection->stream.tls()) {
@@ -108,9 +106,9 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     std::tie(ec) = co_await tls->async_handshake(net::ssl::stream_base::client, kUseTuple);
     if (ec) {
       release(std::move(connection), false);
-      co_return Acquired{ec == beast::error::timeout ? Failure::backend_timeout
-                                                     : Failure::backend_tls_failed,
-                         nullptr};
+      co_return Acquired{
+          ec == beast::error::timeout ? Failure::backend_timeout : Failure::backend_tls_failed,
+          nullptr};
     }
   }
   co_return Acquired{std::nullopt, std::move(connection)};

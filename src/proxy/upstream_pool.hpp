@@ -30,13 +30,13 @@ inline constexpr std::size_t kUpstreamReadBufferLimit = 80 * 1024;
 
 struct UpstreamConnection {
   explicit UpstreamConnection(net::AnyStream s) : stream(std::move(s)) {}
-  net::AnyStream stream;      // TLS for https:// backends
+  net::AnyStream stream;  // TLS for https:// backends
   // Bytes read past the current response (non-empty = not reusable). Bounded like the client's:
   // a backend cannot make the worker buffer an endless header or chunk line.
   beast::flat_buffer buffer{kUpstreamReadBufferLimit};
-  std::string key;            // pool key, "host:port" (+ "+tls")
-  bool reused = false;        // came from the idle pool (a failure may just mean it went stale)
-  bool slot_held = false;     // counts against maxSockets until released or forgotten
+  std::string key;         // pool key, "host:port" (+ "+tls")
+  bool reused = false;     // came from the idle pool (a failure may just mean it went stale)
+  bool slot_held = false;  // counts against maxSockets until released or forgotten
 };
 
 class UpstreamPool {

@@ -65,13 +65,13 @@ class RedisRouteStore final : public RouteStore,
       lru_ttl_ = std::chrono::milliseconds(
           static_cast<long long>(config.server.lru_cache->ttl_seconds * 1000));
     }
-    const auto timeout = std::chrono::milliseconds(
-        static_cast<long long>(config.server.redis_timeout_s * 1000));
+    const auto timeout =
+        std::chrono::milliseconds(static_cast<long long>(config.server.redis_timeout_s * 1000));
     reader_ = std::make_shared<RedisConnection>(executor, config.read_endpoint, "read", timeout);
     const bool same = config.driver.size() == 1 || config.driver.front() == config.driver.back();
-    writer_ = same ? reader_
-                   : std::make_shared<RedisConnection>(executor, config.write_endpoint, "write",
-                                                       timeout);
+    writer_ =
+        same ? reader_
+             : std::make_shared<RedisConnection>(executor, config.write_endpoint, "write", timeout);
     if (live_cache_) {
       subscriber_ = std::make_shared<RedisConnection>(executor, config.read_endpoint,
                                                       "invalidations", timeout);
@@ -108,8 +108,10 @@ class RedisRouteStore final : public RouteStore,
 
   asio::awaitable<RouteLookup> lookup(const std::string& host) override {
     if (const auto* hit = fresh_entry(host)) co_return with_local_marks(host, hit->lookup);
-    // Single flight: concurrent misses for one host share one Redis read.
-    if (const auto it = flights_.find(host); it != flights_.end()) {
+    // Single flight: concurrent misses for one host share one Redis read, unless that read may
+    // have missed a write this request must see (an invalidation arrived since it started, or
+    // one is unread on the subscriber socket): then this request reads afresh.
+    if (const auto it = flights_.find(host); it != flights_.end() && may_join(*it->second)) {
       auto flight = it->second;
       asio::steady_timer wake(executor_, asio::steady_timer::time_point::max());
       flight->waiters.push_back(&wake);
@@ -117,7 +119,9 @@ class RedisRouteStore final : public RouteStore,
       co_return with_local_marks(host, flight->result);
     }
     auto flight = std::make_shared<Flight>();
-    flights_.emplace(host, flight);
+    flight->generation = generation_;
+    flight->invalidations = invalidations_;
+    flights_[host] = flight;
     const auto generation = generation_;
     const auto invalidations = invalidations_;
     const bool tracked = tracking_active_;
@@ -126,10 +130,12 @@ class RedisRouteStore final : public RouteStore,
       // Redis is out of reach: any route we still hold beats an error page.
       if (const auto* stale = any_entry(host)) result = stale->lookup;
     } else {
-      remember(host, result, tracked && generation == generation_ &&
-                                 invalidations == invalidations_);
+      remember(host, result,
+               tracked && generation == generation_ && invalidations == invalidations_);
     }
-    flights_.erase(host);
+    if (const auto it = flights_.find(host); it != flights_.end() && it->second == flight) {
+      flights_.erase(it);
+    }
     flight->result = result;
     for (auto* waiter : flight->waiters) waiter->cancel();
     co_return with_local_marks(host, std::move(result));
@@ -197,8 +203,8 @@ class RedisRouteStore final : public RouteStore,
       remember_local_mark(host, index);
     }
     commands.push_back({"PUBLISH", kDeadChannel,
-                        host + ";" + route.backends[index].url + ";" + std::to_string(index) +
-                            ";" + std::to_string(count)});
+                        host + ";" + route.backends[index].url + ";" + std::to_string(index) + ";" +
+                            std::to_string(count)});
     commands.push_back({"EXEC"});
     writer_->async_exec(std::move(commands), [host](boost::system::error_code ec, RedisReplies) {
       if (ec) spdlog::warn("could not record dead backend for {}: {}", host, ec.message());
@@ -218,7 +224,14 @@ class RedisRouteStore final : public RouteStore,
   struct Flight {
     RouteLookup result;
     std::vector<asio::steady_timer*> waiters;
+    std::uint64_t generation = 0;     // of the invalidation link when the read started
+    std::uint64_t invalidations = 0;  // invalidations_ when the read started
   };
+
+  bool may_join(const Flight& flight) const {
+    if (flight.generation != generation_ || flight.invalidations != invalidations_) return false;
+    return !(tracking_active_ && subscriber_->has_unread_input());
+  }
 
   RouteLookup with_local_marks(const std::string& host, RouteLookup lookup) {
     if (lookup.status == RouteLookup::Status::found) apply_local_marks(host, lookup.route);
@@ -250,9 +263,8 @@ class RedisRouteStore final : public RouteStore,
     auto& cache = lookup.status == RouteLookup::Status::found ? positive_ : negative_;
     const auto now = Clock::now();
     if (vouched_by_tracking) {
-      const bool any_dead =
-          std::find(lookup.route.dead.begin(), lookup.route.dead.end(), true) !=
-          lookup.route.dead.end();
+      const bool any_dead = std::find(lookup.route.dead.begin(), lookup.route.dead.end(), true) !=
+                            lookup.route.dead.end();
       cache.insert(host, lookup, now + (any_dead ? kDeadEntryLifetime : kLiveEntryLifetime),
                    generation_);
     } else if (lru_ttl_) {
@@ -271,17 +283,17 @@ class RedisRouteStore final : public RouteStore,
   void subscribe() {
     std::vector<RedisCommand> commands{{"CLIENT", "ID"}, {"SUBSCRIBE", kInvalidationChannel}};
     std::weak_ptr<RedisRouteStore> weak = shared_from_this();
-    subscriber_->async_exec(std::move(commands), [weak](boost::system::error_code ec,
-                                                        RedisReplies replies) {
-      auto self = weak.lock();
-      if (!self || ec || replies.size() != 2) return;
-      if (replies[0].kind != RedisReply::Kind::integer) {
-        self->tracking_unsupported("CLIENT ID: " + replies[0].text);
-        return;
-      }
-      self->subscriber_id_ = std::to_string(replies[0].integer);
-      self->enable_tracking();
-    });
+    subscriber_->async_exec(std::move(commands),
+                            [weak](boost::system::error_code ec, RedisReplies replies) {
+                              auto self = weak.lock();
+                              if (!self || ec || replies.size() != 2) return;
+                              if (replies[0].kind != RedisReply::Kind::integer) {
+                                self->tracking_unsupported("CLIENT ID: " + replies[0].text);
+                                return;
+                              }
+                              self->subscriber_id_ = std::to_string(replies[0].integer);
+                              self->enable_tracking();
+                            });
   }
 
   void enable_tracking() {
@@ -294,23 +306,23 @@ class RedisRouteStore final : public RouteStore,
     std::weak_ptr<RedisRouteStore> weak = shared_from_this();
     const auto generation = generation_;
     const auto redirect = subscriber_id_;
-    reader_->async_exec(std::move(commands), [weak, generation, redirect](
-                                                 boost::system::error_code ec,
-                                                 RedisReplies replies) {
-      auto self = weak.lock();
-      if (!self || ec || replies.size() != 2) return;
-      if (replies[1].kind == RedisReply::Kind::error) {
-        // A stale REDIRECT (the subscriber reconnected meanwhile) is retried by its own hook.
-        if (redirect == self->subscriber_id_) {
-          self->tracking_unsupported("CLIENT TRACKING: " + replies[1].text);
-        }
-        return;
-      }
-      if (generation != self->generation_) return;  // a connection dropped meanwhile
-      ++self->generation_;
-      self->tracking_active_ = true;
-      spdlog::info("route cache: live (Redis client-side caching)");
-    });
+    reader_->async_exec(
+        std::move(commands),
+        [weak, generation, redirect](boost::system::error_code ec, RedisReplies replies) {
+          auto self = weak.lock();
+          if (!self || ec || replies.size() != 2) return;
+          if (replies[1].kind == RedisReply::Kind::error) {
+            // A stale REDIRECT (the subscriber reconnected meanwhile) is retried by its own hook.
+            if (redirect == self->subscriber_id_) {
+              self->tracking_unsupported("CLIENT TRACKING: " + replies[1].text);
+            }
+            return;
+          }
+          if (generation != self->generation_) return;  // a connection dropped meanwhile
+          ++self->generation_;
+          self->tracking_active_ = true;
+          spdlog::info("route cache: live (Redis client-side caching)");
+        });
   }
 
   void tracking_unsupported(const std::string& why) {
@@ -399,8 +411,8 @@ class RedisRouteStore final : public RouteStore,
       fresh = stamp && now - *stamp < kHcheckerFreshSeconds;
     }
     if (fresh == passive_enabled_) {
-      spdlog::info("passive health checks {}", fresh ? "off: hchecker_ping is fresh"
-                                                     : "on: hchecker_ping is stale or absent");
+      spdlog::info("passive health checks {}",
+                   fresh ? "off: hchecker_ping is fresh" : "on: hchecker_ping is stale or absent");
     }
     passive_enabled_ = !fresh;
   }
@@ -427,8 +439,8 @@ class RedisRouteStore final : public RouteStore,
   static asio::awaitable<void> poll_hchecker(std::shared_ptr<RedisRouteStore> self) {
     asio::steady_timer timer(self->executor_);
     while (!self->stopped_) {
-      auto [ec, replies] = co_await self->reader_->async_exec(
-          hchecker_ping_command(), asio::as_tuple(asio::use_awaitable));
+      auto [ec, replies] = co_await self->reader_->async_exec(hchecker_ping_command(),
+                                                              asio::as_tuple(asio::use_awaitable));
       if (!ec && !replies.empty()) self->update_passive_checks(replies.front());
       timer.expires_after(kHcheckerPollInterval);
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
