@@ -122,13 +122,11 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
       slot.idle.size() >= max_sockets_) {
     return;  // destroying the connection closes it
   }
-  error_code ec;
-  if (connection->stream.socket().available(ec) != 0 || ec) return;
   connection->stream.tcp().expires_never();
   const auto id = next_idle_id_++;
   auto& conn = *connection;
   slot.idle.push_back(Idle{id, std::move(connection)});
-  watch_idle(conn.key, id, conn);
+  watch_idle(slot, id, conn);
 }
 
 void UpstreamPool::forget(UpstreamConnection& connection) {
@@ -149,16 +147,19 @@ void UpstreamPool::free_slot(PerBackend& slot) {
   if (slot.in_use > 0) --slot.in_use;
 }
 
-void UpstreamPool::watch_idle(const std::string& key, std::uint64_t id,
-                              UpstreamConnection& connection) {
-  connection.stream.socket().async_wait(
-      asio::ip::tcp::socket::wait_read, [this, key, id](error_code ec) {
-        if (ec == asio::error::operation_aborted) return;  // taken for a request
-        // Readable while idle: the backend closed it (or sent bytes no request asked for).
-        auto it = backends_.find(key);
-        if (it == backends_.end()) return;
-        std::erase_if(it->second.idle, [id](const Idle& idle) { return idle.id == id; });
-      });
+// A pending read rather than a readiness wait: Asio registers a wait with epoll afresh each time
+// (a system call per pooled request), a read not. Anything that arrives on an idle connection
+// (the backend's close, or bytes no request asked for) ends its use; if it was taken for a
+// request just as that happened, the request fails on it and is retried on a fresh connection
+// (a reused connection's failure is not the backend's fault).
+void UpstreamPool::watch_idle(PerBackend& slot, std::uint64_t id, UpstreamConnection& connection) {
+  beast::get_lowest_layer(connection.stream.tcp())
+      .socket()
+      .async_read_some(asio::buffer(&connection.idle_probe, 1),
+                       [&slot, id](error_code ec, std::size_t /*bytes*/) {
+                         if (ec == asio::error::operation_aborted) return;  // taken for a request
+                         std::erase_if(slot.idle, [id](const Idle& idle) { return idle.id == id; });
+                       });
 }
 
 }  // namespace hipache::proxy

@@ -37,6 +37,7 @@ struct UpstreamConnection {
   std::string key;         // pool key, "host:port" (+ "+tls")
   bool reused = false;     // came from the idle pool (a failure may just mean it went stale)
   bool slot_held = false;  // counts against maxSockets until released or forgotten
+  char idle_probe = 0;     // where the idle watch's read would put a byte the backend sent
 };
 
 class UpstreamPool {
@@ -77,7 +78,7 @@ class UpstreamPool {
   };
 
   void free_slot(PerBackend& slot);
-  void watch_idle(const std::string& key, std::uint64_t id, UpstreamConnection& connection);
+  void watch_idle(PerBackend& slot, std::uint64_t id, UpstreamConnection& connection);
 
   asio::any_io_executor executor_;
   unsigned max_sockets_;

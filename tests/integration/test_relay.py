@@ -984,6 +984,69 @@ class TimeoutTest(RelayTestCase):
         self.assertLess(time.time() - started, 4.5)
 
 
+class IdleKeepAliveTest(RelayTestCase):
+    """Idle keep-alive connections are parked outside any session (src/proxy/idle_connections):
+    they must stay cheap, come back to life on their next request, time out and drain."""
+
+    def test_many_idle_connections_are_cheap_and_all_come_back(self):
+        backend = self.http_backend("one")
+        self.route("idle.test", backend)
+        self.start_proxy(tcpTimeout=60)
+        warm = self.client()
+        for _ in range(20):
+            warm.send(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+            self.assertEqual(warm.read_response().status, 200)
+        time.sleep(0.3)
+        before = process_tree_rss_kb(self.proxy.process.pid)
+        count = 600
+        clients = []
+        for _ in range(count):  # one at a time: measures what an idle connection keeps
+            c = self.client()
+            c.send(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+            self.assertEqual(c.read_response().status, 200)
+            clients.append(c)
+        time.sleep(0.5)
+        per_connection = (process_tree_rss_kb(self.proxy.process.pid) - before) * 1024 / count
+        # A session kept suspended between requests costs about 5 KB; parked, under 1 KB
+        # plus allocator slack.
+        self.assertLess(per_connection, 2500, "%d bytes per idle connection" % per_connection)
+        for i, c in enumerate(clients):
+            c.send(b"GET /again HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+            response = c.read_response()
+            self.assertEqual(response.status, 200, "connection %d" % i)
+            self.assertEqual(response.json()["path"], "/again")
+
+    def test_parked_connection_times_out_from_its_last_request(self):
+        backend = self.http_backend("one")
+        self.route("idle.test", backend)
+        self.start_proxy(tcpTimeout=2)
+        early = self.client()
+        early.send(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        self.assertEqual(early.read_response().status, 200)
+        time.sleep(1)
+        late = self.client()
+        late.send(b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        self.assertEqual(late.read_response().status, 200)
+        # The first closes about 1 s before the second: each has its own 2 s.
+        self.assertTrue(early.wait_closed(3), "idle connection kept open past tcpTimeout")
+        early_closed = time.time()
+        self.assertTrue(late.wait_closed(3), "idle connection kept open past tcpTimeout")
+        self.assertGreater(time.time() - early_closed, 0.5, "closed with the earlier one")
+
+    def test_parked_connection_still_answers_after_a_pause(self):
+        backend = self.http_backend("one")
+        self.route("idle.test", backend)
+        self.start_proxy(tcpTimeout=5)
+        c = self.client()
+        for i in range(3):
+            c.send(b"GET /p%d HTTP/1.1\r\nHost: idle.test\r\n\r\n" % i)
+            response = c.read_response()
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.json()["path"], "/p%d" % i)
+            time.sleep(0.5)
+        self.assertEqual(len(self.access_log_lines(3)), 3)
+
+
 class BackendPoolTest(RelayTestCase):
     def test_keep_alive_reuses_one_backend_connection(self):
         backend = self.counting_backend()
