@@ -15,7 +15,8 @@ import json, sys, urllib.parse
 c = json.loads(sys.stdin.read())
 d = c["driver"][0] if isinstance(c["driver"], list) else c["driver"]
 u = urllib.parse.urlsplit(d if "//" in d else "redis://")
-print(u.hostname or "127.0.0.1", u.port or 6379, u.password or "-", c["http"]["port"])
+binds = c.get("http", {}).get("bind") or [{"port": 8080}]
+print(u.hostname or "127.0.0.1", u.port or 6379, u.password or "-", binds[0]["port"])
 ' <<<"$effective")
 
 auth=()

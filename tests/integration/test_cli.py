@@ -1,4 +1,5 @@
 """Command line and config file (SPEC sections 1 and 2), on the real binary."""
+import contextlib
 import http.client
 import json
 import os
@@ -319,3 +320,43 @@ class ConfigDiscoveryAndLayouts(CliTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RunScript(CliTestCase):
+    """The README's first command: scripts/run.sh validates the config, starts a local
+    redis-server when the configured one does not answer, tells how to add a frontend, and runs
+    the proxy. It uses build/hipache (the test command builds it first)."""
+
+    def test_starts_redis_when_unreachable_and_serves(self):
+        root = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+        port, redis_port = harness.free_port(), harness.free_port()
+        config = self.plain_config(port)
+        config["driver"] = "redis://127.0.0.1:%d" % redis_port
+        path = self.write_config(config)
+        output_path = os.path.join(self.workdir, "run.log")
+        with open(output_path, "wb") as output:
+            script = subprocess.Popen(["bash", os.path.join(root, "scripts", "run.sh"), path],
+                                      cwd=root, stdout=output, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+        def stop():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(script.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                script.wait(10)
+            with contextlib.suppress(Exception):
+                harness.RedisClient(redis_port).call("SHUTDOWN", "NOSAVE")
+        self.addCleanup(stop)
+
+        harness.wait_for_port(port, timeout=240, process=script)
+        with open(output_path) as f:
+            said = f.read()
+        self.assertIn("starting a local redis-server", said)
+        self.assertIn("rpush frontend:", said)
+        backend = self.http_backend("runbackend")
+        redis = harness.RedisClient(redis_port)
+        self.addCleanup(redis.close)
+        redis.rpush("frontend:www.run.test", "run", backend.url)
+        self.assertTrue(harness.wait_until(
+            lambda: self.get(port, "www.run.test")[0] == 200, timeout=10))
+        self.assertEqual(self.get(port, "__ping__"), (200, b"ok"))
