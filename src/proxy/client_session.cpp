@@ -117,8 +117,9 @@ struct BodyRelay {
   bool body_started = false;  // at least one body byte was consumed from `in`
 };
 
-// Streams the body behind `parser` (whose header is already read and whose serializer header is
-// already written) through one fixed chunk buffer: memory stays bounded whatever the size.
+// Streams the body behind `parser` (whose header is already read) through one fixed chunk buffer:
+// memory stays bounded whatever the size. If the serializer's header is not written yet, it goes
+// out with the first piece of body in one system call (a small answer costs one send, not two).
 template <bool isRequest, class In, class Out>
 asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
                                       http::parser<isRequest, http::buffer_body>& parser, Out& out,
@@ -701,12 +702,17 @@ class ClientSession final : public DrainableSession {
     response.body().size = 0;
     response.body().more = has_body;
     http::serializer<false, http::buffer_body> response_writer{response};
-    set_deadline(client_, timeout_);
-    auto [hec, hn] = co_await client_.visit(
-        [&](auto& stream) { return http::async_write_header(stream, response_writer, kUseTuple); });
-    exchange.bytes_sent += hn;
-    attempt.response_started = true;
-    if (hec) co_return fail_client(std::move(upstream), attempt);
+    attempt.response_started = true;  // from here on, the client gets this answer or a close
+    // Body bytes that came with the header leave with it, in one send (small answers). Otherwise
+    // the header goes out at once: a streaming answer's client sees it before the first byte.
+    if (!has_body || upstream->buffer.size() == 0) {
+      set_deadline(client_, timeout_);
+      auto [hec, hn] = co_await client_.visit([&](auto& stream) {
+        return http::async_write_header(stream, response_writer, kUseTuple);
+      });
+      exchange.bytes_sent += hn;
+      if (hec) co_return fail_client(std::move(upstream), attempt);
+    }
     if (has_body) {
       auto relayed = co_await upstream->stream.visit_with(client_, [&](auto& in, auto& out) {
         return relay_body(in, upstream->buffer, *response_reader, out, response_writer, chunk(),
