@@ -34,9 +34,6 @@ std::string_view to_std(beast::string_view s) {
 
 // Request header block limit: beyond it the client gets 431 (Node's parser allowed 80 KB).
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
-// Relay chunk: bodies stream through this much memory per direction, whatever their size. It is
-// held only while a body moves (64 KB: half the system calls of 16 KB on large transfers).
-constexpr std::size_t kRelayChunk = 64 * 1024;
 // A tunnel holds one buffer per direction for as long as it lasts, often hours: HAProxy's 16 KB.
 constexpr std::size_t kTunnelChunk = 16 * 1024;
 // Beyond these a request is refused (414 / 431) before any routing: docs/security.md.
@@ -124,13 +121,13 @@ template <bool isRequest, class In, class Out>
 asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
                                       http::parser<isRequest, http::buffer_body>& parser, Out& out,
                                       http::serializer<isRequest, http::buffer_body>& serializer,
-                                      std::array<char, kRelayChunk>& chunk,
+                                      RelayChunks::Chunk& chunk,
                                       std::chrono::seconds timeout) {
   BodyRelay result;
   auto& body = parser.get().body();
   // Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for
   // a whole chunk, a body would move 512 bytes per system call.
-  in_buffer.reserve(kRelayChunk);
+  in_buffer.reserve(RelayChunks::kChunkSize);
   while (!serializer.is_done()) {
     if (!parser.is_done()) {
       // read_some, not read: whatever has arrived is forwarded at once (streaming responses,
@@ -965,12 +962,11 @@ class ClientSession final : public DrainableSession {
   // Bounded: a header block, or a chunk-size line with endless extensions, cannot grow it
   // past this (Beast then fails the read: 431 / 400).
   beast::flat_buffer buffer_{kReadBufferLimit};
-  // The relay buffer exists only while a request is being relayed: an idle keep-alive
+  // The relay buffer is on loan only while a request is being relayed: an idle keep-alive
   // connection holds no body or read buffer (ARCHITECTURE.md, hot-path rules).
-  std::unique_ptr<std::array<char, kRelayChunk>> chunk_;
-  std::array<char, kRelayChunk>& chunk() {
-    // for_overwrite: a chunk that is written before it is read needs no zeroing.
-    if (!chunk_) chunk_ = std::make_unique_for_overwrite<std::array<char, kRelayChunk>>();
+  RelayChunks::Lease chunk_;
+  RelayChunks::Chunk& chunk() {
+    if (!chunk_) chunk_ = ctx_.chunks.take();
     return *chunk_;
   }
   std::string remote_;

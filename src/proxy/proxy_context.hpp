@@ -13,6 +13,7 @@
 #include "net/stream.hpp"
 #include "proxy/error_pages.hpp"
 #include "proxy/idle_connections.hpp"
+#include "proxy/relay_chunks.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace hipache::proxy {
@@ -34,6 +35,7 @@ struct ProxyContext {
   const ErrorPages& error_pages;
   log::AccessLog& access_log;
   IdleConnections& idle;
+  RelayChunks chunks{};  // body relay buffers, reused
   std::mt19937 rng{std::random_device{}()};
   std::unordered_set<DrainableSession*> sessions{};  // every open client connection
   bool draining = false;  // no more keep-alive once the worker is asked to stop
