@@ -106,6 +106,42 @@ std::chrono::milliseconds elapsed_ms(Clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since);
 }
 
+// A header serialized into one contiguous buffer. Beast's serializer hands the socket one buffer
+// per field and walks that sequence several times per write (a visible share of a small
+// request's CPU); the framing it adds is only needed for chunked output, which still uses it.
+void append_fields(const http::fields& fields, std::string& out) {
+  for (const auto& field : fields) {
+    out.append(field.name_string());
+    out.append(": ");
+    out.append(field.value());
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+}
+
+void serialize_header(const Request& request, std::string& out) {
+  out.clear();
+  out.append(request.method_string());
+  out.push_back(' ');
+  out.append(request.target());
+  out.append(request.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  append_fields(request, out);
+}
+
+void serialize_header(const Response& response, std::string& out) {
+  const unsigned status = response.result_int();
+  out.clear();
+  out.append(response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out.push_back(static_cast<char>('0' + status / 100 % 10));
+  out.push_back(static_cast<char>('0' + status / 10 % 10));
+  out.push_back(static_cast<char>('0' + status % 10));
+  out.push_back(' ');
+  const auto reason = response.reason();
+  out.append(reason.empty() ? http::obsolete_reason(response.result()) : reason);
+  out.append("\r\n");
+  append_fields(response, out);
+}
+
 // The outcome of copying one message body from `in` to `out`.
 struct BodyRelay {
   error_code read_error;
@@ -115,20 +151,25 @@ struct BodyRelay {
 };
 
 // Streams the body behind `parser` (whose header is already read) through one fixed chunk buffer:
-// memory stays bounded whatever the size. If the serializer's header is not written yet, it goes
-// out with the first piece of body in one system call (a small answer costs one send, not two).
+// memory stays bounded whatever the size. The body goes out through `serializer` (chunked
+// output), or, when `raw_head` is given, as it is (the framing is unchanged: Content-Length, or
+// the connection's close); a header not written yet (the serializer's, or a non-empty
+// `raw_head`) goes out with the first piece of body in one system call.
 template <bool isRequest, class In, class Out>
 asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
                                       http::parser<isRequest, http::buffer_body>& parser, Out& out,
                                       http::serializer<isRequest, http::buffer_body>& serializer,
-                                      RelayChunks::Chunk& chunk,
+                                      std::string* raw_head, RelayChunks::Chunk& chunk,
                                       std::chrono::seconds timeout) {
   BodyRelay result;
   auto& body = parser.get().body();
   // Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for
   // a whole chunk, a body would move 512 bytes per system call.
   in_buffer.reserve(RelayChunks::kChunkSize);
-  while (!serializer.is_done()) {
+  const auto finished = [&] {
+    return raw_head ? parser.is_done() && raw_head->empty() : serializer.is_done();
+  };
+  while (!finished()) {
     if (!parser.is_done()) {
       // read_some, not read: whatever has arrived is forwarded at once (streaming responses,
       // and the bytes a failing peer did send still reach the other side).
@@ -157,7 +198,16 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
       body.more = false;
     }
     set_deadline(beast::get_lowest_layer(out), timeout);
-    auto [ec, n] = co_await http::async_write(out, serializer, kUseTuple);
+    error_code ec;
+    std::size_t n = 0;
+    if (raw_head) {
+      const std::array<asio::const_buffer, 2> pieces{asio::buffer(*raw_head),
+                                                     asio::buffer(body.data, body.size)};
+      std::tie(ec, n) = co_await asio::async_write(out, pieces, kUseTuple);
+      raw_head->clear();
+    } else {
+      std::tie(ec, n) = co_await http::async_write(out, serializer, kUseTuple);
+    }
     result.bytes_written += n;
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
@@ -588,9 +638,16 @@ class ClientSession final : public DrainableSession {
     request.body().size = 0;
     request.body().more = !parser.is_done();
     http::serializer<true, http::buffer_body> request_writer{request};
+    // Unless the body is chunked, the backend gets the client's framing as it is: our own
+    // one-buffer header, then the body bytes unchanged.
+    const bool raw_request = !parser.chunked();
+    if (raw_request) serialize_header(request, head_);
     set_deadline(upstream->stream, timeout_);
-    auto [write_ec, header_bytes] = co_await upstream->stream.visit(
-        [&](auto& stream) { return http::async_write_header(stream, request_writer, kUseTuple); });
+    auto [write_ec, header_bytes] = co_await upstream->stream.visit([&](auto& stream) {
+      return raw_request ? asio::async_write(stream, asio::buffer(head_), kUseTuple)
+                         : http::async_write_header(stream, request_writer, kUseTuple);
+    });
+    head_.clear();
     if (write_ec) co_return fail_upstream(classify_backend_error(write_ec));
     attempt.request_sent = true;
     if (!parser.is_done()) {
@@ -603,7 +660,8 @@ class ClientSession final : public DrainableSession {
         if (ec) co_return fail_client(std::move(upstream), attempt);
       }
       auto relayed = co_await client_.visit_with(upstream->stream, [&](auto& in, auto& out) {
-        return relay_body(in, buffer_, parser, out, request_writer, chunk(), timeout_);
+        return relay_body(in, buffer_, parser, out, request_writer, raw_request ? &head_ : nullptr,
+                          chunk(), timeout_);
       });
       attempt.body_consumed = relayed.body_started;
       if (is_parse_error(relayed.read_error)) {
@@ -699,21 +757,26 @@ class ClientSession final : public DrainableSession {
     response.body().size = 0;
     response.body().more = has_body;
     http::serializer<false, http::buffer_body> response_writer{response};
+    // Chunked output needs Beast's serializer; anything else leaves with our one-buffer header.
+    const bool raw_response = !response.chunked();
+    if (raw_response) serialize_header(response, head_);
     attempt.response_started = true;  // from here on, the client gets this answer or a close
     // Body bytes that came with the header leave with it, in one send (small answers). Otherwise
     // the header goes out at once: a streaming answer's client sees it before the first byte.
     if (!has_body || upstream->buffer.size() == 0) {
       set_deadline(client_, timeout_);
       auto [hec, hn] = co_await client_.visit([&](auto& stream) {
-        return http::async_write_header(stream, response_writer, kUseTuple);
+        return raw_response ? asio::async_write(stream, asio::buffer(head_), kUseTuple)
+                            : http::async_write_header(stream, response_writer, kUseTuple);
       });
+      head_.clear();
       exchange.bytes_sent += hn;
       if (hec) co_return fail_client(std::move(upstream), attempt);
     }
     if (has_body) {
       auto relayed = co_await upstream->stream.visit_with(client_, [&](auto& in, auto& out) {
-        return relay_body(in, upstream->buffer, *response_reader, out, response_writer, chunk(),
-                          timeout_);
+        return relay_body(in, upstream->buffer, *response_reader, out, response_writer,
+                          raw_response ? &head_ : nullptr, chunk(), timeout_);
       });
       exchange.bytes_sent += relayed.bytes_written;
       if (relayed.read_error) {
@@ -969,6 +1032,7 @@ class ClientSession final : public DrainableSession {
     if (!chunk_) chunk_ = ctx_.chunks.take();
     return *chunk_;
   }
+  std::string head_;  // a header serialized by serialize_header(), until it is written
   std::string remote_;
   std::string local_port_;
   std::chrono::seconds timeout_{0};

@@ -2,8 +2,10 @@
 
 #include "net/tls.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -44,10 +46,13 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
 
   if (allow_reuse && !slot.idle.empty()) {
     // The most recently used connection: the least likely to have been closed by the backend.
+    const bool watched = slot.idle.back().watched;
     auto connection = std::move(slot.idle.back().connection);
     slot.idle.pop_back();
-    error_code ignored;
-    connection->stream.socket().cancel(ignored);  // stops its idle watch
+    if (watched) {
+      error_code ignored;
+      connection->stream.socket().cancel(ignored);  // stops its idle watch
+    }
     connection->reused = true;
     connection->slot_held = true;
     co_return Acquired{std::nullopt, std::move(connection)};
@@ -124,9 +129,26 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
   }
   connection->stream.tcp().expires_never();
   const auto id = next_idle_id_++;
-  auto& conn = *connection;
-  slot.idle.push_back(Idle{id, std::move(connection)});
-  watch_idle(slot, id, conn);
+  slot.idle.push_back(Idle{id, std::move(connection), false});
+  // The watch starts once the current batch of events is handled (see watch_released): under
+  // load the connection is often taken again before that, and then needs none.
+  unwatched_.emplace_back(&slot, id);
+  if (unwatched_.size() == 1) {
+    asio::post(executor_, [this] { watch_released(); });
+  }
+}
+
+// Runs before the event loop handles the next batch of ready events: every connection released
+// since and still idle gets its watch, so a backend's close is noticed from the next batch on.
+void UpstreamPool::watch_released() {
+  for (const auto& [slot, id] : unwatched_) {
+    const auto it = std::find_if(slot->idle.rbegin(), slot->idle.rend(),
+                                 [id = id](const Idle& idle) { return idle.id == id; });
+    if (it == slot->idle.rend() || it->watched) continue;  // taken again meanwhile
+    it->watched = true;
+    watch_idle(*slot, id, *it->connection);
+  }
+  unwatched_.clear();
 }
 
 void UpstreamPool::forget(UpstreamConnection& connection) {

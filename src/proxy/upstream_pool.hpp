@@ -16,6 +16,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "hipache/errors.hpp"
 #include "hipache/route.hpp"
@@ -64,6 +66,7 @@ class UpstreamPool {
   struct Idle {
     std::uint64_t id;
     std::unique_ptr<UpstreamConnection> connection;
+    bool watched;  // its idle watch is pending
   };
   struct PerBackend {
     unsigned in_use = 0;
@@ -79,6 +82,7 @@ class UpstreamPool {
 
   void free_slot(PerBackend& slot);
   void watch_idle(PerBackend& slot, std::uint64_t id, UpstreamConnection& connection);
+  void watch_released();
 
   asio::any_io_executor executor_;
   unsigned max_sockets_;
@@ -89,7 +93,9 @@ class UpstreamPool {
   // that deployments without https:// backends should not pay.
   std::shared_ptr<net::ssl::context> backend_tls_;
   std::uint64_t next_idle_id_ = 0;
-  std::unordered_map<std::string, PerBackend> backends_;
+  std::unordered_map<std::string, PerBackend> backends_;  // never erased: pointers stay valid
+  // Released since the current batch of events began, their idle watch not started yet.
+  std::vector<std::pair<PerBackend*, std::uint64_t>> unwatched_;
 };
 
 }  // namespace hipache::proxy

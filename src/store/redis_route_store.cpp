@@ -228,9 +228,26 @@ class RedisRouteStore final : public RouteStore,
     std::uint64_t invalidations = 0;  // invalidations_ when the read started
   };
 
-  bool may_join(const Flight& flight) const {
+  bool may_join(const Flight& flight) {
     if (flight.generation != generation_ || flight.invalidations != invalidations_) return false;
-    return !(tracking_active_ && subscriber_->has_unread_input());
+    return !(tracking_active_ && invalidation_unread());
+  }
+
+  // Whether an invalidation sits unread on the subscriber socket (the write was just
+  // acknowledged to its author, who may already be sending the request that must see it).
+  // Asked once per batch of ready events rather than once per request: the answer is kept until
+  // a posted reset runs, which the event loop does before it handles the next batch. A request
+  // read in this batch was sent before the check, so an invalidation its author waited for was
+  // already on the socket then; one sent later is seen by the next batch.
+  bool invalidation_unread() {
+    if (!unread_checked_) {
+      unread_ = subscriber_->has_unread_input();
+      unread_checked_ = true;
+      asio::post(executor_, [weak = weak_from_this()] {
+        if (auto self = weak.lock()) self->unread_checked_ = false;
+      });
+    }
+    return unread_;
   }
 
   RouteLookup with_local_marks(const std::string& host, RouteLookup lookup) {
@@ -251,9 +268,9 @@ class RedisRouteStore final : public RouteStore,
     const auto now = Clock::now();
     if (now >= entry->expires) return nullptr;
     if (tracking_active_ && entry->generation == generation_) {
-      // An invalidation may be sitting unread on the subscriber socket (the write was just
-      // acknowledged to its author): then read Redis rather than trust the entry.
-      return subscriber_->has_unread_input() ? nullptr : entry;
+      // An invalidation may be sitting unread on the subscriber socket: then read Redis
+      // rather than trust the entry.
+      return invalidation_unread() ? nullptr : entry;
     }
     if (!tracking_active_ && lru_ttl_ && entry->generation == kLruGeneration) return entry;
     return nullptr;
@@ -467,6 +484,8 @@ class RedisRouteStore final : public RouteStore,
   bool unsupported_ = false;      // the server refused tracking: per-request reads for good
   std::uint64_t generation_ = 0;  // changes whenever the link goes down or comes up
   std::uint64_t invalidations_ = 0;
+  bool unread_checked_ = false;  // invalidation_unread() asked in this batch of events
+  bool unread_ = false;          // its answer
   std::optional<std::chrono::milliseconds> lru_ttl_;
   routing::RouteCache positive_;
   routing::RouteCache negative_;
