@@ -837,6 +837,49 @@ class ExpectContinueTest(RelayTestCase):
 class HeadersTest(RelayTestCase):
     HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade")
 
+    def test_header_blocks_are_relayed_exactly(self):
+        """Start lines, repeated fields (in their order; Beast's field list groups them by
+        name, which HTTP allows), odd casing and empty values survive the proxy's own header
+        serialization, both ways."""
+        seen = []
+
+        def script(conn):
+            seen.append(harness.read_request_head(conn))
+            conn.sendall(b"HTTP/1.1 299 Quite Fine\r\nSet-Cookie: a=1\r\nX-CaSe: v\r\n"
+                         b"X-Empty:\r\nSet-Cookie: b=2\r\nContent-Length: 3\r\n\r\nabc")
+        backend = self.raw_backend(script)
+        self.route("exact.test", backend)
+        self.start_proxy()
+        client = self.client()
+        client.send(b"PURGE /p/a%20th?q=1&r=2 HTTP/1.1\r\nHost: exact.test\r\n"
+                    b"X-Dup: one\r\nx-lower: v\r\nX-Dup: two\r\nX-Blank:\r\n\r\n")
+        response = client.read_response()
+        self.assertEqual(response.raw_head.split(b"\r\n", 1)[0], b"HTTP/1.1 299 Quite Fine")
+        self.assertEqual(response.body, b"abc")
+        names = [name for name, _ in response.headers]
+        self.assertEqual(names[:4], ["Set-Cookie", "Set-Cookie", "X-CaSe", "X-Empty"])
+        self.assertEqual(response.get_all("Set-Cookie"), ["a=1", "b=2"])
+        self.assertEqual(response.get("X-Empty"), "")
+        self.assertTrue(response.raw_head.endswith(b"\r\n\r\n"))
+
+        lines = seen[0].split(b"\r\n")
+        self.assertEqual(lines[0], b"PURGE /p/a%20th?q=1&r=2 HTTP/1.1")
+        self.assertEqual(lines[1], b"Host: exact.test")
+        self.assertEqual(lines[2:6], [b"X-Dup: one", b"X-Dup: two", b"x-lower: v", b"X-Blank: "])
+        self.assertTrue(seen[0].endswith(b"\r\n\r\n"))
+
+    def test_missing_reason_phrase_gets_the_standard_one(self):
+        def script(conn):
+            harness.read_request_head(conn)
+            conn.sendall(b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n")
+        backend = self.raw_backend(script)
+        self.route("noreason.test", backend)
+        self.start_proxy()
+        client = self.client()
+        client.send(b"GET / HTTP/1.1\r\nHost: noreason.test\r\n\r\n")
+        response = client.read_response()
+        self.assertEqual(response.raw_head.split(b"\r\n", 1)[0], b"HTTP/1.1 404 Not Found")
+
     def test_request_hop_by_hop_headers_not_forwarded(self):
         backend = self.http_backend("one")
         self.route("hop.test", backend)
