@@ -164,8 +164,10 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
   BodyRelay result;
   auto& body = parser.get().body();
   // Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for
-  // a whole chunk, a body would move 512 bytes per system call.
-  in_buffer.reserve(RelayChunks::kChunkSize);
+  // a whole chunk, a body would move 512 bytes per system call. A body that arrived with its
+  // header needs no room at all (a pooled backend connection would keep the 64 KB).
+  const auto remaining = parser.content_length_remaining();
+  if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
   const auto finished = [&] {
     return raw_head ? parser.is_done() && raw_head->empty() : serializer.is_done();
   };

@@ -128,6 +128,8 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
     return;  // destroying the connection closes it
   }
   connection->stream.tcp().expires_never();
+  // A large body left a relay-sized read buffer: an idle connection does not keep it.
+  if (connection->buffer.capacity() > kIdleBufferKeep) connection->buffer.shrink_to_fit();
   const auto id = next_idle_id_++;
   slot.idle.push_back(Idle{id, std::move(connection), false});
   // The watch starts once the current batch of events is handled (see watch_released): under

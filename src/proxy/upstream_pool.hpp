@@ -29,6 +29,8 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 
 inline constexpr std::size_t kUpstreamReadBufferLimit = 80 * 1024;
+// Read buffer an idle pooled connection may keep (a small response's header fits).
+inline constexpr std::size_t kIdleBufferKeep = 4 * 1024;
 
 struct UpstreamConnection {
   explicit UpstreamConnection(net::AnyStream s) : stream(std::move(s)) {}
