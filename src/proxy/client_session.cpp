@@ -150,37 +150,50 @@ struct BodyRelay {
   bool body_started = false;  // at least one body byte was consumed from `in`
 };
 
-// Streams the body behind `parser` (whose header is already read) through one fixed chunk buffer:
-// memory stays bounded whatever the size. The body goes out through `serializer` (chunked
-// output), or, when `raw_head` is given, as it is (the framing is unchanged: Content-Length, or
-// the connection's close); a header not written yet (the serializer's, or a non-empty
-// `raw_head`) goes out with the first piece of body in one system call.
+// Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for a
+// whole chunk, a body would move 512 bytes per system call. A body that arrived with its header
+// needs no room at all (a pooled backend connection would keep the 64 KB).
+template <bool isRequest>
+void make_room_for_body(beast::flat_buffer& in_buffer,
+                        const http::parser<isRequest, http::buffer_body>& parser) {
+  const auto remaining = parser.content_length_remaining();
+  if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
+}
+
+// Reads the next piece of the body behind `parser` into `chunk`: whatever has arrived (read_some,
+// not read: streaming answers flow, and the bytes a failing peer did send still reach the other
+// side). Returns the bytes now in `chunk`; none only at the end of the body or with an error.
+template <bool isRequest, class In>
+asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
+    In& in, beast::flat_buffer& in_buffer, http::parser<isRequest, http::buffer_body>& parser,
+    RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
+  auto& body = parser.get().body();
+  for (;;) {
+    body.data = chunk.data();
+    body.size = chunk.size();
+    set_deadline(beast::get_lowest_layer(in), timeout);
+    auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, kUseTuple);
+    if (ec == http::error::need_buffer) ec = {};
+    const std::size_t got = chunk.size() - body.size;
+    // Otherwise only framing (a chunk header) was parsed: read on.
+    if (ec || got > 0 || parser.is_done()) co_return std::tuple{ec, got};
+  }
+}
+
+// Streams the body behind `parser` (whose header is already read) through `serializer`, which
+// frames it as chunked; one chunk buffer, so memory stays bounded whatever the size. A header
+// the serializer has not written yet goes out with the first piece of body.
 template <bool isRequest, class In, class Out>
 asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
                                       http::parser<isRequest, http::buffer_body>& parser, Out& out,
                                       http::serializer<isRequest, http::buffer_body>& serializer,
-                                      std::string* raw_head, RelayChunks::Chunk& chunk,
-                                      std::chrono::seconds timeout) {
+                                      RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
   BodyRelay result;
   auto& body = parser.get().body();
-  // Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for
-  // a whole chunk, a body would move 512 bytes per system call. A body that arrived with its
-  // header needs no room at all (a pooled backend connection would keep the 64 KB).
-  const auto remaining = parser.content_length_remaining();
-  if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
-  const auto finished = [&] {
-    return raw_head ? parser.is_done() && raw_head->empty() : serializer.is_done();
-  };
-  while (!finished()) {
+  make_room_for_body(in_buffer, parser);
+  while (!serializer.is_done()) {
     if (!parser.is_done()) {
-      // read_some, not read: whatever has arrived is forwarded at once (streaming responses,
-      // and the bytes a failing peer did send still reach the other side).
-      body.data = chunk.data();
-      body.size = chunk.size();
-      set_deadline(beast::get_lowest_layer(in), timeout);
-      auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, kUseTuple);
-      if (ec == http::error::need_buffer) ec = {};
-      const std::size_t got = chunk.size() - body.size;
+      auto [ec, got] = co_await read_body_piece(in, in_buffer, parser, chunk, timeout);
       // An empty piece must be signalled with a null pointer, or the chunked serializer
       // writes the last-chunk marker twice.
       body.data = got > 0 ? chunk.data() : nullptr;
@@ -191,8 +204,6 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
         result.read_error = ec;
         if (got == 0) co_return result;
         body.more = true;  // a failed message is never completed towards `out`
-      } else if (got == 0 && body.more) {
-        continue;  // only framing (a chunk header) was parsed
       }
     } else {
       body.data = nullptr;
@@ -200,16 +211,7 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
       body.more = false;
     }
     set_deadline(beast::get_lowest_layer(out), timeout);
-    error_code ec;
-    std::size_t n = 0;
-    if (raw_head) {
-      const std::array<asio::const_buffer, 2> pieces{asio::buffer(*raw_head),
-                                                     asio::buffer(body.data, body.size)};
-      std::tie(ec, n) = co_await asio::async_write(out, pieces, kUseTuple);
-      raw_head->clear();
-    } else {
-      std::tie(ec, n) = co_await http::async_write(out, serializer, kUseTuple);
-    }
+    auto [ec, n] = co_await http::async_write(out, serializer, kUseTuple);
     result.bytes_written += n;
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
@@ -219,6 +221,61 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
     if (result.read_error) co_return result;
   }
   co_return result;
+}
+
+// Streams the body behind `parser` to `out` as it is: the framing is unchanged (Content-Length,
+// or the connection's close), so no serializer is needed. `head`, if not empty, is a header not
+// written yet: it goes out with the first piece of body in one system call (a small answer costs
+// one send). A body larger than one read moves through two chunks: the next piece is read while
+// the last one is written, as nginx and HAProxy do, instead of one side waiting for the other.
+template <bool isRequest, class In, class Out>
+asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
+                                          http::parser<isRequest, http::buffer_body>& parser,
+                                          Out& out, std::string& head, RelayChunks& chunks,
+                                          RelayChunks::Lease& first, std::chrono::seconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  BodyRelay result;
+  make_room_for_body(in_buffer, parser);
+  const auto write_piece = [&](RelayChunks::Chunk& chunk,
+                               std::size_t size) -> asio::awaitable<std::tuple<error_code, std::size_t>> {
+    const std::array<asio::const_buffer, 2> pieces{asio::buffer(head),
+                                                   asio::buffer(chunk.data(), size)};
+    set_deadline(beast::get_lowest_layer(out), timeout);
+    auto [ec, n] = co_await asio::async_write(out, pieces, kUseTuple);
+    head.clear();
+    // A read overlapping this write must not outlast it (the exchange is over).
+    if (ec) beast::get_lowest_layer(in).cancel();
+    co_return std::tuple{ec, n};
+  };
+
+  RelayChunks::Lease second;  // taken once the body needs more than one read
+  RelayChunks::Chunk* filled = &*first;
+  auto [read_ec, got] = co_await read_body_piece(in, in_buffer, parser, *filled, timeout);
+  for (;;) {
+    result.body_started = result.body_started || got > 0;
+    if (read_ec) result.read_error = read_ec;
+    if (read_ec || parser.is_done()) {
+      // The last piece (or all the bytes a failing peer sent); a failed message is never
+      // completed towards `out`, which a Content-Length or the close then tells.
+      if (got == 0 && (read_ec || head.empty())) co_return result;
+      auto [ec, n] = co_await write_piece(*filled, got);
+      result.bytes_written += n;
+      result.write_error = ec;
+      co_return result;
+    }
+    if (!second) second = chunks.take();
+    RelayChunks::Chunk* next = filled == &*first ? &*second : &*first;
+    // (The operator splices the first result's elements into its own tuple.)
+    auto [write_ec, written, read] = co_await (
+        write_piece(*filled, got) && read_body_piece(in, in_buffer, parser, *next, timeout));
+    result.bytes_written += written;
+    if (write_ec) {
+      result.write_error = write_ec;
+      co_return result;
+    }
+    std::tie(read_ec, got) = read;
+    filled = next;
+  }
 }
 
 // The headers of every error page (SPEC section 7): never cached anywhere.
@@ -662,8 +719,11 @@ class ClientSession final : public DrainableSession {
         if (ec) co_return fail_client(std::move(upstream), attempt);
       }
       auto relayed = co_await client_.visit_with(upstream->stream, [&](auto& in, auto& out) {
-        return relay_body(in, buffer_, parser, out, request_writer, raw_request ? &head_ : nullptr,
-                          chunk(), timeout_);
+        if (raw_request) {
+          return relay_raw_body(in, buffer_, parser, out, head_, ctx_.chunks, chunk_lease(),
+                                timeout_);
+        }
+        return relay_body(in, buffer_, parser, out, request_writer, *chunk_lease(), timeout_);
       });
       attempt.body_consumed = relayed.body_started;
       if (is_parse_error(relayed.read_error)) {
@@ -777,8 +837,12 @@ class ClientSession final : public DrainableSession {
     }
     if (has_body) {
       auto relayed = co_await upstream->stream.visit_with(client_, [&](auto& in, auto& out) {
+        if (raw_response) {
+          return relay_raw_body(in, upstream->buffer, *response_reader, out, head_, ctx_.chunks,
+                                chunk_lease(), timeout_);
+        }
         return relay_body(in, upstream->buffer, *response_reader, out, response_writer,
-                          raw_response ? &head_ : nullptr, chunk(), timeout_);
+                          *chunk_lease(), timeout_);
       });
       exchange.bytes_sent += relayed.bytes_written;
       if (relayed.read_error) {
@@ -1030,9 +1094,9 @@ class ClientSession final : public DrainableSession {
   // The relay buffer is on loan only while a request is being relayed: an idle keep-alive
   // connection holds no body or read buffer (ARCHITECTURE.md, hot-path rules).
   RelayChunks::Lease chunk_;
-  RelayChunks::Chunk& chunk() {
+  RelayChunks::Lease& chunk_lease() {
     if (!chunk_) chunk_ = ctx_.chunks.take();
-    return *chunk_;
+    return chunk_;
   }
   std::string head_;  // a header serialized by serialize_header(), until it is written
   std::string remote_;

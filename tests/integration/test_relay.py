@@ -578,6 +578,36 @@ class BodyStreamingTest(RelayTestCase):
         client.send(b"GET /after HTTP/1.1\r\nHost: bigchunk.test\r\n\r\n")
         self.assertEqual(client.read_response().json()["path"], "/after")
 
+    def test_client_leaving_mid_download_frees_the_stalled_backend_at_once(self):
+        """A client that stops reading and then resets, while the backend has stalled after
+        30 MB: the relay (a write to the client overlapping a read from the backend) ends at
+        once and lets the backend connection go, instead of waiting out tcpTimeout."""
+        backend_closed = threading.Event()
+        stall = threading.Event()
+        self._stoppers.append(stall.set)
+
+        def script(conn):
+            harness.read_request_head(conn)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (100 * MB))
+                conn.sendall(b"z" * (30 * MB))
+                conn.settimeout(30)
+                while conn.recv(65536):  # nothing more is sent; EOF when the proxy lets go
+                    pass
+            except OSError:
+                pass
+            backend_closed.set()
+            stall.wait(30)
+        backend = self.raw_backend(script)
+        self.route("leave.test", backend)
+        self.start_proxy(tcpTimeout=30)
+        sock = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: leave.test\r\n\r\n")
+        self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200"))
+        time.sleep(2)  # not reading: the proxy's writes to this client block
+        harness.reset(sock)
+        self.assertTrue(backend_closed.wait(10), "the backend connection was kept")
+
     def test_memory_bounded_while_streaming_200mb_response(self):
         total = 200 * MB
         block = b"y" * MB
