@@ -109,28 +109,47 @@ std::chrono::milliseconds elapsed_ms(Clock::time_point since) {
 // A header serialized into one contiguous buffer. Beast's serializer hands the socket one buffer
 // per field and walks that sequence several times per write (a visible share of a small
 // request's CPU); the framing it adds is only needed for chunked output, which still uses it.
-void append_fields(const http::fields& fields, std::string& out) {
-  for (const auto& field : fields) {
-    out.append(field.name_string());
-    out.append(": ");
-    out.append(field.value());
-    out.append("\r\n");
-  }
+// Header fields this proxy adds to a message, kept apart from the message's own fields until its
+// header is written (as Beast fields they would cost an allocation each, on every request).
+struct AddedFields {
+  std::array<std::pair<std::string_view, std::string_view>, 5> fields{};
+  std::size_t count = 0;
+
+  void add(std::string_view name, std::string_view value) { fields.at(count++) = {name, value}; }
+  auto begin() const { return fields.begin(); }
+  auto end() const { return fields.begin() + static_cast<std::ptrdiff_t>(count); }
+};
+
+void append_field(std::string_view name, std::string_view value, std::string& out) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
   out.append("\r\n");
 }
 
-void serialize_header(const Request& request, std::string& out) {
+void append_fields(const http::fields& fields, const AddedFields& added, std::string& out) {
+  for (const auto& field : fields) append_field(field.name_string(), field.value(), out);
+  for (const auto& [name, value] : added) append_field(name, value, out);
+  out.append("\r\n");
+}
+
+// A typical header fits: one allocation per session, not one per doubling.
+constexpr std::size_t kHeaderReserve = 1024;
+
+void serialize_header(const Request& request, const AddedFields& added, std::string& out) {
   out.clear();
+  out.reserve(kHeaderReserve);
   out.append(request.method_string());
   out.push_back(' ');
   out.append(request.target());
   out.append(request.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-  append_fields(request, out);
+  append_fields(request, added, out);
 }
 
 void serialize_header(const Response& response, std::string& out) {
   const unsigned status = response.result_int();
   out.clear();
+  out.reserve(kHeaderReserve);
   out.append(response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
   out.push_back(static_cast<char>('0' + status / 100 % 10));
   out.push_back(static_cast<char>('0' + status / 10 % 10));
@@ -139,7 +158,7 @@ void serialize_header(const Response& response, std::string& out) {
   const auto reason = response.reason();
   out.append(reason.empty() ? http::obsolete_reason(response.result()) : reason);
   out.append("\r\n");
-  append_fields(response, out);
+  append_fields(response, AddedFields{}, out);
 }
 
 // The outcome of copying one message body from `in` to `out`.
@@ -626,8 +645,9 @@ class ClientSession final : public DrainableSession {
       request.set(http::field::connection, "Upgrade");
       request.set(http::field::upgrade, protocol);
     }
+    forwarded_ = AddedFields{};
     const auto add_if_absent = [&](std::string_view name, std::string_view value) {
-      if (request.find(name) == request.end()) request.set(name, value);
+      if (request.find(name) == request.end()) forwarded_.add(name, value);
     };
     static constexpr std::string_view kForwardedHeaders[] = {
         "X-Forwarded-For",  "X-Real-IP",        "X-Forwarded-Proto", "X-Forwarded-Protocol",
@@ -700,7 +720,12 @@ class ClientSession final : public DrainableSession {
     // Unless the body is chunked, the backend gets the client's framing as it is: our own
     // one-buffer header, then the body bytes unchanged.
     const bool raw_request = !parser.chunked();
-    if (raw_request) serialize_header(request, head_);
+    if (raw_request) {
+      serialize_header(request, forwarded_, head_);
+    } else {
+      for (const auto& [name, value] : forwarded_) request.set(name, value);
+      forwarded_ = AddedFields{};  // they are the request's own fields now (a retry comes here too)
+    }
     set_deadline(upstream->stream, timeout_);
     auto [write_ec, header_bytes] = co_await upstream->stream.visit([&](auto& stream) {
       return raw_request ? asio::async_write(stream, asio::buffer(head_), kUseTuple)
@@ -1099,6 +1124,9 @@ class ClientSession final : public DrainableSession {
     return chunk_;
   }
   std::string head_;  // a header serialized by serialize_header(), until it is written
+  // X-Forwarded-* fields for the backend that the client's request lacks (values: remote_,
+  // local_port_ and literals, all outliving the request).
+  AddedFields forwarded_;
   std::string remote_;
   std::string local_port_;
   std::chrono::seconds timeout_{0};
