@@ -255,8 +255,9 @@ asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
   using namespace asio::experimental::awaitable_operators;
   BodyRelay result;
   make_room_for_body(in_buffer, parser);
-  const auto write_piece = [&](RelayChunks::Chunk& chunk,
-                               std::size_t size) -> asio::awaitable<std::tuple<error_code, std::size_t>> {
+  const auto write_piece =
+      [&](RelayChunks::Chunk& chunk,
+          std::size_t size) -> asio::awaitable<std::tuple<error_code, std::size_t>> {
     const std::array<asio::const_buffer, 2> pieces{asio::buffer(head),
                                                    asio::buffer(chunk.data(), size)};
     set_deadline(beast::get_lowest_layer(out), timeout);
