@@ -4,6 +4,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "hipache/route.hpp"
@@ -12,7 +13,8 @@ namespace hipache {
 
 struct RouteLookup {
   enum class Status { found, not_found, unavailable } status = Status::not_found;
-  Route route;
+  // Set when found. Shared with the route cache: a request holds the route, never copies it.
+  std::shared_ptr<const Route> route;
 };
 
 class RouteStore {

@@ -397,7 +397,7 @@ class ClientSession final : public DrainableSession {
     Clock::time_point backend_finished{};
     unsigned status = 0;
     std::uint64_t bytes_sent = 0;
-    std::string identifier = "-";
+    std::string_view identifier = "-";  // the route's, which outlives the exchange
     // Facts about the client's request, taken before it is rewritten for the backend.
     unsigned client_version = 11;
     bool client_keep_alive = true;
@@ -495,8 +495,8 @@ class ClientSession final : public DrainableSession {
                                : Failure::frontend_not_found;
       co_return co_await send_error(request, exchange, failure, body_pending(parser));
     }
-    exchange.identifier = lookup.route.identifier;
-    co_return co_await proxy(parser, host, lookup.route, exchange);
+    exchange.identifier = lookup.route->identifier;
+    co_return co_await proxy(parser, host, *lookup.route, exchange);
   }
 
   static bool body_pending(const RequestParser& parser) { return !parser.is_done(); }

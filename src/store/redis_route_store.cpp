@@ -172,7 +172,9 @@ class RedisRouteStore final : public RouteStore,
       if (reply.kind != RedisReply::Kind::array || reply.elements.empty()) continue;
       if (unreadable(replies.back())) co_return result;
       result.status = RouteLookup::Status::found;
-      auto& route = result.route;
+      auto shared_route = std::make_shared<Route>();
+      auto& route = *shared_route;
+      result.route = shared_route;
       route.frontend_key = candidates[i];
       route.identifier = reply.elements.front().text;
       for (std::size_t b = 1; b < reply.elements.size(); ++b) {
@@ -251,7 +253,9 @@ class RedisRouteStore final : public RouteStore,
   }
 
   RouteLookup with_local_marks(const std::string& host, RouteLookup lookup) {
-    if (lookup.status == RouteLookup::Status::found) apply_local_marks(host, lookup.route);
+    if (lookup.status == RouteLookup::Status::found) {
+      if (auto marked = locally_marked(host, *lookup.route)) lookup.route = std::move(marked);
+    }
     return lookup;
   }
 
@@ -280,8 +284,9 @@ class RedisRouteStore final : public RouteStore,
     auto& cache = lookup.status == RouteLookup::Status::found ? positive_ : negative_;
     const auto now = Clock::now();
     if (vouched_by_tracking) {
-      const bool any_dead = std::find(lookup.route.dead.begin(), lookup.route.dead.end(), true) !=
-                            lookup.route.dead.end();
+      const bool any_dead =
+          lookup.route && std::find(lookup.route->dead.begin(), lookup.route->dead.end(), true) !=
+                              lookup.route->dead.end();
       cache.insert(host, lookup, now + (any_dead ? kDeadEntryLifetime : kLiveEntryLifetime),
                    generation_);
     } else if (lru_ttl_) {
@@ -397,16 +402,22 @@ class RedisRouteStore final : public RouteStore,
     marks.push_back({index, expires});
   }
 
-  void apply_local_marks(const std::string& host, Route& route) {
+  // `route` with this worker's unexpired dead marks for `host` applied, as a copy (the cached
+  // route is shared); nullptr when there are none, which is nearly always.
+  std::shared_ptr<const Route> locally_marked(const std::string& host, const Route& route) {
     const auto it = local_marks_.find(host);
-    if (it == local_marks_.end()) return;
+    if (it == local_marks_.end()) return nullptr;
     const auto now = Clock::now();
     auto& marks = it->second;
     std::erase_if(marks, [&](const LocalMark& m) { return m.expires <= now; });
+    std::shared_ptr<Route> marked;
     for (const auto& mark : marks) {
-      if (mark.index < route.dead.size()) route.dead[mark.index] = true;
+      if (mark.index >= route.dead.size()) continue;
+      if (!marked) marked = std::make_shared<Route>(route);
+      marked->dead[mark.index] = true;
     }
     if (marks.empty()) local_marks_.erase(it);
+    return marked;
   }
 
   // At most one log line per kErrorLogInterval: a broken key must not flood the log.

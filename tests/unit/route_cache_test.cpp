@@ -10,7 +10,9 @@ using namespace std::chrono_literals;
 RouteLookup found(const std::string& identifier) {
   RouteLookup lookup;
   lookup.status = RouteLookup::Status::found;
-  lookup.route.identifier = identifier;
+  auto route = std::make_shared<Route>();
+  route->identifier = identifier;
+  lookup.route = std::move(route);
   return lookup;
 }
 
@@ -21,7 +23,7 @@ TEST(RouteCache, KeepsExpiryAndGenerationPerEntry) {
   cache.insert("a.test", found("a"), kT0 + 5s, 7);
   const auto* entry = cache.find("a.test");
   ASSERT_NE(entry, nullptr);
-  EXPECT_EQ(entry->lookup.route.identifier, "a");
+  EXPECT_EQ(entry->lookup.route->identifier, "a");
   EXPECT_EQ(entry->expires, kT0 + 5s);
   EXPECT_EQ(entry->generation, 7u);
   EXPECT_EQ(cache.find("b.test"), nullptr);
@@ -44,7 +46,7 @@ TEST(RouteCache, InsertReplacesEraseAndClearForget) {
   cache.insert("a", found("old"), kT0, 1);
   cache.insert("a", found("new"), kT0, 2);
   EXPECT_EQ(cache.size(), 1u);
-  EXPECT_EQ(cache.find("a")->lookup.route.identifier, "new");
+  EXPECT_EQ(cache.find("a")->lookup.route->identifier, "new");
   cache.erase("a");
   EXPECT_EQ(cache.find("a"), nullptr);
   cache.insert("b", found("b"), kT0, 1);
