@@ -34,8 +34,8 @@ std::string_view to_std(beast::string_view s) {
 
 // Request header block limit: beyond it the client gets 431 (Node's parser allowed 80 KB).
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
-// A tunnel holds one buffer per direction for as long as it lasts, often hours: HAProxy's 16 KB.
-constexpr std::size_t kTunnelChunk = 16 * 1024;
+// A tunnel direction reads into this much of its own; more queued bytes borrow a TunnelChunk.
+constexpr std::size_t kTunnelInlineBuffer = 512;
 // Beyond these a request is refused (414 / 431) before any routing: docs/security.md.
 constexpr std::size_t kMaxTargetLength = 8 * 1024;
 constexpr std::ptrdiff_t kMaxHeaderFields = 100;
@@ -927,14 +927,16 @@ class ClientSession final : public DrainableSession {
     }
     if (!state.failed) {
       using namespace asio::experimental::awaitable_operators;
-      chunk_.reset();  // the tunnel has buffers of its own size
-      auto from_client = std::make_unique_for_overwrite<std::array<char, kTunnelChunk>>();
-      auto from_backend = std::make_unique_for_overwrite<std::array<char, kTunnelChunk>>();
+      // Nothing of the HTTP exchange is needed while the tunnel lasts (often hours): its
+      // buffers go, and the tunnel borrows its own only while bytes queue up.
+      chunk_.reset();
+      head_ = std::string();
+      buffer_.shrink_to_fit();
+      upstream->buffer.shrink_to_fit();
       asio::steady_timer idle(client_.socket().get_executor());
       auto& backend = upstream->stream;
       co_await (client_.visit_with(backend, [&](auto& client_side, auto& backend_side) {
-        return pump_both(client_side, backend_side, asio::buffer(*from_client),
-                         asio::buffer(*from_backend), state, idle);
+        return pump_both(client_side, backend_side, ctx_.tunnel_chunks, state, idle);
       }) && watch_idle(backend, state, idle));
     }
     exchange.status = 101;
@@ -961,22 +963,27 @@ class ClientSession final : public DrainableSession {
 
   template <class ClientSide, class BackendSide>
   static asio::awaitable<void> pump_both(ClientSide& client_side, BackendSide& backend_side,
-                                         asio::mutable_buffer from_client,
-                                         asio::mutable_buffer from_backend, TunnelState& state,
+                                         TunnelChunks& chunks, TunnelState& state,
                                          asio::steady_timer& idle) {
     using namespace asio::experimental::awaitable_operators;
-    co_await (pump(client_side, backend_side, from_client, state, false) &&
-              pump(backend_side, client_side, from_backend, state, true));
+    co_await (pump(client_side, backend_side, chunks, state, false) &&
+              pump(backend_side, client_side, chunks, state, true));
     state.finished = true;
     idle.cancel();
   }
 
   // One direction of a tunnel. End of stream is passed on as a half-close (a TCP FIN, also
-  // under TLS); an error ends both directions.
+  // under TLS); an error ends both directions. Reads go into a small buffer of this frame; one
+  // that fills it means more is queued, and reads then go into a borrowed TunnelChunk until one
+  // comes back short (the socket is drained) and the chunk is returned: a quiet tunnel, or one
+  // carrying small messages, holds no chunk (bench: RSS per WebSocket tunnel).
   template <class From, class To>
-  static asio::awaitable<void> pump(From& from, To& to, asio::mutable_buffer buffer,
-                                    TunnelState& state, bool towards_client) {
+  static asio::awaitable<void> pump(From& from, To& to, TunnelChunks& chunks, TunnelState& state,
+                                    bool towards_client) {
+    std::array<char, kTunnelInlineBuffer> inline_buffer;
+    TunnelChunks::Lease burst;
     for (;;) {
+      const auto buffer = burst ? asio::buffer(*burst) : asio::buffer(inline_buffer);
       auto [ec, n] = co_await from.async_read_some(buffer, kUseTuple);
       if (n > 0) {
         state.last_activity = Clock::now();
@@ -987,6 +994,11 @@ class ClientSession final : public DrainableSession {
           close_both(from, to);
           co_return;
         }
+      }
+      if (n == buffer.size()) {
+        if (!burst) burst = chunks.take();
+      } else {
+        burst.reset();
       }
       if (ec == asio::error::eof || ec == net::ssl::error::stream_truncated) {
         error_code ignored;

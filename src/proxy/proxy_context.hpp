@@ -35,7 +35,8 @@ struct ProxyContext {
   const ErrorPages& error_pages;
   log::AccessLog& access_log;
   IdleConnections& idle;
-  RelayChunks chunks{};  // body relay buffers, reused
+  RelayChunks chunks{};          // body relay buffers, reused
+  TunnelChunks tunnel_chunks{};  // tunnel buffers while bytes queue up
   std::mt19937 rng{std::random_device{}()};
   std::unordered_set<DrainableSession*> sessions{};  // every open client connection
   bool draining = false;  // no more keep-alive once the worker is asked to stop

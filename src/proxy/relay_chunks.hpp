@@ -1,9 +1,10 @@
-// The fixed buffers that message bodies stream through, reused across requests of a worker.
+// The fixed buffers that bodies and tunnels stream through, reused across requests of a worker.
 //
-// A body of any size moves through one chunk per direction, held only while it moves. Taking a
-// fresh 64 KB block from malloc for each of them cost every small proxied request a trip through
-// glibc's slow path (too big for its per-thread cache); a worker keeps a few freed chunks instead.
-// At most kKeep stay cached, so a burst of concurrent transfers does not pin its memory for good.
+// A body of any size moves through fixed chunks, held only while it moves. Taking a fresh 64 KB
+// block from malloc for each of them cost every small proxied request a trip through glibc's
+// slow path (too big for its per-thread cache); a worker keeps a few freed chunks instead. At
+// most kKeep stay cached, so a burst of concurrent transfers does not pin its memory for good.
+// Tunnels borrow smaller chunks, only while bytes queue up (client_session.cpp, pump()).
 #pragma once
 
 #include <array>
@@ -14,9 +15,10 @@
 
 namespace hipache::proxy {
 
-class RelayChunks {
+template <std::size_t Size>
+class ChunkPool {
  public:
-  static constexpr std::size_t kChunkSize = 64 * 1024;  // half the system calls of 16 KB
+  static constexpr std::size_t kChunkSize = Size;
   static constexpr std::size_t kKeep = 16;
   using Chunk = std::array<char, kChunkSize>;
 
@@ -49,16 +51,15 @@ class RelayChunks {
     }
 
    private:
-    friend class RelayChunks;
-    Lease(RelayChunks* pool, std::unique_ptr<Chunk> chunk)
-        : pool_(pool), chunk_(std::move(chunk)) {}
-    RelayChunks* pool_ = nullptr;
+    friend class ChunkPool;
+    Lease(ChunkPool* pool, std::unique_ptr<Chunk> chunk) : pool_(pool), chunk_(std::move(chunk)) {}
+    ChunkPool* pool_ = nullptr;
     std::unique_ptr<Chunk> chunk_;
   };
 
-  RelayChunks() = default;
-  RelayChunks(const RelayChunks&) = delete;
-  RelayChunks& operator=(const RelayChunks&) = delete;
+  ChunkPool() = default;
+  ChunkPool(const ChunkPool&) = delete;
+  ChunkPool& operator=(const ChunkPool&) = delete;
 
   Lease take() {
     if (free_.empty()) {
@@ -79,5 +80,10 @@ class RelayChunks {
 
   std::vector<std::unique_ptr<Chunk>> free_;
 };
+
+// Bodies: 64 KB, half the system calls of 16 KB on large transfers.
+using RelayChunks = ChunkPool<64 * 1024>;
+// Tunnel bursts: HAProxy's buffer size; a tunnel often lasts hours.
+using TunnelChunks = ChunkPool<16 * 1024>;
 
 }  // namespace hipache::proxy
