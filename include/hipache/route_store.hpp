@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "hipache/route.hpp"
@@ -24,6 +25,10 @@ class RouteStore {
   // Resolves a normalised host: frontend list (exact, wildcards, "*") and the dead set of the
   // exact host, with this worker's own recent dead marks applied.
   virtual boost::asio::awaitable<RouteLookup> lookup(const std::string& host) = 0;
+
+  // What lookup() would answer, when that needs no I/O (a fresh cached entry); nullopt: call
+  // lookup(). The common path then costs no coroutine frame.
+  virtual std::optional<RouteLookup> cached(const std::string& host) = 0;
 
   // Passive health check: records that backend `index` of `route` failed for `host`.
   // Does nothing for single-backend frontends (SPEC section 6).

@@ -106,8 +106,13 @@ class RedisRouteStore final : public RouteStore,
     asio::co_spawn(executor_, poll_hchecker(shared_from_this()), asio::detached);
   }
 
+  std::optional<RouteLookup> cached(const std::string& host) override {
+    if (const auto* hit = fresh_entry(host)) return with_local_marks(host, hit->lookup);
+    return std::nullopt;
+  }
+
   asio::awaitable<RouteLookup> lookup(const std::string& host) override {
-    if (const auto* hit = fresh_entry(host)) co_return with_local_marks(host, hit->lookup);
+    if (auto hit = cached(host)) co_return std::move(*hit);
     // Single flight: concurrent misses for one host share one Redis read, unless that read may
     // have missed a write this request must see (an invalidation arrived since it started, or
     // one is unread on the subscriber socket): then this request reads afresh.
