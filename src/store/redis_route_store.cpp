@@ -244,8 +244,10 @@ class RedisRouteStore final : public RouteStore,
   // acknowledged to its author, who may already be sending the request that must see it).
   // Asked once per batch of ready events rather than once per request: the answer is kept until
   // a posted reset runs, which the event loop does before it handles the next batch. A request
-  // read in this batch was sent before the check, so an invalidation its author waited for was
-  // already on the socket then; one sent later is seen by the next batch.
+  // whose readiness this batch reports was sent before the check, so an invalidation its author
+  // waited for was already on the socket then. (Bytes that arrive later in the batch and are
+  // read at once, pipelined behind others, can miss one by the rest of the batch: well inside
+  // the ~1 ms the issue allows.)
   bool invalidation_unread() {
     if (!unread_checked_) {
       unread_ = subscriber_->has_unread_input();
