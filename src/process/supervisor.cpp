@@ -14,6 +14,8 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <optional>
 
 #include "process/sd_notify.hpp"
 #include "process/worker.hpp"
@@ -38,6 +40,7 @@ constexpr auto kMaxIdleWait = 1s;
 struct WorkerProcess {
   pid_t pid;
   Clock::time_point started;
+  std::optional<std::size_t> load_slot;  // in Supervisor::loads_
   bool draining = false;        // told to stop: no longer counted among the serving workers
   Clock::time_point kill_at{};  // SIGKILL if still alive by then (draining workers only)
 };
@@ -68,7 +71,13 @@ class Supervisor {
       : config_path_(std::move(config_path)),
         config_(std::move(config)),
         listeners_(std::move(listeners)),
-        tls_(std::move(tls)) {}
+        tls_(std::move(tls)) {
+    try {
+      loads_ = std::make_unique<WorkerLoads>();
+    } catch (const std::exception& error) {
+      spdlog::warn("workers will accept without balancing: {}", error.what());
+    }
+  }
 
   ~Supervisor() {
     if (ready_read_ >= 0) ::close(ready_read_);
@@ -174,18 +183,20 @@ class Supervisor {
 
   void spawn() {
     const pid_t master = ::getpid();
+    const auto slot = loads_ ? loads_->claim() : std::nullopt;
     const pid_t pid = ::fork();
     if (pid < 0) {
       spdlog::error("fork failed: {}", std::strerror(errno));
+      if (slot) loads_->release(*slot);
       schedule_respawn(true);
       return;
     }
-    if (pid == 0) run_child(master);
-    workers_.push_back(WorkerProcess{pid, Clock::now()});
+    if (pid == 0) run_child(master, slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn());
+    workers_.push_back(WorkerProcess{pid, Clock::now(), slot});
     spdlog::info("worker {} started", pid);
   }
 
-  [[noreturn]] void run_child(pid_t master) {
+  [[noreturn]] void run_child(pid_t master, AcceptTurn turn) {
     // Back to the original mask, except the signals the worker handles: they stay blocked (and
     // pending) until run_worker has its handlers in place.
     sigset_t mask = original_mask_;
@@ -198,7 +209,7 @@ class Supervisor {
     ::close(signal_fd_);
     int code = 1;
     try {
-      code = run_worker(config_, listeners_, *tls_, ready_write_);
+      code = run_worker(config_, listeners_, *tls_, ready_write_, turn);
     } catch (const std::exception& error) {
       spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
     }
@@ -233,6 +244,7 @@ class Supervisor {
         spdlog::error("worker {} {}; replacing it", pid, describe_exit(status));
         schedule_respawn(lifetime < kQuickDeath);
       }
+      if (it->load_slot) loads_->release(*it->load_slot);
       workers_.erase(it);
     }
   }
@@ -255,6 +267,8 @@ class Supervisor {
   void drain(WorkerProcess& worker) {
     if (worker.draining) return;
     worker.draining = true;
+    // It stops accepting now: the others no longer compare themselves with it.
+    if (worker.load_slot) loads_->publish(*worker.load_slot, WorkerLoads::kNotAccepting);
     worker.kill_at =
         Clock::now() + std::chrono::seconds(config_.server.graceful_wait_s) + kKillGrace;
     ::kill(worker.pid, SIGTERM);
@@ -351,6 +365,7 @@ class Supervisor {
   Config config_;
   std::vector<net::BoundListener> listeners_;
   std::shared_ptr<net::ServerTls> tls_;
+  std::unique_ptr<WorkerLoads> loads_;  // null: could not be mapped
   std::vector<WorkerProcess> workers_;
   sigset_t signals_{};
   sigset_t original_mask_{};

@@ -1,7 +1,11 @@
 #include "process/worker.hpp"
 
 #include <malloc.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
+
+#include <cerrno>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -27,29 +31,85 @@ constexpr auto kDrainPollInterval = 50ms;
 constexpr auto kHeapTrimInterval = 1s;
 constexpr std::size_t kHeapTrimThreshold = 1024 * 1024;
 
-asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, proxy::ProxyContext& ctx,
-                                  net::ssl::context* tls) {
+// Takes one pending connection without waiting (the listening socket is non-blocking): the
+// socket, or an error, would_block when there is none (another worker took it). Not Asio's
+// synchronous accept: after ECONNABORTED that one polls, blocking, for the next connection.
+asio::ip::tcp::socket accept_pending(asio::ip::tcp::acceptor& acceptor,
+                                     const asio::ip::tcp& protocol,
+                                     boost::system::error_code& ec) {
+  asio::ip::tcp::socket socket(acceptor.get_executor());
+  for (;;) {
+    const int fd =
+        ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      socket.assign(protocol, fd, ec);
+      if (ec) ::close(fd);
+      return socket;
+    }
+    // Gone before it was accepted, or interrupted: the next one, if any.
+    if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR) continue;
+    ec.assign(errno == EAGAIN ? EWOULDBLOCK : errno, boost::system::system_category());
+    return socket;
+  }
+}
+
+// Waits for a pending connection, then takes it unless another worker should (AcceptTurn);
+// takes the ones queued behind it while this worker stays within its share.
+asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, asio::ip::tcp protocol,
+                                  proxy::ProxyContext& ctx, net::ssl::context* tls,
+                                  AcceptTurn& turn) {
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer pause(executor);
+  // Sessions register themselves when they start, after the accept loop has moved on.
+  std::int64_t not_started = 0;
+  const auto connections = [&] {
+    return static_cast<std::int64_t>(ctx.sessions.size()) + not_started;
+  };
+  boost::system::error_code ec;
   while (acceptor.is_open()) {
-    auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
+    not_started = 0;
+    std::tie(ec) = co_await acceptor.async_wait(asio::ip::tcp::acceptor::wait_read, kUseTuple);
     if (!ec) {
-      const auto limit = ctx.config.server.max_connections;
-      if (limit > 0 && ctx.sessions.size() >= limit) {
-        // A clear 503 rather than collapse; other workers may still have room.
-        asio::co_spawn(executor, proxy::refuse_client(std::move(socket), ctx, tls != nullptr),
-                       proxy::log_connection_exception);
-        continue;
+      const auto yield = turn.before_accept(connections());
+      if (yield.count() > 0) {
+        pause.expires_after(yield);
+        co_await pause.async_wait(kUseTuple);
       }
-      // Accepted just before a drain closed the acceptor still gets served.
-      asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx, tls),
-                     proxy::log_connection_exception);
-      continue;
+      for (bool more = true; more && acceptor.is_open();) {
+        auto socket = accept_pending(acceptor, protocol, ec);
+        if (ec) break;
+        const auto limit = ctx.config.server.max_connections;
+        if (limit > 0 && ctx.sessions.size() >= limit) {
+          // A clear 503 rather than collapse; other workers may still have room.
+          asio::co_spawn(executor, proxy::refuse_client(std::move(socket), ctx, tls != nullptr),
+                         proxy::log_connection_exception);
+        } else {
+          // Accepted just before a drain closed the acceptor still gets served.
+          asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx, tls),
+                         proxy::log_connection_exception);
+          ++not_started;
+        }
+        more = turn.may_accept_more(connections());
+      }
+      // All pending ones taken (by this worker or another), or enough for this worker's share.
+      if (!ec || ec == asio::error::would_block) continue;
     }
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-    spdlog::error("accept failed: {}", ec.message());
+    spdlog::error("accept failed: {}", ec.message());  // out of descriptors, memory, ...
     pause.expires_after(50ms);
     co_await pause.async_wait(kUseTuple);
+  }
+}
+
+// The count the other workers compare against changes as connections close too, and the report
+// is the worker's sign of life (WorkerLoads::kStaleReport).
+asio::awaitable<void> report_load_loop(AcceptTurn& turn, const proxy::ProxyContext& ctx) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(WorkerLoads::kReportInterval);
+    auto [ec] = co_await timer.async_wait(kUseTuple);
+    if (ec || ctx.draining) co_return;
+    turn.publish(static_cast<std::int64_t>(ctx.sessions.size()));
   }
 }
 
@@ -80,7 +140,7 @@ asio::awaitable<void> heap_trim_loop() {
 }  // namespace
 
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
-               const net::ServerTls& tls, int ready_fd) {
+               const net::ServerTls& tls, int ready_fd, AcceptTurn turn) {
   // One thread per worker: the reactor's I/O locking is dead weight. (Scheduler locking stays:
   // the resolver's helper thread posts completions back.)
   asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
@@ -95,6 +155,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
 
   std::vector<asio::ip::tcp::acceptor> acceptors;
   std::vector<net::ssl::context*> acceptor_tls;
+  std::vector<asio::ip::tcp> protocols;
   for (std::size_t i = 0; i < listeners.size(); ++i) {
     const auto& listener = listeners[i];
     const auto protocol = listener.address.address.find(':') != std::string::npos
@@ -103,11 +164,14 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
     // The worker owns its inherited copy of the descriptor: closing the acceptor on SIGTERM
     // must leave this process holding no listening socket, so new clients go elsewhere.
     acceptors.emplace_back(io, protocol, listener.fd);
+    acceptors.back().non_blocking(true);  // accept_pending() must never wait
+    protocols.push_back(protocol);
     acceptor_tls.push_back(i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr);
   }
   for (std::size_t i = 0; i < acceptors.size(); ++i) {
-    asio::co_spawn(io, accept_loop(acceptors[i], ctx, acceptor_tls[i]), asio::detached);
+    asio::co_spawn(io, accept_loop(acceptors[i], protocols[i], ctx, acceptor_tls[i], turn), asio::detached);
   }
+  asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);
   asio::co_spawn(io, flush_loop(access_log), asio::detached);
   asio::co_spawn(io, heap_trim_loop(), asio::detached);
 
@@ -145,6 +209,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
         spdlog::info("worker {}: SIGTERM, draining {} connection(s) (at most {} s)", ::getpid(),
                      ctx.sessions.size(), config.server.graceful_wait_s);
         for (auto& acceptor : acceptors) acceptor.close();
+        turn.stop_accepting();
         proxy::begin_drain(ctx);
         drain_timer.expires_after(drain_deadline_after);
         wait_for_drain();

@@ -8,6 +8,7 @@
 #include "hipache/config.hpp"
 #include "net/listeners.hpp"
 #include "net/tls.hpp"
+#include "process/worker_loads.hpp"
 
 namespace hipache::process {
 
@@ -16,7 +17,8 @@ namespace hipache::process {
 // log. Once every listener accepts, one byte is written to `ready_fd` (when >= 0) for the
 // master's readiness report. Returns the process exit code.
 // `tls` holds the contexts of the https listeners (built by the master before forking).
+// `turn`: the worker's place in the master's load table (balances accepts between workers).
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
-               const net::ServerTls& tls, int ready_fd = -1);
+               const net::ServerTls& tls, int ready_fd = -1, AcceptTurn turn = {});
 
 }  // namespace hipache::process

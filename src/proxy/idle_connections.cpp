@@ -41,7 +41,10 @@ struct IdleConnections::Parked final : DrainableSession {
 };
 
 IdleConnections::IdleConnections(asio::any_io_executor executor, std::chrono::seconds timeout)
-    : executor_(std::move(executor)), timeout_(timeout), sweep_timer_(executor_) {}
+    : executor_(std::move(executor)),
+      timeout_(timeout),
+      sweep_timer_(executor_),
+      warm_timer_(executor_) {}
 
 IdleConnections::~IdleConnections() = default;
 
@@ -78,6 +81,33 @@ void IdleConnections::arm_sweep() {
     });
     return;
   }
+}
+
+void IdleConnections::begin_wait(Waiter& waiter) {
+  waiter.unlink();
+  waiter.since_ = Clock::now();
+  waiters_.push_back(waiter);
+  arm_warm_timer();
+}
+
+void IdleConnections::arm_warm_timer() {
+  if (warm_timer_armed_ || waiters_.empty()) return;
+  warm_timer_armed_ = true;
+  warm_timer_.expires_at(waiters_.front().since_ + kWarmPeriod);
+  warm_timer_.async_wait([this](const error_code& ec) {
+    warm_timer_armed_ = false;
+    if (!ec) end_warm_periods();
+  });
+}
+
+void IdleConnections::end_warm_periods() {
+  const auto now = Clock::now();
+  while (!waiters_.empty() && waiters_.front().since_ + kWarmPeriod <= now) {
+    Waiter& waiter = waiters_.front();
+    waiter.unlink();
+    waiter.stop_waiting();
+  }
+  arm_warm_timer();
 }
 
 void IdleConnections::sweep() {

@@ -52,6 +52,21 @@ def wait_for_port(port, host="127.0.0.1", timeout=STARTUP_TIMEOUT, process=None)
     raise RuntimeError("nothing listening on %s:%d after %.0fs" % (host, port, timeout))
 
 
+def half_closed_by_peer(port):
+    """How many loopback TCP sockets on local `port` are in CLOSE_WAIT: their peer closed, and
+    the process holding them (the proxy, for its listening port) has not closed them yet."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "08":  # TCP_CLOSE_WAIT
+                    count += 1
+    return count
+
+
 def wait_until(predicate, timeout=5.0, interval=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -1096,6 +1096,33 @@ class IdleKeepAliveTest(RelayTestCase):
             self.assertEqual(response.status, 200, "connection %d" % i)
             self.assertEqual(response.json()["path"], "/again")
 
+    def test_connections_the_clients_close_are_closed(self):
+        # Closed after one request (parked at once), and after two: while their sessions still
+        # wait for a next request (IdleConnections::kWarmPeriod, 0.2 s), or once parked. The
+        # proxy closes every one of them, and only them.
+        backend = self.http_backend("one")
+        self.route("idle.test", backend)
+        self.start_proxy(tcpTimeout=60)
+        request = b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n"
+        kept = self.client()
+        kept.send(request)
+        self.assertEqual(kept.read_response().status, 200)
+        for requests, pause in ((1, 0), (2, 0), (2, 0.6)):
+            clients = [self.client() for _ in range(5)]
+            for c in clients:
+                for _ in range(requests):
+                    c.send(request)
+                    self.assertEqual(c.read_response().status, 200)
+            time.sleep(pause)
+            for c in clients:
+                c.close()
+            harness.wait_until(lambda: harness.half_closed_by_peer(self.proxy.port) == 0, timeout=3)
+            self.assertEqual(harness.half_closed_by_peer(self.proxy.port), 0,
+                             "connections closed by their clients left open (%d requests, "
+                             "pause %s)" % (requests, pause))
+        kept.send(request)
+        self.assertEqual(kept.read_response().status, 200, "the open connection was closed")
+
     def test_parked_connection_times_out_from_its_last_request(self):
         backend = self.http_backend("one")
         self.route("idle.test", backend)
@@ -1112,6 +1139,20 @@ class IdleKeepAliveTest(RelayTestCase):
         early_closed = time.time()
         self.assertTrue(late.wait_closed(3), "idle connection kept open past tcpTimeout")
         self.assertGreater(time.time() - early_closed, 0.5, "closed with the earlier one")
+
+    def test_busy_connection_gone_idle_times_out_from_its_last_request(self):
+        # Several requests: the session waits warm first, then parks; tcpTimeout still counts
+        # from the last response.
+        backend = self.http_backend("one")
+        self.route("idle.test", backend)
+        self.start_proxy(tcpTimeout=2)
+        c = self.client()
+        for i in range(3):
+            c.send(b"GET /b%d HTTP/1.1\r\nHost: idle.test\r\n\r\n" % i)
+            self.assertEqual(c.read_response().status, 200)
+        last_response = time.time()
+        self.assertTrue(c.wait_closed(4), "idle connection kept open past tcpTimeout")
+        self.assertGreater(time.time() - last_response, 1.5)
 
     def test_parked_connection_still_answers_after_a_pause(self):
         backend = self.http_backend("one")

@@ -532,6 +532,34 @@ class HttpsServingTest(TlsTestCase):
             self.assertIn(http_inode, inodes, "worker %d has no http listener" % pid)
             self.assertIn(https_inode, inodes, "worker %d has no https listener" % pid)
 
+    def test_keep_alive_connections_the_clients_close_are_closed(self):
+        self.echo_frontend()
+        self.start_tls_proxy(self.tls_config())
+        request = b"GET / HTTP/1.1\r\nHost: secure.test\r\n\r\n"
+
+        def kept_alive():
+            sock = self.tls_connect()
+            sock.sendall(request)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            self.assertEqual(response.status, 200)
+            self.assertFalse(response.will_close)
+            return sock
+
+        kept = kept_alive()
+        closing = [kept_alive() for _ in range(4)]
+        for sock in closing:
+            sock.close()
+        harness.wait_until(lambda: harness.half_closed_by_peer(self.https_port) == 0, timeout=3)
+        self.assertEqual(harness.half_closed_by_peer(self.https_port), 0,
+                         "TLS connections closed by their clients left open")
+        kept.sendall(request)
+        response = http.client.HTTPResponse(kept)
+        response.begin()
+        self.assertEqual(response.status, 200, "the open connection was closed")
+        kept.close()
+
     def test_intermediate_from_ca_completes_the_chain(self):
         self.echo_frontend()
         self.start_tls_proxy(self.tls_config())
