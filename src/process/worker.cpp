@@ -1,9 +1,9 @@
 #include "process/worker.hpp"
 
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 
@@ -35,8 +35,7 @@ constexpr std::size_t kHeapTrimThreshold = 1024 * 1024;
 // socket, or an error, would_block when there is none (another worker took it). Not Asio's
 // synchronous accept: after ECONNABORTED that one polls, blocking, for the next connection.
 asio::ip::tcp::socket accept_pending(asio::ip::tcp::acceptor& acceptor,
-                                     const asio::ip::tcp& protocol,
-                                     boost::system::error_code& ec) {
+                                     const asio::ip::tcp& protocol, boost::system::error_code& ec) {
   asio::ip::tcp::socket socket(acceptor.get_executor());
   for (;;) {
     const int fd =
@@ -169,7 +168,8 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
     acceptor_tls.push_back(i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr);
   }
   for (std::size_t i = 0; i < acceptors.size(); ++i) {
-    asio::co_spawn(io, accept_loop(acceptors[i], protocols[i], ctx, acceptor_tls[i], turn), asio::detached);
+    asio::co_spawn(io, accept_loop(acceptors[i], protocols[i], ctx, acceptor_tls[i], turn),
+                   asio::detached);
   }
   asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);
   asio::co_spawn(io, flush_loop(access_log), asio::detached);

@@ -19,8 +19,8 @@ constexpr double kSlackFraction = 1.0 / 8;
 }  // namespace
 
 WorkerLoads::WorkerLoads() : claimed_(kSlots, false) {
-  void* mapping = ::mmap(nullptr, sizeof(Table), PROT_READ | PROT_WRITE,
-                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* mapping =
+      ::mmap(nullptr, sizeof(Table), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mapping == MAP_FAILED) {
     throw std::system_error(errno, std::generic_category(), "mmap of the worker load table");
   }

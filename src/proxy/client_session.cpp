@@ -466,8 +466,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     // No deadline of its own: the warm period is shorter than any tcpTimeout that matters, and
     // an armed timer per wait is what this path avoids.
     client_.tcp().expires_never();
-    auto [ec, n] = co_await client_.tcp().async_read_some(buffer_.prepare(kFirstReadSize),
-                                                          kUseTuple);
+    auto [ec, n] =
+        co_await client_.tcp().async_read_some(buffer_.prepare(kFirstReadSize), kUseTuple);
     IdleConnections::end_wait(*this);
     buffer_.commit(n);
     if (n > 0) co_return WarmWait::request;
@@ -1206,11 +1206,11 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     return timeout_.count() > 0 ? timeout_ : std::chrono::seconds(30);
   }
   CurrentBackend current_;
-  bool fresh_connection_ = false;  // the next attempt must not take a pooled connection
+  bool fresh_connection_ = false;           // the next attempt must not take a pooled connection
   std::uint64_t requests_served_ = 0;       // by this session
   std::uint64_t requests_before_park_ = 0;  // on this connection, by sessions before a park
   bool waiting_for_next_request_ = false;
-  bool parked_ = false;  // the socket went to ctx_.idle: nothing left to close
+  bool parked_ = false;            // the socket went to ctx_.idle: nothing left to close
   bool warm_period_over_ = false;  // stop_waiting() ended the current wait
 };
 

@@ -32,8 +32,8 @@ struct ProxyContext;
 
 // What a session knows of its connection that must outlive a park.
 struct ClientFacts {
-  std::string remote;      // client address as logged; empty: not known yet
-  std::string local_port;  // for X-Forwarded-Port
+  std::string remote;          // client address as logged; empty: not known yet
+  std::string local_port;      // for X-Forwarded-Port
   std::uint64_t requests = 0;  // served on this connection so far
 };
 
