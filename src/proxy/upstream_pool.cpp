@@ -22,7 +22,8 @@ UpstreamPool::UpstreamPool(asio::any_io_executor executor, unsigned max_sockets,
       max_sockets_(std::max(1u, max_sockets)),
       keep_alive_(keep_alive),
       timeout_(timeout),
-      verify_backend_tls_(verify_backend_tls) {}
+      verify_backend_tls_(verify_backend_tls),
+      watch_timer_(executor_) {}
 
 asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& backend,
                                                               bool allow_reuse) {
@@ -132,16 +133,19 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
   if (connection->buffer.capacity() > kIdleBufferKeep) connection->buffer.shrink_to_fit();
   const auto id = next_idle_id_++;
   slot.idle.push_back(Idle{id, std::move(connection), false});
-  // The watch starts once the current batch of events is handled (see watch_released): under
-  // load the connection is often taken again before that, and then needs none.
+  // The watch starts within kWatchDelay (see watch_released): under load the connection is
+  // taken again before that, and then needs none.
   unwatched_.emplace_back(&slot, id);
   if (unwatched_.size() == 1) {
-    asio::post(executor_, [this] { watch_released(); });
+    watch_timer_.expires_after(kWatchDelay);
+    watch_timer_.async_wait([this](const error_code& ec) {
+      if (!ec) watch_released();
+    });
   }
 }
 
-// Runs before the event loop handles the next batch of ready events: every connection released
-// since and still idle gets its watch, so a backend's close is noticed from the next batch on.
+// Every connection released since the timer was armed and still idle gets its watch, so a
+// backend's close is noticed from then on.
 void UpstreamPool::watch_released() {
   for (const auto& [slot, id] : unwatched_) {
     const auto it = std::find_if(slot->idle.rbegin(), slot->idle.rend(),

@@ -86,6 +86,13 @@ class UpstreamPool {
   void watch_idle(PerBackend& slot, std::uint64_t id, UpstreamConnection& connection);
   void watch_released();
 
+  // A connection returned to the pool gets its idle watch (a pending one-byte read, see
+  // watch_idle) at most this long afterwards, if still idle then: under load it is taken again
+  // well before, and a watch started and cancelled per request was a system call per request.
+  // A backend's close within this time is met by the request that takes the connection, and
+  // that request is retried on a fresh connection (ClientSession::proxy, stale reuse).
+  static constexpr std::chrono::milliseconds kWatchDelay{100};
+
   asio::any_io_executor executor_;
   unsigned max_sockets_;
   bool keep_alive_;
@@ -96,8 +103,9 @@ class UpstreamPool {
   std::shared_ptr<net::ssl::context> backend_tls_;
   std::uint64_t next_idle_id_ = 0;
   std::unordered_map<std::string, PerBackend> backends_;  // never erased: pointers stay valid
-  // Released since the current batch of events began, their idle watch not started yet.
+  // Released since watch_timer_ was armed, their idle watch not started yet.
   std::vector<std::pair<PerBackend*, std::uint64_t>> unwatched_;
+  asio::steady_timer watch_timer_;
 };
 
 }  // namespace hipache::proxy

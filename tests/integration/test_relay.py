@@ -1168,7 +1168,47 @@ class IdleKeepAliveTest(RelayTestCase):
         self.assertEqual(len(self.access_log_lines(3)), 3)
 
 
+class ShortKeepAliveHandler(harness.EchoHandler):
+    timeout = 0.3  # closes a kept-alive connection idle this long (a backend's keep-alive timeout)
+
+
+class ClosingAtOnceHandler(harness.EchoHandler):
+    timeout = 0.02  # closes its side almost at once, without saying so in the response
+
+
 class BackendPoolTest(RelayTestCase):
+    def test_pooled_connection_the_backend_closed_is_not_used(self):
+        # The pool watches an idle connection (UpstreamPool::kWatchDelay after its release) and
+        # drops it when the backend closes it: a request with a body, which could not be
+        # replayed, goes to a fresh connection.
+        backend = self.http_backend("short-keep-alive", ShortKeepAliveHandler)
+        self.route("pool.test", backend)
+        self.start_proxy(httpKeepAlive=True)
+        status, _, _ = self.request("GET", "/first", host="pool.test")
+        self.assertEqual(status, 200)
+        time.sleep(1.0)
+        status, _, body = self.request("POST", "/second", host="pool.test", body=b"x" * 1000)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["body_length"], 1000)
+        self.assertEqual(len({r["client_port"] for r in backend.requests}), 2)
+        self.assertEqual(self.redis.exists("dead:pool.test"), 0)
+
+    def test_pooled_connection_closed_before_its_watch_is_retried_fresh(self):
+        # Closed by the backend before the pool watched it: the request that takes it fails on
+        # it and is sent again on a fresh connection, unseen by the client, no dead mark.
+        backend = self.http_backend("closing", ClosingAtOnceHandler)
+        self.route("pool.test", backend)
+        self.start_proxy(httpKeepAlive=True)
+        client = self.client()
+        for i in range(3):
+            client.send(b"GET /r%d HTTP/1.1\r\nHost: pool.test\r\n\r\n" % i)
+            response = client.read_response()
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.json()["path"], "/r%d" % i)
+            time.sleep(0.05)
+        self.assertEqual(len(backend.requests), 3)
+        self.assertEqual(self.redis.exists("dead:pool.test"), 0)
+
     def test_keep_alive_reuses_one_backend_connection(self):
         backend = self.counting_backend()
         self.route("pool.test", backend)
