@@ -300,6 +300,31 @@ class ProcessTreeTest(ProcessTestCase):
         self.assertEqual(self.workers(), workers, "workers changed while serving")
 
 
+class AcceptBalanceTest(ProcessTestCase):
+    def test_a_burst_of_connections_is_spread_over_the_workers(self):
+        # process/worker_loads: a worker over its share of the connections lets the others
+        # accept first, so the one that wakes first does not take a whole burst (64 connections
+        # opened at once used to split 51/13 or 11/53).
+        backend = self.backend()
+        self.route(backend)
+        self.start_proxy(workers=2)
+        workers = self.wait_for_workers(2)
+        held = []
+        try:
+            for _ in range(40):
+                held.append(socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5))
+            counts = harness.wait_until(
+                lambda: (lambda c: c if sum(c.values()) == len(held) else None)(
+                    established_by_process(self.proxy.port, workers)), 5)
+            self.assertTrue(counts, "the 40 connections were not all accepted: %s"
+                            % established_by_process(self.proxy.port, workers))
+            self.assertGreaterEqual(min(counts.values()), 14,
+                                    "40 connections opened at once split %s" % counts)
+        finally:
+            for s in held:
+                s.close()
+
+
 class RespawnTest(ProcessTestCase):
     def test_sigkilled_worker_is_replaced_without_losing_more_than_its_requests(self):
         backend = self.backend()
