@@ -752,7 +752,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     const bool reuse =
         ctx_.config.server.http_keep_alive && !exchange.upgrade && !fresh_connection_;
     fresh_connection_ = false;
-    auto acquired = co_await ctx_.pool.acquire(backend, reuse);
+    const bool replayable = parser.is_done() && is_idempotent(request.method());
+    auto acquired = co_await ctx_.pool.acquire(backend, reuse, replayable);
     if (acquired.failure) {
       attempt.failure = acquired.failure;
       co_return attempt;

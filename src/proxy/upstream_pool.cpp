@@ -2,12 +2,15 @@
 
 #include "net/tls.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
 
 namespace hipache::proxy {
 
@@ -25,8 +28,21 @@ UpstreamPool::UpstreamPool(asio::any_io_executor executor, unsigned max_sockets,
       verify_backend_tls_(verify_backend_tls),
       watch_timer_(executor_) {}
 
+namespace {
+
+// Whether an idle pooled connection can still carry a request: no close and no stray bytes from
+// the backend so far. One non-blocking peek, nothing consumed.
+bool still_open(UpstreamConnection& connection) {
+  char byte = 0;
+  const auto n =
+      ::recv(connection.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
 asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& backend,
-                                                              bool allow_reuse) {
+                                                              bool allow_reuse, bool replayable) {
   std::string key = backend.host + ":" + std::to_string(backend.port) + (backend.tls ? "+tls" : "");
   const auto deadline = timeout_.count() > 0 ? asio::steady_timer::clock_type::now() + timeout_
                                              : asio::steady_timer::time_point::max();
@@ -45,7 +61,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     }
   }
 
-  if (allow_reuse && !slot.idle.empty()) {
+  while (allow_reuse && !slot.idle.empty()) {
     // The most recently used connection: the least likely to have been closed by the backend.
     const bool watched = slot.idle.back().watched;
     auto connection = std::move(slot.idle.back().connection);
@@ -53,6 +69,8 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     if (watched) {
       error_code ignored;
       connection->stream.socket().cancel(ignored);  // stops its idle watch
+    } else if (!replayable && !still_open(*connection)) {
+      continue;  // closed before its watch began: dropped (destroying it closes it)
     }
     connection->reused = true;
     connection->slot_held = true;

@@ -55,7 +55,10 @@ class UpstreamPool {
     std::optional<Failure> failure;
     std::unique_ptr<UpstreamConnection> connection;
   };
-  asio::awaitable<Acquired> acquire(const Backend& backend, bool allow_reuse);
+  // `replayable`: the request can be sent again on a fresh connection if a reused one turns out
+  // closed. One that cannot (a body, or a method that is not idempotent) takes a pooled
+  // connection whose idle watch has not started yet only after a peek shows it still open.
+  asio::awaitable<Acquired> acquire(const Backend& backend, bool allow_reuse, bool replayable);
 
   // Returns the slot; keeps the connection for reuse when `reusable` and keep-alive is on.
   void release(std::unique_ptr<UpstreamConnection> connection, bool reusable);
@@ -89,8 +92,9 @@ class UpstreamPool {
   // A connection returned to the pool gets its idle watch (a pending one-byte read, see
   // watch_idle) at most this long afterwards, if still idle then: under load it is taken again
   // well before, and a watch started and cancelled per request was a system call per request.
-  // A backend's close within this time is met by the request that takes the connection, and
-  // that request is retried on a fresh connection (ClientSession::proxy, stale reuse).
+  // A backend's close within this time is met by the request that takes the connection: one
+  // that can be replayed is sent again on a fresh connection (ClientSession::proxy, stale
+  // reuse); one that cannot peeks first (acquire).
   static constexpr std::chrono::milliseconds kWatchDelay{100};
 
   asio::any_io_executor executor_;

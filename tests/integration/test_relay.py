@@ -1209,6 +1209,23 @@ class BackendPoolTest(RelayTestCase):
         self.assertEqual(len(backend.requests), 3)
         self.assertEqual(self.redis.exists("dead:pool.test"), 0)
 
+    def test_request_with_a_body_does_not_take_a_connection_closed_before_its_watch(self):
+        # A POST with a body cannot be sent again once its body has gone: the pool peeks at a
+        # connection it has not watched yet before handing it to such a request.
+        backend = self.http_backend("closing", ClosingAtOnceHandler)
+        self.route("pool.test", backend)
+        self.start_proxy(httpKeepAlive=True)
+        client = self.client()
+        for i in range(3):
+            client.send(b"POST /p%d HTTP/1.1\r\nHost: pool.test\r\nContent-Length: 5\r\n\r\n"
+                        b"hello" % i)
+            response = client.read_response()
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.json()["body_length"], 5)
+            time.sleep(0.05)
+        self.assertEqual(len(backend.requests), 3)
+        self.assertEqual(self.redis.exists("dead:pool.test"), 0)
+
     def test_keep_alive_reuses_one_backend_connection(self):
         backend = self.counting_backend()
         self.route("pool.test", backend)
