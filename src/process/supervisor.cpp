@@ -1,8 +1,8 @@
 #include "process/supervisor.hpp"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -177,8 +177,8 @@ class Supervisor {
   }
 
   unsigned serving_count() const {
-    return static_cast<unsigned>(std::count_if(workers_.begin(), workers_.end(),
-                                               [](const auto& w) { return !w.draining; }));
+    return static_cast<unsigned>(
+        std::count_if(workers_.begin(), workers_.end(), [](const auto& w) { return !w.draining; }));
   }
 
   void spawn() {
@@ -391,8 +391,7 @@ std::size_t resident_bytes(int pid) {
 }
 
 int run_supervisor(const std::string& config_path, Config config,
-                   std::vector<net::BoundListener> listeners,
-                   std::shared_ptr<net::ServerTls> tls) {
+                   std::vector<net::BoundListener> listeners, std::shared_ptr<net::ServerTls> tls) {
   Supervisor supervisor(config_path, std::move(config), std::move(listeners), std::move(tls));
   return supervisor.run();
 }
