@@ -125,13 +125,16 @@ asio::awaitable<void> flush_loop(log::AccessLog& access_log) {
 // After a burst (thousands of connections served at once, then parked or closed) the memory
 // their sessions used lies free inside glibc's heap, between blocks still in use, and stays in
 // the worker's RSS until reused. Once a second, when over a megabyte lies free, the whole free
-// pages go back to the kernel (bench: idle keep-alive row).
-asio::awaitable<void> heap_trim_loop() {
+// pages go back to the kernel (bench: idle keep-alive row). Relay buffers the last second did
+// not need are freed first.
+asio::awaitable<void> heap_trim_loop(proxy::ProxyContext& ctx) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(kHeapTrimInterval);
     auto [ec] = co_await timer.async_wait(kUseTuple);
     if (ec) co_return;
+    ctx.chunks.release_unused();
+    ctx.tunnel_chunks.release_unused();
     if (::mallinfo2().fordblks > kHeapTrimThreshold) ::malloc_trim(0);
   }
 }
@@ -173,7 +176,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   }
   asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);
   asio::co_spawn(io, flush_loop(access_log), asio::detached);
-  asio::co_spawn(io, heap_trim_loop(), asio::detached);
+  asio::co_spawn(io, heap_trim_loop(ctx), asio::detached);
 
   // Stopping: SIGTERM drains, SIGINT (or SIGTERM again) stops at once.
   const auto stop_now = [&] {

@@ -2,11 +2,15 @@
 //
 // A body of any size moves through fixed chunks, held only while it moves. Taking a fresh 64 KB
 // block from malloc for each of them cost every small proxied request a trip through glibc's
-// slow path (too big for its per-thread cache); a worker keeps a few freed chunks instead. At
-// most kKeep stay cached, so a burst of concurrent transfers does not pin its memory for good.
+// slow path (too big for its per-thread cache, and each free of 64 KB consolidates glibc's fast
+// bins); a worker keeps its freed chunks instead. A steady load needs as many as it has transfers
+// in flight (wrk's 64 connections: about 32 per worker), so up to kKeep stay cached, and the
+// chunks no transfer took since the last release_unused() (once a second, worker.cpp) are freed:
+// a burst does not pin its memory for good.
 // Tunnels borrow smaller chunks, only while bytes queue up (client_session.cpp, pump()).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <memory>
@@ -19,7 +23,7 @@ template <std::size_t Size>
 class ChunkPool {
  public:
   static constexpr std::size_t kChunkSize = Size;
-  static constexpr std::size_t kKeep = 16;
+  static constexpr std::size_t kKeep = 64;
   using Chunk = std::array<char, kChunkSize>;
 
   // A chunk on loan: goes back to its pool when reset or destroyed. The pool must outlive it
@@ -68,7 +72,15 @@ class ChunkPool {
     }
     auto chunk = std::move(free_.back());
     free_.pop_back();
+    untouched_ = std::min(untouched_, free_.size());
     return Lease(this, std::move(chunk));
+  }
+
+  // Frees the cached chunks that no take() needed since the last call (the fewest the cache held
+  // in between were never used).
+  void release_unused() {
+    free_.resize(free_.size() - untouched_);
+    untouched_ = free_.size();
   }
 
   std::size_t cached() const { return free_.size(); }
@@ -79,6 +91,7 @@ class ChunkPool {
   }
 
   std::vector<std::unique_ptr<Chunk>> free_;
+  std::size_t untouched_ = 0;  // the fewest chunks cached since the last release_unused()
 };
 
 // Bodies: 64 KB, half the system calls of 16 KB on large transfers.

@@ -38,6 +38,30 @@ TEST(RelayChunks, KeepsAtMostKeepChunksAfterABurst) {
   EXPECT_EQ(pool.cached(), RelayChunks::kKeep);
 }
 
+TEST(RelayChunks, ReleasesOnlyTheChunksNotTakenSinceTheLastRelease) {
+  RelayChunks pool;
+  {
+    std::vector<RelayChunks::Lease> burst;
+    for (int i = 0; i < 10; ++i) burst.push_back(pool.take());
+  }
+  ASSERT_EQ(pool.cached(), 10u);
+  pool.release_unused();  // the first call only starts the count: all ten were just used
+  EXPECT_EQ(pool.cached(), 10u);
+  {
+    // A steadier load: three at once, twice.
+    std::vector<RelayChunks::Lease> steady;
+    for (int i = 0; i < 3; ++i) steady.push_back(pool.take());
+    steady.clear();
+    for (int i = 0; i < 3; ++i) steady.push_back(pool.take());
+  }
+  pool.release_unused();  // seven were never taken
+  EXPECT_EQ(pool.cached(), 3u);
+  pool.release_unused();  // nothing taken in between: all go
+  EXPECT_EQ(pool.cached(), 0u);
+  auto fresh = pool.take();  // an empty cache still lends
+  EXPECT_TRUE(fresh);
+}
+
 TEST(RelayChunks, ResetAndMoveReturnExactlyOnce) {
   RelayChunks pool;
   auto lease = pool.take();
