@@ -183,6 +183,55 @@ void make_room_for_body(beast::flat_buffer& in_buffer,
   if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
 }
 
+// What http::async_read_some does (the same errors, the same read sizes), as one coroutine
+// with plain reads underneath. Beast's composed operation nests three operations per read, and
+// when the bytes are already buffered (a header the warm wait read, a body that came with its
+// header) it still completes through the scheduler; here those bytes are parsed at once.
+template <class Stream, bool isRequest>
+asio::awaitable<std::tuple<error_code, std::size_t>> read_some(
+    Stream& stream, beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser) {
+  std::size_t used_total = 0;
+  error_code ec;
+  if (buffer.size() > 0) {
+    const auto used = parser.put(buffer.data(), ec);
+    used_total += used;
+    buffer.consume(used);
+    if (ec != http::error::need_more) co_return std::tuple{ec, used_total};
+    ec = {};
+  }
+  for (;;) {
+    const auto room = beast::read_size(buffer, 65536);
+    if (room == 0) co_return std::tuple{error_code(http::error::buffer_overflow), used_total};
+    auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(room), kUseTuple);
+    buffer.commit(n);
+    if (read_ec == asio::error::eof) {
+      if (parser.got_some()) {
+        parser.put_eof(ec);
+      } else {
+        ec = http::error::end_of_stream;
+      }
+      co_return std::tuple{ec, used_total};
+    }
+    if (read_ec) co_return std::tuple{read_ec, used_total};
+    const auto used = parser.put(buffer.data(), ec);
+    used_total += used;
+    buffer.consume(used);
+    if (ec != http::error::need_more) co_return std::tuple{ec, used_total};
+    ec = {};
+  }
+}
+
+// http::async_read_header, built on read_some() above.
+template <class Stream, bool isRequest>
+asio::awaitable<error_code> read_header(Stream& stream, beast::flat_buffer& buffer,
+                                        http::basic_parser<isRequest>& parser) {
+  while (!parser.is_header_done()) {
+    auto [ec, used] = co_await read_some(stream, buffer, parser);
+    if (ec) co_return ec;
+  }
+  co_return error_code{};
+}
+
 // Reads the next piece of the body behind `parser` into `chunk`: whatever has arrived (read_some,
 // not read: streaming answers flow, and the bytes a failing peer did send still reach the other
 // side). Returns the bytes now in `chunk`; none only at the end of the body or with an error.
@@ -195,7 +244,7 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
     body.data = chunk.data();
     body.size = chunk.size();
     set_deadline(beast::get_lowest_layer(in), timeout);
-    auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, kUseTuple);
+    auto [ec, n] = co_await read_some(in, in_buffer, parser);
     if (ec == http::error::need_buffer) ec = {};
     const std::size_t got = chunk.size() - body.size;
     // Otherwise only framing (a chunk header) was parsed: read on.
@@ -483,8 +532,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     parser.body_limit(boost::none);  // bodies stream; no size cap
     // One deadline for the whole header block (slowloris): trickling bytes does not extend it.
     set_deadline(client_, header_timeout());
-    auto [ec, n] = co_await client_.visit(
-        [&](auto& stream) { return http::async_read_header(stream, buffer_, parser, kUseTuple); });
+    const auto ec =
+        co_await client_.visit([&](auto& stream) { return read_header(stream, buffer_, parser); });
     ++requests_served_;
     if (ec) {
       if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
@@ -835,9 +884,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       response_reader->header_limit(kHeaderLimit);
       if (request.method() == http::verb::head) response_reader->skip(true);
       set_deadline(upstream->stream, body_cut_short ? kEarlyAnswerWait : timeout_);
-      auto [ec, n] = co_await upstream->stream.visit([&](auto& stream) {
-        return http::async_read_header(stream, upstream->buffer, *response_reader, kUseTuple);
-      });
+      const auto ec = co_await upstream->stream.visit(
+          [&](auto& stream) { return read_header(stream, upstream->buffer, *response_reader); });
       if (ec && body_cut_short) {
         // No answer: the upload failed, but that alone does not make the backend dead.
         attempt.failure = Failure::backend_reset;
