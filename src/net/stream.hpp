@@ -1,24 +1,26 @@
 // A connection that is either plain TCP or TLS over TCP, for code that serves both alike.
 // Async operations go through visit(), which hands the concrete Beast stream to a callable;
-// deadlines and socket options go to the TCP layer underneath.
+// deadlines and socket options go to the TCP layer underneath (DeadlineStream).
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <utility>
 #include <variant>
 
+#include "net/deadline_stream.hpp"
+
 namespace hipache::net {
 
 namespace ssl = boost::asio::ssl;
-using TcpStream = boost::beast::tcp_stream;
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using TcpStream = DeadlineStream;
+using TlsStream = boost::beast::ssl_stream<TcpStream>;
 
 class AnyStream {
  public:
-  explicit AnyStream(TcpStream stream) : stream_(std::in_place_type<TcpStream>, std::move(stream)) {}
+  explicit AnyStream(TcpStream stream)
+      : stream_(std::in_place_type<TcpStream>, std::move(stream)) {}
   AnyStream(TcpStream stream, boost::asio::ssl::context& tls)
       : stream_(std::in_place_type<TlsStream>, std::move(stream), tls) {}
 

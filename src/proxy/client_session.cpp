@@ -87,7 +87,7 @@ void remove_hop_by_hop(Fields& fields) {
   }
 }
 
-void set_deadline(beast::tcp_stream& stream, std::chrono::seconds timeout) {
+void set_deadline(net::TcpStream& stream, std::chrono::seconds timeout) {
   if (timeout.count() > 0) {
     stream.expires_after(timeout);
   } else {
@@ -1281,7 +1281,7 @@ void log_connection_exception(const std::exception_ptr& error) {
 }
 
 asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& ctx, bool tls) {
-  beast::tcp_stream stream(std::move(socket));
+  net::TcpStream stream(std::move(socket));
   if (!tls) {  // a TLS client could not read a plain answer; it just sees the close
     const auto failure = classify(Failure::overloaded);
     http::response<http::string_body> response{static_cast<http::status>(failure.status), 11};
