@@ -824,20 +824,23 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     request.body().data = nullptr;
     request.body().size = 0;
     request.body().more = !parser.is_done();
-    http::serializer<true, http::buffer_body> request_writer{request};
     // Unless the body is chunked, the backend gets the client's framing as it is: our own
-    // one-buffer header, then the body bytes unchanged.
+    // one-buffer header, then the body bytes unchanged. (The serializers are allocated only
+    // when used: in this frame they would take it over the size Asio recycles, and every
+    // request would allocate it from malloc's slow path.)
     const bool raw_request = !parser.chunked();
+    std::unique_ptr<http::serializer<true, http::buffer_body>> request_writer;
     if (raw_request) {
       serialize_header(request, forwarded_, head_);
     } else {
+      request_writer = std::make_unique<http::serializer<true, http::buffer_body>>(request);
       for (const auto& [name, value] : forwarded_) request.set(name, value);
       forwarded_ = AddedFields{};  // they are the request's own fields now (a retry comes here too)
     }
     set_deadline(upstream->stream, timeout_);
     auto [write_ec, header_bytes] = co_await upstream->stream.visit([&](auto& stream) {
       return raw_request ? asio::async_write(stream, asio::buffer(head_), kUseTuple)
-                         : http::async_write_header(stream, request_writer, kUseTuple);
+                         : http::async_write_header(stream, *request_writer, kUseTuple);
     });
     head_.clear();
     if (write_ec) co_return fail_upstream(classify_backend_error(write_ec));
@@ -856,7 +859,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
           return relay_raw_body(in, buffer_, parser, out, head_, ctx_.chunks, chunk_lease(),
                                 timeout_);
         }
-        return relay_body(in, buffer_, parser, out, request_writer, *chunk_lease(), timeout_);
+        return relay_body(in, buffer_, parser, out, *request_writer, *chunk_lease(), timeout_);
       });
       attempt.body_consumed = relayed.body_started;
       if (is_parse_error(relayed.read_error)) {
@@ -897,14 +900,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       const auto status = response_reader->get().result_int();
       if (status >= 200 || status == 101) break;
       if (client_version >= 11 && !(status == 100 && exchange.expects_continue)) {
-        // Built from the number: Beast's status enum lacks some codes (103 Early Hints).
-        http::response<http::empty_body> interim;
-        interim.version(11);
-        interim.result(status);
-        interim.reason(response_reader->get().reason());
-        set_deadline(client_, timeout_);
-        auto [wec, wn] = co_await client_.visit(
-            [&](auto& stream) { return http::async_write(stream, interim, kUseTuple); });
+        const auto wec = co_await send_interim(status, response_reader->get().reason());
         if (wec) co_return fail_client(std::move(upstream), attempt);
       }
     }
@@ -950,10 +946,14 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     response.body().data = nullptr;
     response.body().size = 0;
     response.body().more = has_body;
-    http::serializer<false, http::buffer_body> response_writer{response};
     // Chunked output needs Beast's serializer; anything else leaves with our one-buffer header.
     const bool raw_response = !response.chunked();
-    if (raw_response) serialize_header(response, head_);
+    std::unique_ptr<http::serializer<false, http::buffer_body>> response_writer;
+    if (raw_response) {
+      serialize_header(response, head_);
+    } else {
+      response_writer = std::make_unique<http::serializer<false, http::buffer_body>>(response);
+    }
     attempt.response_started = true;  // from here on, the client gets this answer or a close
     // Body bytes that came with the header leave with it, in one send (small answers). Otherwise
     // the header goes out at once: a streaming answer's client sees it before the first byte.
@@ -961,7 +961,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       set_deadline(client_, timeout_);
       auto [hec, hn] = co_await client_.visit([&](auto& stream) {
         return raw_response ? asio::async_write(stream, asio::buffer(head_), kUseTuple)
-                            : http::async_write_header(stream, response_writer, kUseTuple);
+                            : http::async_write_header(stream, *response_writer, kUseTuple);
       });
       head_.clear();
       exchange.bytes_sent += hn;
@@ -973,7 +973,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
           return relay_raw_body(in, upstream->buffer, *response_reader, out, head_, ctx_.chunks,
                                 chunk_lease(), timeout_);
         }
-        return relay_body(in, upstream->buffer, *response_reader, out, response_writer,
+        return relay_body(in, upstream->buffer, *response_reader, out, *response_writer,
                           *chunk_lease(), timeout_);
       });
       exchange.bytes_sent += relayed.bytes_written;
@@ -991,6 +991,19 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     ctx_.pool.release(std::move(upstream), backend_reusable && response_reader->is_done());
     attempt.client_reusable = !close_after;
     co_return attempt;
+  }
+
+  // A 1xx answer for the client, built from the number: Beast's status enum lacks some codes
+  // (103 Early Hints). A coroutine of its own, so forward()'s frame does not carry it.
+  asio::awaitable<error_code> send_interim(unsigned status, beast::string_view reason) {
+    http::response<http::empty_body> interim;
+    interim.version(11);
+    interim.result(status);
+    interim.reason(reason);
+    set_deadline(client_, timeout_);
+    auto [ec, n] = co_await client_.visit(
+        [&](auto& stream) { return http::async_write(stream, interim, kUseTuple); });
+    co_return ec;
   }
 
   // After a 101 answer: relay the answer, then splice both directions until both sides have
