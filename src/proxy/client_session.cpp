@@ -480,6 +480,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     if (!waiting_for_next_request_) co_return true;  // first request, or one already pipelined
     if (ctx_.draining) co_return false;
     chunk_.reset();
+    response_reader_.reset();
     if (!client_.is_tls()) {
       // A connection that has carried one request may well stay idle (a browser, a health
       // check): it parks at once. One that came back for more waits warm first. (Thousands of
@@ -880,7 +881,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     }
 
     // Response: skip interim 1xx answers (relaying them to HTTP/1.1 clients), then the final one.
-    std::optional<ResponseParser> response_reader;
+    // A member, not a local: in this coroutine's frame it would take the frame over the size
+    // Asio recycles (see the serializers above).
+    auto& response_reader = response_reader_;
     for (;;) {
       response_reader.emplace();
       response_reader->body_limit(boost::none);
@@ -1256,6 +1259,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     return chunk_;
   }
   std::string head_;  // a header serialized by serialize_header(), until it is written
+  std::optional<ResponseParser> response_reader_;  // the backend's answer to the current request
   // X-Forwarded-* fields for the backend that the client's request lacks (values: remote_,
   // local_port_ and literals, all outliving the request).
   AddedFields forwarded_;
