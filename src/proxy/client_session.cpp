@@ -71,19 +71,41 @@ bool is_idempotent(http::verb method) {
 }
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1): those named by Connection, and the fixed set.
-// Transfer-Encoding is framing: the serializer re-creates it as needed.
+// Transfer-Encoding is framing: the serializer re-creates it as needed. Two passes over the
+// fields, no allocation: the names Connection lists are read in place (its fields go last).
 template <class Fields>
 void remove_hop_by_hop(Fields& fields) {
-  std::vector<std::string> named;
-  const auto [first, last] = fields.equal_range(http::field::connection);
-  for (auto it = first; it != last; ++it) {
-    for (const auto& token : http::token_list(it->value())) named.emplace_back(token);
+  // Beast keeps same-named fields together; the one after them may be erased below, so the
+  // end of the Connection fields is found by name, not kept as an iterator.
+  const auto first = fields.find(http::field::connection);
+  const auto named_by_connection = [&](beast::string_view name) {
+    for (auto it = first; it != fields.end() && it->name() == http::field::connection; ++it) {
+      for (const auto& token : http::token_list(it->value())) {
+        if (beast::iequals(token, name)) return true;
+      }
+    }
+    return false;
+  };
+  if (first != fields.end()) {
+    for (auto it = fields.begin(); it != fields.end();) {
+      const bool named =
+          it->name() != http::field::connection && named_by_connection(it->name_string());
+      it = named ? fields.erase(it) : std::next(it);
+    }
   }
-  for (const auto& name : named) fields.erase(name);
-  for (const auto f :
-       {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
-        http::field::te, http::field::trailer, http::field::upgrade}) {
-    fields.erase(f);
+  for (auto it = fields.begin(); it != fields.end();) {
+    switch (it->name()) {
+      case http::field::connection:
+      case http::field::keep_alive:
+      case http::field::proxy_connection:
+      case http::field::te:
+      case http::field::trailer:
+      case http::field::upgrade:
+        it = fields.erase(it);
+        break;
+      default:
+        ++it;
+    }
   }
 }
 
