@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace hipache::routing {
 namespace {
 
@@ -17,6 +19,12 @@ RouteLookup found(const std::string& identifier) {
 }
 
 const auto kT0 = RouteCache::Clock::time_point{} + 1h;
+
+std::string numbered(const char* prefix, std::size_t i) {
+  std::string name(prefix);
+  name.append(std::to_string(i));
+  return name;
+}
 
 TEST(RouteCache, KeepsExpiryAndGenerationPerEntry) {
   RouteCache cache(10);
@@ -39,6 +47,26 @@ TEST(RouteCache, EvictsLeastRecentlyUsed) {
   EXPECT_EQ(cache.find("b"), nullptr);
   EXPECT_NE(cache.find("c"), nullptr);
   EXPECT_EQ(cache.size(), 2u);
+}
+
+TEST(RouteCache, AnOldEntryThatIsHitSurvivesEvictionInALargeCache) {
+  // Large enough that recent hits are not reordered (RouteCache::find): old ones still are.
+  constexpr std::size_t kCapacity = 100;
+  RouteCache cache(kCapacity);
+  for (std::size_t i = 0; i < kCapacity; ++i) {
+    cache.insert(numbered("h", i), found("x"), kT0, 0);
+  }
+  ASSERT_NE(cache.find("h0"), nullptr);   // the oldest, now in use again
+  ASSERT_NE(cache.find("h99"), nullptr);  // the newest: stays in front without a move
+  for (std::size_t i = 0; i < kCapacity / 2; ++i) {
+    cache.insert(numbered("n", i), found("x"), kT0, 0);
+  }
+  EXPECT_NE(cache.find("h0"), nullptr);
+  EXPECT_NE(cache.find("h99"), nullptr);
+  for (std::size_t i = 1; i <= kCapacity / 2; ++i) {
+    EXPECT_EQ(cache.find(numbered("h", i)), nullptr) << "h" << i << " should be evicted";
+  }
+  EXPECT_EQ(cache.size(), kCapacity);
 }
 
 TEST(RouteCache, InsertReplacesEraseAndClearForget) {
