@@ -99,24 +99,18 @@ class DeadlineStream {
 
   template <class Buffers, class Token>
   auto async_read_some(const Buffers& buffers, Token&& token) {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-        [this](auto handler, const Buffers& b) {
-          if (auto completion = begin(std::move(handler), std::size_t{0})) {
-            state_->socket.async_read_some(b, std::move(*completion));
-          }
-        },
-        token, buffers);
+    return transfer(buffers, std::forward<Token>(token),
+                    [](socket_type& s, const Buffers& b, auto completion) {
+                      s.async_read_some(b, std::move(completion));
+                    });
   }
 
   template <class Buffers, class Token>
   auto async_write_some(const Buffers& buffers, Token&& token) {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
-        [this](auto handler, const Buffers& b) {
-          if (auto completion = begin(std::move(handler), std::size_t{0})) {
-            state_->socket.async_write_some(b, std::move(*completion));
-          }
-        },
-        token, buffers);
+    return transfer(buffers, std::forward<Token>(token),
+                    [](socket_type& s, const Buffers& b, auto completion) {
+                      s.async_write_some(b, std::move(completion));
+                    });
   }
 
   // Connects to the first of `endpoints` that accepts.
@@ -133,6 +127,18 @@ class DeadlineStream {
   }
 
  private:
+  // A read or write of some bytes: `start` hands the socket operation its wrapped handler.
+  template <class Buffers, class Token, class Start>
+  auto transfer(const Buffers& buffers, Token&& token, Start start) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this, start](auto handler, const Buffers& b) {
+          if (auto completion = begin(std::move(handler), std::size_t{0})) {
+            start(state_->socket, b, std::move(*completion));
+          }
+        },
+        token, buffers);
+  }
+
   // Starts an operation: its wrapped handler, or none when the deadline has passed already (the
   // handler is then completed with the timeout, as the operation would have been).
   template <class Handler, class Result>

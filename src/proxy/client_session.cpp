@@ -214,14 +214,15 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_some(
     Stream& stream, beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser) {
   std::size_t used_total = 0;
   error_code ec;
-  if (buffer.size() > 0) {
-    const auto used = parser.put(buffer.data(), ec);
-    used_total += used;
-    buffer.consume(used);
-    if (ec != http::error::need_more) co_return std::tuple{ec, used_total};
-    ec = {};
-  }
-  for (;;) {
+  // Bytes already buffered are parsed before any read.
+  for (bool parse = buffer.size() > 0;; parse = true) {
+    if (parse) {
+      const auto used = parser.put(buffer.data(), ec);
+      used_total += used;
+      buffer.consume(used);
+      if (ec != http::error::need_more) co_return std::tuple{ec, used_total};
+      ec = {};
+    }
     const auto room = beast::read_size(buffer, 65536);
     if (room == 0) co_return std::tuple{error_code(http::error::buffer_overflow), used_total};
     auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(room), kUseTuple);
@@ -235,11 +236,6 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_some(
       co_return std::tuple{ec, used_total};
     }
     if (read_ec) co_return std::tuple{read_ec, used_total};
-    const auto used = parser.put(buffer.data(), ec);
-    used_total += used;
-    buffer.consume(used);
-    if (ec != http::error::need_more) co_return std::tuple{ec, used_total};
-    ec = {};
   }
 }
 
