@@ -203,11 +203,20 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
   asio::co_spawn(executor_, watchdog(generation), asio::detached);
   if (on_connected_) on_connected_();
 
+  // A wait for readability, then a read here, rather than a pending read: the reactor performs a
+  // pending read as soon as bytes arrive and queues its completion, and until that runs the
+  // bytes are neither on the socket (has_unread_input() would say none) nor handled. An
+  // invalidation must never be in that gap while a request checks for one.
+  socket_.non_blocking(true, ec);
   std::array<char, 16384> buffer{};
   while (generation == generation_) {
-    const auto n = co_await socket_.async_read_some(asio::buffer(buffer),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+    co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                                asio::redirect_error(asio::use_awaitable, ec));
     if (generation != generation_) co_return;
+    std::size_t n = 0;
+    if (!ec) n = socket_.read_some(asio::buffer(buffer), ec);
+    if (ec == asio::error::would_block) continue;
+    if (!ec && n == 0) ec = asio::error::eof;
     if (ec) {
       fail(generation, ec == asio::error::eof ? "connection closed by server" : ec.message());
       co_return;
