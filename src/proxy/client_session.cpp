@@ -3,6 +3,7 @@
 // and that classification decides retry, dead marking and the error page.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <boost/asio/as_tuple.hpp>
@@ -43,7 +44,7 @@ constexpr std::size_t kFirstReadSize = 1024;
 constexpr std::uint64_t kWarmAfterRequests = 2;
 // Beyond these a request is refused (414 / 431) before any routing: docs/security.md.
 constexpr std::size_t kMaxTargetLength = 8 * 1024;
-constexpr std::ptrdiff_t kMaxHeaderFields = 100;
+constexpr std::size_t kMaxHeaderFields = 100;
 // Most a client read buffer may hold: a full header block plus 16 KB (docs/security.md).
 constexpr std::size_t kReadBufferLimit = kHeaderLimit + 16 * 1024;
 // How long a backend that stopped reading an upload gets to send its answer (413, 401...).
@@ -71,23 +72,41 @@ bool is_idempotent(http::verb method) {
   }
 }
 
+// Whether a Connection token names only a field the fixed set below removes anyway. ("close" is
+// not one of them: it is an option, but a field of that name would be hop-by-hop too.)
+bool names_fixed_hop_by_hop(beast::string_view token) {
+  return beast::iequals(token, "keep-alive") || beast::iequals(token, "upgrade") ||
+         beast::iequals(token, "te") || beast::iequals(token, "trailer") ||
+         beast::iequals(token, "proxy-connection");
+}
+
 // Hop-by-hop headers (RFC 9110 section 7.6.1): those named by Connection, and the fixed set.
-// Transfer-Encoding is framing: the serializer re-creates it as needed. Two passes over the
-// fields, no allocation: the names Connection lists are read in place (its fields go last).
+// Transfer-Encoding is framing: the serializer re-creates it as needed. At most two passes over
+// the fields, no allocation: the names Connection lists are read in place (its fields go last).
 template <class Fields>
 void remove_hop_by_hop(Fields& fields) {
   // Beast keeps same-named fields together; the one after them may be erased below, so the
-  // end of the Connection fields is found by name, not kept as an iterator.
-  const auto first = fields.find(http::field::connection);
-  const auto named_by_connection = [&](beast::string_view name) {
-    for (auto it = first; it != fields.end() && it->name() == http::field::connection; ++it) {
+  // end of the Connection fields is found by name, not kept as an iterator. (A scan, not
+  // find(): Beast's lookup by enum is a case-insensitive tree search by name.)
+  const auto is_connection = [](const auto& field) {
+    return field.name() == http::field::connection;
+  };
+  const auto first = std::find_if(fields.begin(), fields.end(), is_connection);
+  const auto connection_tokens = [&](auto&& visit) {
+    for (auto it = first; it != fields.end() && is_connection(*it); ++it) {
       for (const auto& token : http::token_list(it->value())) {
-        if (beast::iequals(token, name)) return true;
+        if (visit(token)) return true;
       }
     }
     return false;
   };
-  if (first != fields.end()) {
+  const auto named_by_connection = [&](beast::string_view name) {
+    return connection_tokens([&](beast::string_view token) { return beast::iequals(token, name); });
+  };
+  // "Connection: keep-alive" (most answers) names no other field: no pass per field for it.
+  const bool names_others =
+      connection_tokens([](beast::string_view token) { return !names_fixed_hop_by_hop(token); });
+  if (names_others) {
     for (auto it = fields.begin(); it != fields.end();) {
       const bool named =
           it->name() != http::field::connection && named_by_connection(it->name_string());
@@ -145,6 +164,44 @@ struct AddedFields {
   void add(std::string_view name, std::string_view value) { fields.at(count++) = {name, value}; }
   auto begin() const { return fields.begin(); }
   auto end() const { return fields.begin() + static_cast<std::ptrdiff_t>(count); }
+};
+
+// What serve_one() checks in a request's header, found in one pass over its fields: Beast looks
+// a field up by name with a case-insensitive tree search, even by enum (a request has a handful
+// of fields, and the lookups were a visible share of a small request's CPU). The views are valid
+// until the request's fields change.
+struct RequestFields {
+  std::size_t count = 0;
+  std::size_t host_count = 0;
+  std::size_t content_length_count = 0;
+  bool transfer_encoding = false;
+  bool expect = false;
+  beast::string_view host;            // the first Host
+  beast::string_view content_length;  // the first Content-Length
+  beast::string_view expect_value;    // the first Expect
+
+  explicit RequestFields(const http::fields& fields) {
+    for (const auto& field : fields) {
+      ++count;
+      switch (field.name()) {
+        case http::field::host:
+          if (host_count++ == 0) host = field.value();
+          break;
+        case http::field::content_length:
+          if (content_length_count++ == 0) content_length = field.value();
+          break;
+        case http::field::transfer_encoding:
+          transfer_encoding = true;
+          break;
+        case http::field::expect:
+          if (!expect) expect_value = field.value();
+          expect = true;
+          break;
+        default:
+          break;
+      }
+    }
+  }
 };
 
 // Bit i set: `fields` has a field named names[i], a name Beast's field enum does not know. One
@@ -503,6 +560,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     unsigned client_version = 11;
     bool client_keep_alive = true;
     bool wants_debug = false;       // X-Debug present
+    bool has_expect = false;        // an Expect field (ours to answer, never forwarded)
     bool expects_continue = false;  // Expect: 100-continue from an HTTP/1.1 client
     bool upgrade = false;           // Connection: upgrade + Upgrade (WebSocket and the like)
   };
@@ -579,21 +637,22 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       co_return false;  // closed, timed out, reset, or refused above
     }
     auto& request = parser.get();
+    const RequestFields fields(request);
     Exchange exchange;
     exchange.client_version = request.version();
-    exchange.client_keep_alive = request.keep_alive();
+    exchange.client_keep_alive = parser.keep_alive();
     exchange.upgrade = parser.upgrade();
+    exchange.has_expect = fields.expect;
+    exchange.expects_continue =
+        beast::iequals(fields.expect_value, "100-continue") && request.version() >= 11;
 
     // Smuggling guards Beast does not apply itself: a Transfer-Encoding that does not end in
     // chunked cannot delimit a request body, and two Host headers make routing ambiguous.
-    const bool has_transfer_encoding =
-        request.find(http::field::transfer_encoding) != request.end();
     // Identical duplicate Content-Lengths are legal but forwarding both invites disagreement
     // downstream; nginx refuses them too.
-    const auto content_length = request[http::field::content_length];
-    if ((has_transfer_encoding && !parser.chunked()) || request.count(http::field::host) > 1 ||
-        request.count(http::field::content_length) > 1 ||
-        content_length.find_first_not_of("0123456789") != beast::string_view::npos) {
+    if ((fields.transfer_encoding && !parser.chunked()) || fields.host_count > 1 ||
+        fields.content_length_count > 1 ||
+        fields.content_length.find_first_not_of("0123456789") != beast::string_view::npos) {
       co_await send_error(request, exchange, Failure::bad_request, false);
       co_return false;
     }
@@ -601,18 +660,20 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       co_await send_error(request, exchange, Failure::uri_too_long, false);
       co_return false;
     }
-    if (std::distance(request.begin(), request.end()) > kMaxHeaderFields) {
+    if (fields.count > kMaxHeaderFields) {
       co_await send_error(request, exchange, Failure::headers_too_large, false);
       co_return false;
     }
     // RFC 9112 section 3.2.2: an absolute-form target's authority replaces the Host header; the
     // backend gets the usual origin-form.
-    if (!use_absolute_form_authority(request)) {
+    const auto target_form = use_absolute_form_authority(request);
+    if (target_form == TargetForm::invalid) {
       co_await send_error(request, exchange, Failure::bad_request, false);
       co_return false;
     }
 
-    const auto host_header = request[http::field::host];
+    const auto host_header =
+        target_form == TargetForm::absolute ? request[http::field::host] : fields.host;
     const auto host = normalize_host(host_header);
     if (host == "__ping__") {
       co_return co_await send_ping(request, parser);
@@ -648,9 +709,11 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     return timeout_.count() == 0 ? configured : std::min(configured, timeout_);
   }
 
+  enum class TargetForm { other, absolute, invalid };
+
   // "GET http://host:port/path HTTP/1.1": route by (and forward as Host) the target's authority,
-  // forward the path. Returns false for an absolute-form target without an authority.
-  static bool use_absolute_form_authority(Request& request) {
+  // forward the path. An absolute-form target without an authority is invalid.
+  static TargetForm use_absolute_form_authority(Request& request) {
     const auto target = request.target();
     std::size_t scheme_length = 0;
     if (beast::iequals(target.substr(0, 7), "http://")) {
@@ -658,7 +721,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     } else if (beast::iequals(target.substr(0, 8), "https://")) {
       scheme_length = 8;
     } else {
-      return true;  // origin-form (or "*" / authority-form): nothing to do
+      return TargetForm::other;  // origin-form (or "*" / authority-form): nothing to do
     }
     const auto rest = target.substr(scheme_length);
     const auto path_start = rest.find_first_of("/?");
@@ -666,14 +729,14 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     if (const auto at = authority.rfind('@'); at != beast::string_view::npos) {
       authority = authority.substr(at + 1);
     }
-    if (authority.empty()) return false;
+    if (authority.empty()) return TargetForm::invalid;
     std::string path = path_start == beast::string_view::npos
                            ? std::string("/")
                            : std::string(rest.substr(path_start));
     if (path.front() == '?') path.insert(path.begin(), '/');
     request.set(http::field::host, authority);
     request.target(path);
-    return true;
+    return TargetForm::absolute;
   }
 
   // Waits (within tcpTimeout) until the idle client sends something or goes away.
@@ -718,8 +781,6 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   asio::awaitable<bool> proxy(RequestParser& parser, const std::string& host, const Route& route,
                               Exchange& exchange) {
     auto& request = parser.get();
-    exchange.expects_continue =
-        beast::iequals(request[http::field::expect], "100-continue") && request.version() >= 11;
     prepare_upstream_request(request, exchange);
 
     std::vector<bool> excluded(route.backends.size(), false);
@@ -779,7 +840,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   // Headers for the backend: hop-by-hop removed (but an upgrade stays an upgrade),
   // X-Forwarded-* added when absent. Also notes whether the client asked for X-Debug headers.
   void prepare_upstream_request(Request& request, Exchange& exchange) {
-    request.erase(http::field::expect);  // we answer 100-continue ourselves
+    if (exchange.has_expect) request.erase(http::field::expect);  // we answer 100-continue
     const bool upgrade = exchange.upgrade;
     const std::string protocol(upgrade ? request[http::field::upgrade] : beast::string_view());
     remove_hop_by_hop(request);
@@ -849,7 +910,11 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     auto upstream = std::move(acquired.connection);
 
     // Request: header, then (after answering 100-continue) the streamed body.
-    if (!exchange.upgrade) request.keep_alive(ctx_.config.server.http_keep_alive);
+    // An HTTP/1.1 request keeps alive unless told otherwise (and prepare_upstream_request() took
+    // any Connection field but an upgrade's).
+    if (!exchange.upgrade && !ctx_.config.server.http_keep_alive) {
+      request.set(http::field::connection, "close");
+    }
     request.body().data = nullptr;
     request.body().size = 0;
     request.body().more = !parser.is_done();
@@ -955,8 +1020,11 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     exchange.status = status;
     // 500 counts only while passive checks are on (SPEC section 6); other 5xx always publish,
     // and the store leaves out SADD/EXPIRE while an external checker runs.
+    // (Only a 5xx needs the Retry-After lookup.)
+    const bool retry_after =
+        status >= 500 && response.find(http::field::retry_after) != response.end();
     if (status_marks_dead(
-            static_cast<int>(status), response.find(http::field::retry_after) != response.end(),
+            static_cast<int>(status), retry_after,
             ctx_.config.server.dead_backend_on_500 && ctx_.store.passive_checks_enabled())) {
       // The 5xx answer is still relayed; the backend is just taken out of rotation.
       ctx_.store.mark_dead(host, route, current_.index);
@@ -982,8 +1050,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       response.chunked(false);
       close_after = true;
     }
+    // HTTP/1.1 keeps alive unless told otherwise; remove_hop_by_hop() took any Connection field.
     response.version(11);
-    response.keep_alive(!close_after);
+    if (close_after) response.set(http::field::connection, "close");
     if (!close_after && client_version == 10) response.set(http::field::connection, "keep-alive");
     if (exchange.wants_debug) add_debug_headers(response, host, route, exchange);
 
