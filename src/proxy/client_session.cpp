@@ -13,7 +13,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstring>
-#include <memory_resource>
 
 #include "hipache/address_range.hpp"
 #include "hipache/balancer.hpp"
@@ -56,23 +55,9 @@ constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 256 * 1024;
 
 using RequestParser = http::request_parser<http::buffer_body>;
-// The backend's answer keeps its fields in a per-session arena (ResponseArena), not one
-// allocation per field: they all go at once when the next request starts.
-using ResponseAllocator = std::pmr::polymorphic_allocator<char>;
-using ResponseFields = http::basic_fields<ResponseAllocator>;
-using ResponseParser = http::response_parser<http::buffer_body, ResponseAllocator>;
+using ResponseParser = http::response_parser<http::buffer_body>;
 using Request = http::request<http::buffer_body>;
-using Response = http::response<http::buffer_body, ResponseFields>;
-
-// Where the backend's answer keeps its header: fields and reason from a monotonic arena,
-// emptied when the next request starts. A typical answer fits the first block; a larger one
-// takes more from malloc, all given back together.
-struct ResponseArena {
-  static constexpr std::size_t kFirstBlock = 1024;
-  std::array<std::byte, kFirstBlock> first_block;
-  std::pmr::monotonic_buffer_resource resource{first_block.data(), first_block.size(),
-                                               std::pmr::new_delete_resource()};
-};
+using Response = http::response<http::buffer_body>;
 
 bool is_idempotent(http::verb method) {
   switch (method) {
@@ -239,8 +224,7 @@ std::bitset<N> find_unknown_fields(const http::fields& fields,
 
 // "name: value\r\n" lines, then the blank line. The size is counted first and the bytes copied
 // in place: four appends per field, each checking the capacity, cost more than the copying.
-template <class Fields>
-void append_fields(const Fields& fields, const AddedFields& added, std::string& out) {
+void append_fields(const http::fields& fields, const AddedFields& added, std::string& out) {
   constexpr std::size_t kFraming = 4;  // ": " and CRLF
   std::size_t size = 2;                // the final CRLF
   for (const auto& field : fields) {
@@ -304,9 +288,9 @@ struct BodyRelay {
 // Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for a
 // whole chunk, a body would move 512 bytes per system call. A body that arrived with its header
 // needs no room at all (a pooled backend connection would keep the 64 KB).
-template <bool isRequest, class Allocator>
+template <bool isRequest>
 void make_room_for_body(beast::flat_buffer& in_buffer,
-                        const http::parser<isRequest, http::buffer_body, Allocator>& parser) {
+                        const http::parser<isRequest, http::buffer_body>& parser) {
   const auto remaining = parser.content_length_remaining();
   if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
 }
@@ -357,11 +341,10 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_header(
 // Reads the next piece of the body behind `parser` into `chunk`: whatever has arrived (read_some,
 // not read: streaming answers flow, and the bytes a failing peer did send still reach the other
 // side). Returns the bytes now in `chunk`; none only at the end of the body or with an error.
-template <bool isRequest, class Allocator, class In>
+template <bool isRequest, class In>
 asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
-    In& in, beast::flat_buffer& in_buffer,
-    http::parser<isRequest, http::buffer_body, Allocator>& parser, RelayChunks::Chunk& chunk,
-    std::chrono::seconds timeout) {
+    In& in, beast::flat_buffer& in_buffer, http::parser<isRequest, http::buffer_body>& parser,
+    RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
   auto& body = parser.get().body();
   for (;;) {
     body.data = chunk.data();
@@ -378,12 +361,11 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
 // Streams the body behind `parser` (whose header is already read) through `serializer`, which
 // frames it as chunked; one chunk buffer, so memory stays bounded whatever the size. A header
 // the serializer has not written yet goes out with the first piece of body.
-template <bool isRequest, class Allocator, class In, class Out>
-asio::awaitable<BodyRelay> relay_body(
-    In& in, beast::flat_buffer& in_buffer,
-    http::parser<isRequest, http::buffer_body, Allocator>& parser, Out& out,
-    http::serializer<isRequest, http::buffer_body, http::basic_fields<Allocator>>& serializer,
-    RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
+template <bool isRequest, class In, class Out>
+asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
+                                      http::parser<isRequest, http::buffer_body>& parser, Out& out,
+                                      http::serializer<isRequest, http::buffer_body>& serializer,
+                                      RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
   BodyRelay result;
   auto& body = parser.get().body();
   make_room_for_body(in_buffer, parser);
@@ -424,11 +406,11 @@ asio::awaitable<BodyRelay> relay_body(
 // written yet: it goes out with the first piece of body in one system call (a small answer costs
 // one send). A body larger than one read moves through two chunks: the next piece is read while
 // the last one is written, as nginx and HAProxy do, instead of one side waiting for the other.
-template <bool isRequest, class Allocator, class In, class Out>
-asio::awaitable<BodyRelay> relay_raw_body(
-    In& in, beast::flat_buffer& in_buffer,
-    http::parser<isRequest, http::buffer_body, Allocator>& parser, Out& out, std::string& head,
-    RelayChunks& chunks, RelayChunks::Lease& first, std::chrono::seconds timeout) {
+template <bool isRequest, class In, class Out>
+asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
+                                          http::parser<isRequest, http::buffer_body>& parser,
+                                          Out& out, std::string& head, RelayChunks& chunks,
+                                          RelayChunks::Lease& first, std::chrono::seconds timeout) {
   using namespace asio::experimental::awaitable_operators;
   BodyRelay result;
   make_room_for_body(in_buffer, parser);
@@ -605,7 +587,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     if (!waiting_for_next_request_) co_return true;  // first request, or one already pipelined
     if (ctx_.draining) co_return false;
     chunk_.reset();
-    drop_response_reader();
+    response_reader_.reset();
     if (!client_.is_tls()) {
       // A connection that has carried one request may well stay idle (a browser, a health
       // check): it parks at once. One that came back for more waits warm first. (Thousands of
@@ -1024,7 +1006,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     // Asio recycles (see the serializers in forward()).
     auto& response_reader = response_reader_;
     for (;;) {
-      fresh_response_reader();
+      response_reader.emplace();
       response_reader->body_limit(boost::none);
       response_reader->header_limit(kHeaderLimit);
       if (request.method() == http::verb::head) response_reader->skip(true);
@@ -1094,12 +1076,11 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     response.body().more = has_body;
     // Chunked output needs Beast's serializer; anything else leaves with our one-buffer header.
     const bool raw_response = !response.chunked();
-    std::unique_ptr<http::serializer<false, http::buffer_body, ResponseFields>> response_writer;
+    std::unique_ptr<http::serializer<false, http::buffer_body>> response_writer;
     if (raw_response) {
       serialize_header(response, head_);
     } else {
-      response_writer =
-          std::make_unique<http::serializer<false, http::buffer_body, ResponseFields>>(response);
+      response_writer = std::make_unique<http::serializer<false, http::buffer_body>>(response);
     }
     attempt.response_started = true;  // from here on, the client gets this answer or a close
     // A body that came whole with its header (small answers) leaves with it in one send, straight
@@ -1182,7 +1163,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     response.body().data = nullptr;
     response.body().size = 0;
     response.body().more = false;
-    http::serializer<false, http::buffer_body, ResponseFields> writer{response};
+    http::serializer<false, http::buffer_body> writer{response};
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit(
         [&](auto& stream) { return http::async_write_header(stream, writer, kUseTuple); });
@@ -1434,21 +1415,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     return chunk_;
   }
   std::string head_;  // a header serialized by serialize_header(), until it is written
-  // Declared before the parser, which must go first (its fields live in the arena).
-  std::unique_ptr<ResponseArena> response_arena_;  // taken on the session's first answer
   std::optional<ResponseParser> response_reader_;  // the backend's answer to the current request
-  // A parser for the backend's next answer (a 1xx is followed by another): the previous one and
-  // its fields are gone, so the arena never holds more than one answer's header.
-  ResponseParser& fresh_response_reader() {
-    drop_response_reader();
-    if (!response_arena_) response_arena_ = std::make_unique<ResponseArena>();
-    return response_reader_.emplace(std::piecewise_construct, std::make_tuple(),
-                                    std::make_tuple(ResponseAllocator(&response_arena_->resource)));
-  }
-  void drop_response_reader() {
-    response_reader_.reset();
-    if (response_arena_) response_arena_->resource.release();
-  }
   // X-Forwarded-* fields for the backend that the client's request lacks (values: remote_,
   // local_port_ and literals, all outliving the request).
   AddedFields forwarded_;
