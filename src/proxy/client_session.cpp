@@ -73,12 +73,19 @@ bool is_idempotent(http::verb method) {
   }
 }
 
-// Whether a Connection token names only a field the fixed set below removes anyway. ("close" is
-// not one of them: it is an option, but a field of that name would be hop-by-hop too.)
-bool names_fixed_hop_by_hop(beast::string_view token) {
-  return beast::iequals(token, "keep-alive") || beast::iequals(token, "upgrade") ||
-         beast::iequals(token, "te") || beast::iequals(token, "trailer") ||
-         beast::iequals(token, "proxy-connection");
+// The hop-by-hop fields every message loses, whatever its Connection field names.
+bool is_fixed_hop_by_hop(http::field name) {
+  switch (name) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+      return true;
+    default:
+      return false;
+  }
 }
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1): those named by Connection, and the fixed set.
@@ -105,8 +112,9 @@ void remove_hop_by_hop(Fields& fields) {
     return connection_tokens([&](beast::string_view token) { return beast::iequals(token, name); });
   };
   // "Connection: keep-alive" (most answers) names no other field: no pass per field for it.
-  const bool names_others =
-      connection_tokens([](beast::string_view token) { return !names_fixed_hop_by_hop(token); });
+  // ("close" is an option, but a field of that name would be hop-by-hop too.)
+  const bool names_others = connection_tokens(
+      [](beast::string_view token) { return !is_fixed_hop_by_hop(http::string_to_field(token)); });
   if (names_others) {
     for (auto it = fields.begin(); it != fields.end();) {
       const bool named =
@@ -115,18 +123,7 @@ void remove_hop_by_hop(Fields& fields) {
     }
   }
   for (auto it = fields.begin(); it != fields.end();) {
-    switch (it->name()) {
-      case http::field::connection:
-      case http::field::keep_alive:
-      case http::field::proxy_connection:
-      case http::field::te:
-      case http::field::trailer:
-      case http::field::upgrade:
-        it = fields.erase(it);
-        break;
-      default:
-        ++it;
-    }
+    it = is_fixed_hop_by_hop(it->name()) ? fields.erase(it) : std::next(it);
   }
 }
 
