@@ -7,19 +7,23 @@
 
 namespace hipache {
 
+// What a request reads of a route sits together (one backend, its flags and pool key), since a
+// route read from a cache of thousands is rarely in the CPU's caches: each separately
+// allocated part would be one more miss per request.
 struct Backend {
-  std::string url;  // as stored in Redis; logged and published verbatim
   std::string host;  // without brackets for IPv6
   std::uint16_t port = 0;
-  bool tls = false;    // https:// backend
-  bool valid = false;  // false: the URL could not be parsed (502 if picked)
+  bool tls = false;      // https:// backend
+  bool valid = false;    // false: the URL could not be parsed (502 if picked)
+  bool dead = false;     // in the frontend's dead set (or marked dead by this worker)
+  std::string pool_key;  // "host:port" (+ "+tls"): the upstream pool's key, empty when invalid
+  std::string url;       // as stored in Redis; logged and published verbatim
 };
 
 struct Route {
-  std::string identifier;       // element 0 of the frontend list (the "vhost"), for logs
-  std::string frontend_key;     // the list that matched, without prefix, e.g. "*.example.com"
   std::vector<Backend> backends;
-  std::vector<bool> dead;       // dead[i]: backend i is in the dead set (same size as backends)
+  std::string identifier;    // element 0 of the frontend list (the "vhost"), for logs
+  std::string frontend_key;  // the list that matched, without prefix, e.g. "*.example.com"
 };
 
 // Parses a backend URL "http://host[:port][/path]" or "https://...". Never throws.

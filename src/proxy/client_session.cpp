@@ -795,7 +795,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     auto& request = parser.get();
     prepare_upstream_request(request, exchange);
 
-    std::vector<bool> excluded(route.backends.size(), false);
+    std::vector<bool> excluded;  // sized at the first failure: most requests never need it
     std::optional<Failure> last_failure;
     bool body_consumed = false;
     bool stale_retry_used = false;
@@ -841,6 +841,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         // Not retried after all: a real failure of this backend.
         ctx_.store.mark_dead(host, route, *index);
       }
+      excluded.resize(route.backends.size());
       excluded[*index] = true;
       if (!failure_class.backend_retryable || !replayable || retries_left == 0) {
         co_return co_await send_error(request, exchange, *attempt.failure, body_pending(parser));

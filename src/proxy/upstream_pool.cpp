@@ -43,11 +43,10 @@ bool still_open(UpstreamConnection& connection) {
 
 asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& backend,
                                                               bool allow_reuse, bool replayable) {
-  std::string key = backend.host + ":" + std::to_string(backend.port) + (backend.tls ? "+tls" : "");
   const auto deadline = timeout_.count() > 0 ? asio::steady_timer::clock_type::now() + timeout_
                                              : asio::steady_timer::time_point::max();
   // At most maxSockets connections in use per backend; beyond, wait in line.
-  auto& slot = backends_[key];  // unordered_map references survive rehashing
+  auto& slot = backends_[backend.pool_key];  // unordered_map references survive rehashing
   if (slot.in_use < max_sockets_ && slot.waiters.empty()) {
     ++slot.in_use;
   } else {
@@ -81,7 +80,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
   auto connection = std::make_unique<UpstreamConnection>(
       backend.tls ? net::AnyStream(net::TcpStream(executor_), *backend_tls_)
                   : net::AnyStream(net::TcpStream(executor_)));
-  connection->key = std::move(key);
+  connection->key = backend.pool_key;
   connection->slot_held = true;
   error_code ec;
   asio::ip::tcp::resolver::results_type endpoints;

@@ -1,4 +1,5 @@
 #include <charconv>
+#include <string>
 
 #include "hipache/route.hpp"
 
@@ -57,6 +58,7 @@ Backend parse_backend_url(const std::string& url) {
     b.port = static_cast<std::uint16_t>(value);
   }
   b.host = std::string(host);
+  b.pool_key = b.host + ":" + std::to_string(b.port) + (b.tls ? "+tls" : "");
   b.valid = true;
   return b;
 }

@@ -5,7 +5,7 @@ namespace hipache {
 std::optional<std::size_t> pick_backend(const Route& route, const std::vector<bool>& excluded,
                                         std::mt19937& rng) {
   const auto usable = [&](std::size_t i) {
-    return !(i < route.dead.size() && route.dead[i]) && !(i < excluded.size() && excluded[i]);
+    return !route.backends[i].dead && !(i < excluded.size() && excluded[i]);
   };
   std::size_t live = 0;
   for (std::size_t i = 0; i < route.backends.size(); ++i) live += usable(i) ? 1 : 0;

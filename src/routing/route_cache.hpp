@@ -4,11 +4,14 @@
 // outage where any entry beats no answer).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <string>
-#include <unordered_map>
+#include <string_view>
+#include <vector>
 
 #include "hipache/route_store.hpp"
 
@@ -33,48 +36,101 @@ class RouteCache {
   // thousands of hosts (bench: 10,000 vhosts). An entry moved within the last quarter of the
   // capacity's moves has at most that many entries ahead of it and stays where it is: the order
   // is exact where eviction happens, and only the most recently used quarter is left unsorted.
-  const Entry* find(const std::string& host) {
-    const auto it = index_.find(host);
-    if (it == index_.end()) return nullptr;
-    auto& entry = *it->second;
-    if (moves_ - entry.moved_at >= capacity_ / 4) {
-      entries_.splice(entries_.begin(), entries_, it->second);
-      entry.moved_at = ++moves_;
+  const Entry* find(std::string_view host) {
+    const auto slot = find_slot(host, hash_of(host));
+    if (slot == kNone) return nullptr;
+    const auto it = slots_[slot].entry;
+    if (moves_ - it->moved_at >= capacity_ / 4) {
+      entries_.splice(entries_.begin(), entries_, it);
+      it->moved_at = ++moves_;
     }
-    return &entry;
+    return &*it;
   }
 
-  void insert(const std::string& host, RouteLookup lookup, Clock::time_point expires,
+  void insert(std::string_view host, RouteLookup lookup, Clock::time_point expires,
               std::uint64_t generation) {
     if (capacity_ == 0) return;
     erase(host);
-    entries_.push_front(Entry{host, std::move(lookup), expires, generation, ++moves_});
-    index_.emplace(host, entries_.begin());
-    if (entries_.size() > capacity_) {
-      index_.erase(entries_.back().host);
-      entries_.pop_back();
-    }
+    if ((entries_.size() + 1) * 2 > slots_.size()) grow();
+    entries_.push_front(Entry{std::string(host), std::move(lookup), expires, generation, ++moves_});
+    place(Slot{hash_of(host), entries_.begin()});
+    if (entries_.size() > capacity_) erase(entries_.back().host);
   }
 
-  void erase(const std::string& host) {
-    if (const auto it = index_.find(host); it != index_.end()) {
-      entries_.erase(it->second);
-      index_.erase(it);
-    }
+  void erase(std::string_view host) {
+    const auto slot = find_slot(host, hash_of(host));
+    if (slot == kNone) return;
+    entries_.erase(slots_[slot].entry);
+    vacate(slot);
   }
 
   void clear() {
-    index_.clear();
     entries_.clear();
+    std::fill(slots_.begin(), slots_.end(), Slot{});
   }
 
   std::size_t size() const { return entries_.size(); }
 
  private:
+  // The index is an open-addressing table (linear probing, at most half full) of the host's
+  // hash and its entry. A hit reads one slot and the entry itself: a node-based map would add
+  // its bucket's chain and a separately allocated key, each a cache miss per request when
+  // thousands of hosts take turns.
+  struct Slot {
+    std::size_t hash = 0;  // 0: empty (hash_of never returns 0)
+    std::list<Entry>::iterator entry;
+  };
+  static constexpr std::size_t kNone = SIZE_MAX;
+  static constexpr std::size_t kMinSlots = 16;
+
+  static std::size_t hash_of(std::string_view host) {
+    const auto hash = std::hash<std::string_view>{}(host);
+    return hash == 0 ? 1 : hash;
+  }
+
+  std::size_t mask() const { return slots_.size() - 1; }
+
+  std::size_t find_slot(std::string_view host, std::size_t hash) const {
+    if (slots_.empty()) return kNone;
+    for (auto i = hash & mask();; i = (i + 1) & mask()) {
+      const auto& slot = slots_[i];
+      if (slot.hash == 0) return kNone;
+      if (slot.hash == hash && slot.entry->host == host) return i;
+    }
+  }
+
+  void place(const Slot& slot) {
+    auto i = slot.hash & mask();
+    while (slots_[i].hash != 0) i = (i + 1) & mask();
+    slots_[i] = slot;
+  }
+
+  // Empties slot i and moves later slots of the same probe run back, so that every lookup still
+  // reaches its entry before an empty slot (no tombstones to accumulate).
+  void vacate(std::size_t i) {
+    for (auto j = (i + 1) & mask(); slots_[j].hash != 0; j = (j + 1) & mask()) {
+      const auto home = slots_[j].hash & mask();
+      const bool home_between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (!home_between) {
+        slots_[i] = slots_[j];
+        i = j;
+      }
+    }
+    slots_[i] = Slot{};
+  }
+
+  void grow() {
+    std::vector<Slot> old(std::max(kMinSlots, slots_.size() * 2));
+    old.swap(slots_);
+    for (const auto& slot : old) {
+      if (slot.hash != 0) place(slot);
+    }
+  }
+
   std::size_t capacity_;
-  std::uint64_t moves_ = 0;  // entries put at the front so far
-  std::list<Entry> entries_;
-  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+  std::uint64_t moves_ = 0;   // entries put at the front so far
+  std::list<Entry> entries_;  // most recently used first
+  std::vector<Slot> slots_;   // size: a power of two, or empty before the first insert
 };
 
 }  // namespace hipache::routing

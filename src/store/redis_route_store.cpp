@@ -185,12 +185,11 @@ class RedisRouteStore final : public RouteStore,
       for (std::size_t b = 1; b < reply.elements.size(); ++b) {
         route.backends.push_back(parse_backend_url(reply.elements[b].text));
       }
-      route.dead.assign(route.backends.size(), false);
       const auto& dead = replies.back();
       for (const auto& member : dead.elements) {
         const auto index = parse_integer(member.text);
-        if (index && *index >= 0 && static_cast<std::size_t>(*index) < route.dead.size()) {
-          route.dead[static_cast<std::size_t>(*index)] = true;
+        if (index && *index >= 0 && static_cast<std::size_t>(*index) < route.backends.size()) {
+          route.backends[static_cast<std::size_t>(*index)].dead = true;
         }
       }
       break;
@@ -292,8 +291,8 @@ class RedisRouteStore final : public RouteStore,
     const auto now = Clock::now();
     if (vouched_by_tracking) {
       const bool any_dead =
-          lookup.route && std::find(lookup.route->dead.begin(), lookup.route->dead.end(), true) !=
-                              lookup.route->dead.end();
+          lookup.route && std::any_of(lookup.route->backends.begin(), lookup.route->backends.end(),
+                                      [](const Backend& b) { return b.dead; });
       cache.insert(host, lookup, now + (any_dead ? kDeadEntryLifetime : kLiveEntryLifetime),
                    generation_);
     } else if (lru_ttl_) {
@@ -419,9 +418,9 @@ class RedisRouteStore final : public RouteStore,
     std::erase_if(marks, [&](const LocalMark& m) { return m.expires <= now; });
     std::shared_ptr<Route> marked;
     for (const auto& mark : marks) {
-      if (mark.index >= route.dead.size()) continue;
+      if (mark.index >= route.backends.size()) continue;
       if (!marked) marked = std::make_shared<Route>(route);
-      marked->dead[mark.index] = true;
+      marked->backends[mark.index].dead = true;
     }
     if (marks.empty()) local_marks_.erase(it);
     return marked;

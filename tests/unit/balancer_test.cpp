@@ -10,7 +10,6 @@ Route route_of(std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
     route.backends.push_back(parse_backend_url("http://10.0.0." + std::to_string(i + 1)));
   }
-  route.dead.assign(count, false);
   return route;
 }
 
@@ -22,8 +21,8 @@ TEST(PickBackend, NoBackendsGivesNothing) {
 TEST(PickBackend, NeverPicksDeadOrExcluded) {
   std::mt19937 rng(7);
   auto route = route_of(4);
-  route.dead[0] = true;
-  route.dead[2] = true;
+  route.backends[0].dead = true;
+  route.backends[2].dead = true;
   const std::vector<bool> excluded = {false, true, false, false};
   for (int i = 0; i < 200; ++i) EXPECT_EQ(pick_backend(route, excluded, rng), 3u);
 }
@@ -31,7 +30,7 @@ TEST(PickBackend, NeverPicksDeadOrExcluded) {
 TEST(PickBackend, AllDeadGivesNothing) {
   std::mt19937 rng(3);
   auto route = route_of(3);
-  route.dead.assign(3, true);
+  for (auto& backend : route.backends) backend.dead = true;
   EXPECT_FALSE(pick_backend(route, {}, rng).has_value());
 }
 

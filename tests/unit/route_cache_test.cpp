@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
+#include <unordered_map>
 
 namespace hipache::routing {
 namespace {
@@ -82,6 +84,48 @@ TEST(RouteCache, InsertReplacesEraseAndClearForget) {
   cache.clear();
   EXPECT_EQ(cache.size(), 0u);
   EXPECT_EQ(cache.find("b"), nullptr);
+}
+
+TEST(RouteCache, FindsEveryEntryThroughInsertsAndErasesInAnyOrder) {
+  // The index is open addressing with entries moved back on erase: thousands of random
+  // operations on few names (long probe runs, wrap-around, growth) against a plain map.
+  RouteCache cache(100000);
+  std::unordered_map<std::string, std::string> model;
+  std::mt19937 rng(12345);
+  std::uniform_int_distribution<std::size_t> name(0, 299);
+  std::uniform_int_distribution<int> action(0, 9);
+  for (int step = 0; step < 20000; ++step) {
+    const auto host = numbered("host-", name(rng)) + ".example.com";
+    const auto identifier = std::to_string(step);
+    const auto what = action(rng);
+    if (what < 5) {
+      cache.insert(host, found(identifier), kT0, 0);
+      model[host] = identifier;
+    } else if (what < 8) {
+      cache.erase(host);
+      model.erase(host);
+    } else if (what == 8) {
+      const auto* entry = cache.find(host);
+      const auto it = model.find(host);
+      ASSERT_EQ(entry != nullptr, it != model.end()) << host << " at step " << step;
+      if (entry != nullptr) {
+        ASSERT_EQ(entry->lookup.route->identifier, it->second);
+      }
+    } else if (step % 1000 == 9) {
+      cache.clear();
+      model.clear();
+    }
+    ASSERT_EQ(cache.size(), model.size());
+  }
+  for (std::size_t i = 0; i < 300; ++i) {
+    const auto host = numbered("host-", i) + ".example.com";
+    const auto* entry = cache.find(host);
+    const auto it = model.find(host);
+    ASSERT_EQ(entry != nullptr, it != model.end()) << host;
+    if (entry != nullptr) {
+      EXPECT_EQ(entry->lookup.route->identifier, it->second);
+    }
+  }
 }
 
 TEST(RouteCache, ZeroCapacityStoresNothing) {
