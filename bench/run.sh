@@ -120,6 +120,13 @@ truncate -s "${TRANSFER_MB}M" "$TMP/www/big"   # sparse: reads as zeros, costs n
 cat "$TMP/www/big" >/dev/null
 cp "$ROOT/build/hipache" "$TMP/hipache"        # a rebuild during the run must not swap it
 
+# Every proxy's 2 workers/threads are bound one per CPU (the first two this script may use): left
+# to float, two busy workers sometimes share a CPU and wait a scheduler tick for each other, and
+# the p99 then measures the scheduler rather than the proxy.  hipache: server.cpuAffinity; nginx:
+# worker_cpu_affinity; HAProxy: cpu-map.
+read -r CPU_A CPU_B < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[min(1, len(c) - 1)])')
+cpu_mask() { python3 -c "print(format(1 << $1, 'b'))"; }
+
 # two identical nginx backends: "ok" on every path, the big file on /big
 for b in b1 b2; do
   port_var="P_${b^^}"
@@ -163,7 +170,8 @@ cat >"$TMP/hipache.json" <<EOF
     "tcpTimeout": 60,
     "accessLog": null,
     "memoryLimit": 0,
-    "gracefulWait": 2
+    "gracefulWait": 2,
+    "cpuAffinity": true
   },
   "http": { "port": $P_HIPACHE, "bind": ["127.0.0.1"] },
   "https": { "bind": [] },
@@ -182,6 +190,7 @@ cat >"$TMP/nginx-proxy/nginx.conf" <<EOF
 daemon off;
 master_process on;
 worker_processes 2;
+worker_cpu_affinity $(cpu_mask "$CPU_A") $(cpu_mask "$CPU_B");
 worker_rlimit_nofile $NOFILE;
 user root;
 pid $TMP/nginx-proxy/nginx.pid;
@@ -240,6 +249,8 @@ EOF
 cat >"$TMP/haproxy.cfg" <<EOF
 global
   nbthread 2
+  cpu-map 1/1 $CPU_A
+  cpu-map 1/2 $CPU_B
   maxconn $MAXCONN
   pidfile $TMP/haproxy.pid
 

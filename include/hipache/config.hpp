@@ -73,6 +73,9 @@ struct ServerSettings {
   unsigned header_timeout_s = 10;    // whole request header must arrive within; 0 = tcpTimeout
   unsigned max_connections = 10000;  // open client connections per worker; beyond: 503; 0 = off
   double redis_timeout_s = 2;        // longest wait for a Redis reply before it counts as down
+  // Each worker bound to one CPU of the master's allowed set, spread evenly (nginx's
+  // worker_cpu_affinity auto): no two workers share a CPU while others sit idle.
+  bool cpu_affinity = false;
   // server.trustProxies: null = Hipache's behaviour (client X-Forwarded-* kept as sent). A list:
   // only these peers' X-Forwarded-* are kept (X-Forwarded-For gets the peer appended); anyone
   // else's are replaced.

@@ -284,7 +284,7 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
       {"debug", "workers", "maxSockets", "tcpTimeout", "deadBackendTTL", "retryOnError",
        "accessLog", "httpKeepAlive", "deadBackendOn500", "staticDir", "lruCache", "memoryLimit",
        "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "routeCache", "headerTimeout",
-       "maxConnections", "redisTimeout", "trustProxies", "uniqueIdHeader",
+       "maxConnections", "redisTimeout", "trustProxies", "uniqueIdHeader", "cpuAffinity",
        // 0.3.x keys, translated by the listener code below.
        "port", "address", "address6", "https"});
 
@@ -302,6 +302,7 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
   flag("deadBackendOn500", server.dead_backend_on_500);
   flag("backendTlsVerify", server.backend_tls_verify);
   flag("routeCache", server.route_cache);
+  flag("cpuAffinity", server.cpu_affinity);
   count("tcpTimeout", server.tcp_timeout_s);
   count("deadBackendTTL", server.dead_backend_ttl_s);
   count("retryOnError", server.retry_on_error);
@@ -991,6 +992,7 @@ std::string describe_config(const Config& config) {
     server["headerTimeout"] = s.header_timeout_s;
     server["maxConnections"] = s.max_connections;
     server["redisTimeout"] = s.redis_timeout_s;
+    server["cpuAffinity"] = s.cpu_affinity;
     json trusted = nullptr;
     if (s.trust_proxies) {
       trusted = json::array();

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "process/sd_notify.hpp"
 #include "process/worker.hpp"
@@ -41,6 +43,7 @@ struct WorkerProcess {
   pid_t pid;
   Clock::time_point started;
   std::optional<std::size_t> load_slot;  // in Supervisor::loads_
+  std::optional<int> cpu;                // the CPU it is bound to (server.cpuAffinity)
   bool draining = false;        // told to stop: no longer counted among the serving workers
   Clock::time_point kill_at{};  // SIGKILL if still alive by then (draining workers only)
 };
@@ -181,9 +184,15 @@ class Supervisor {
         std::count_if(workers_.begin(), workers_.end(), [](const auto& w) { return !w.draining; }));
   }
 
-  void spawn() {
+  // `cpu`: where a replacement goes (its predecessor's CPU) when workers are bound to CPUs.
+  void spawn(std::optional<int> cpu = std::nullopt) {
     const pid_t master = ::getpid();
     const auto slot = loads_ ? loads_->claim() : std::nullopt;
+    if (!config_.server.cpu_affinity || allowed_cpus_.empty()) {
+      cpu.reset();
+    } else if (!cpu) {
+      cpu = least_used_cpu();
+    }
     const pid_t pid = ::fork();
     if (pid < 0) {
       spdlog::error("fork failed: {}", std::strerror(errno));
@@ -191,12 +200,43 @@ class Supervisor {
       schedule_respawn(true);
       return;
     }
-    if (pid == 0) run_child(master, slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn());
-    workers_.push_back(WorkerProcess{pid, Clock::now(), slot});
-    spdlog::info("worker {} started", pid);
+    if (pid == 0) run_child(master, slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn(), cpu);
+    workers_.push_back(WorkerProcess{pid, Clock::now(), slot, cpu});
+    if (cpu) {
+      spdlog::info("worker {} started on CPU {}", pid, *cpu);
+    } else {
+      spdlog::info("worker {} started", pid);
+    }
   }
 
-  [[noreturn]] void run_child(pid_t master, AcceptTurn turn) {
+  // The allowed CPU with the fewest serving workers (the lowest-numbered of those).
+  int least_used_cpu() const {
+    int best = allowed_cpus_.front();
+    long best_count = -1;
+    for (const int cpu : allowed_cpus_) {
+      const auto count = std::count_if(workers_.begin(), workers_.end(), [cpu](const auto& w) {
+        return !w.draining && w.cpu == cpu;
+      });
+      if (best_count < 0 || count < best_count) {
+        best = cpu;
+        best_count = count;
+      }
+    }
+    return best;
+  }
+
+  static std::vector<int> allowed_cpus() {
+    std::vector<int> cpus;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+    }
+    return cpus;
+  }
+
+  [[noreturn]] void run_child(pid_t master, AcceptTurn turn, std::optional<int> cpu) {
     // Back to the original mask, except the signals the worker handles: they stay blocked (and
     // pending) until run_worker has its handlers in place.
     sigset_t mask = original_mask_;
@@ -207,6 +247,15 @@ class Supervisor {
     if (::getppid() != master) ::_exit(0);
     ::close(ready_read_);
     ::close(signal_fd_);
+    if (cpu) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(*cpu, &set);
+      if (::sched_setaffinity(0, sizeof(set), &set) != 0) {
+        spdlog::warn("worker {}: cannot bind to CPU {}: {}", ::getpid(), *cpu,
+                     std::strerror(errno));
+      }
+    }
     int code = 1;
     try {
       code = run_worker(config_, listeners_, *tls_, ready_write_, turn);
@@ -295,7 +344,8 @@ class Supervisor {
       spdlog::warn("worker {} uses {} MB, over the {} MB limit: replacing it", workers_[i].pid,
                    rss / (1024 * 1024), config_.server.memory_limit_mb);
       const pid_t old_pid = workers_[i].pid;
-      spawn();  // the replacement first: the listening sockets never lack an acceptor
+      // The replacement first (the listening sockets never lack an acceptor), on the same CPU.
+      spawn(workers_[i].cpu);
       const auto old = std::find_if(workers_.begin(), workers_.end(),
                                     [old_pid](const auto& w) { return w.pid == old_pid; });
       if (old != workers_.end()) drain(*old);
@@ -365,7 +415,8 @@ class Supervisor {
   Config config_;
   std::vector<net::BoundListener> listeners_;
   std::shared_ptr<net::ServerTls> tls_;
-  std::unique_ptr<WorkerLoads> loads_;  // null: could not be mapped
+  std::unique_ptr<WorkerLoads> loads_;              // null: could not be mapped
+  std::vector<int> allowed_cpus_ = allowed_cpus();  // the master's, as it started
   std::vector<WorkerProcess> workers_;
   sigset_t signals_{};
   sigset_t original_mask_{};

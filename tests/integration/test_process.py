@@ -4,6 +4,7 @@ and the privilege drop. Everything here looks at real processes through /proc.
 
 Run: HIPACHE_BINARY=/path/to/hipache python3 -m unittest -v test_process
 """
+import collections
 import contextlib
 import http.client
 import json
@@ -410,6 +411,63 @@ class MemoryWatchdogTest(ProcessTestCase):
         # Replaced workers exit by themselves (drained), they are not killed.
         self.assertNotIn("did not stop in time", log)
         self.assertTrue(alive(self.master()))
+
+
+class CpuAffinityTest(ProcessTestCase):
+    def cpus_of(self, pids):
+        return {pid: os.sched_getaffinity(pid) for pid in pids}
+
+    def assert_spread(self, pids, allowed):
+        bound = self.cpus_of(pids)
+        for pid, cpus in bound.items():
+            self.assertEqual(len(cpus), 1, "worker %d may run on %s" % (pid, sorted(cpus)))
+            self.assertLessEqual(cpus, allowed)
+        per_cpu = collections.Counter(next(iter(c)) for c in bound.values())
+        wanted = min(len(pids), len(allowed))
+        self.assertEqual(len(per_cpu), wanted, "workers share CPUs: %s" % per_cpu)
+        self.assertLessEqual(max(per_cpu.values()) - min(per_cpu.values()), 1, per_cpu)
+
+    def test_workers_are_spread_over_the_allowed_cpus_and_replacements_take_the_free_one(self):
+        allowed = os.sched_getaffinity(0)
+        backend = self.backend()
+        self.route(backend)
+        self.start_proxy(workers=len(allowed) + 1, cpuAffinity=True)
+        workers = self.wait_for_workers(len(allowed) + 1)
+        self.assertEqual(os.sched_getaffinity(self.master()), allowed, "the master is not bound")
+        self.assert_spread(workers, allowed)
+        # A killed worker's successor goes where it left a gap.
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        fresh = self.wait_for_workers(len(allowed) + 1, exclude={victim})
+        harness.wait_until(lambda: all(len(c) == 1 for c in self.cpus_of(fresh).values()), 5)
+        self.assert_spread(fresh, allowed)
+        status, _, _ = self.request("GET", "/", host=self.HOST)
+        self.assertEqual(status, 200)
+
+    def test_a_worker_replaced_over_its_memory_limit_keeps_its_cpu(self):
+        backend = self.backend()
+        self.route(backend)
+        self.start_proxy(workers=2, cpuAffinity=True, memoryLimit=1, memoryCheckInterval=1,
+                         gracefulWait=10)
+        self.wait_for_workers(2)
+        harness.wait_until(lambda: len(re.findall(r"replacing it", self.proxy.log())) >= 2, 10)
+        # The master logs the replacement's start right after the reason (spawn() first).
+        started, replacements, replacing = {}, [], None
+        for line in self.proxy.log().splitlines():
+            over = re.search(r"worker (\d+) uses \d+ MB.*replacing it", line)
+            start = re.search(r"worker (\d+) started on CPU (\d+)", line)
+            if over:
+                replacing = int(over.group(1))
+            elif start:
+                pid, cpu = int(start.group(1)), int(start.group(2))
+                started[pid] = cpu
+                if replacing is not None:
+                    replacements.append((replacing, pid, cpu))
+                    replacing = None
+        self.assertGreaterEqual(len(replacements), 2, self.proxy.log()[-3000:])
+        for old, new, cpu in replacements:
+            self.assertEqual(started[old], cpu, "worker %d (CPU %d) was replaced by %d on CPU %d"
+                             % (old, started[old], new, cpu))
 
 
 class LogReopenTest(ProcessTestCase):

@@ -172,7 +172,8 @@ TEST(ConfigServer, EveryKeyIsRead) {
       "debug": true, "workers": 4, "maxSockets": 7, "tcpTimeout": 0, "deadBackendTTL": 12,
       "retryOnError": 0, "accessLog": "/tmp/a.log", "httpKeepAlive": true,
       "deadBackendOn500": false, "staticDir": "/srv/static", "lruCache": {"size": 5, "ttl": 2.5},
-      "memoryLimit": 0, "memoryCheckInterval": 3, "gracefulWait": 0, "backendTlsVerify": false}})");
+      "memoryLimit": 0, "memoryCheckInterval": 3, "gracefulWait": 0, "backendTlsVerify": false,
+      "cpuAffinity": true}})");
   const ServerSettings& s = config.server;
   EXPECT_TRUE(s.debug);
   EXPECT_EQ(s.workers, 4U);
@@ -191,6 +192,8 @@ TEST(ConfigServer, EveryKeyIsRead) {
   EXPECT_EQ(s.memory_check_interval_s, 3U);
   EXPECT_EQ(s.graceful_wait_s, 0U);
   EXPECT_FALSE(s.backend_tls_verify);
+  EXPECT_TRUE(s.cpu_affinity);
+  EXPECT_FALSE(parse("{}").server.cpu_affinity);  // like nginx: workers float unless asked
   EXPECT_TRUE(config.warnings.empty()) << all_warnings(config);
 }
 
@@ -261,6 +264,8 @@ TEST(ConfigServer, BooleanErrorsNameFileAndKey) {
             "config/x.json: server.deadBackendOn500: expected true or false, got an object");
   EXPECT_EQ(parse_error(R"({"server": {"backendTlsVerify": "false"}})"),
             "config/x.json: server.backendTlsVerify: expected true or false, got \"false\"");
+  EXPECT_EQ(parse_error(R"({"server": {"cpuAffinity": "auto"}})"),
+            "config/x.json: server.cpuAffinity: expected true or false, got \"auto\"");
 }
 
 TEST(ConfigServer, SectionMustBeAnObject) {
