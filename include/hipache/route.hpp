@@ -1,6 +1,7 @@
 // Plain value types for one resolved frontend: what the router hands to the balancer.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,7 +22,8 @@ struct Backend {
 };
 
 struct Route {
-  std::vector<Backend> backends;
+  // Two backends, the usual count, live inside the route itself: no pointer to chase.
+  boost::container::small_vector<Backend, 2> backends;
   std::string identifier;    // element 0 of the frontend list (the "vhost"), for logs
   std::string frontend_key;  // the list that matched, without prefix, e.g. "*.example.com"
 };

@@ -90,12 +90,26 @@ class RouteCache {
 
   std::size_t mask() const { return slots_.size() - 1; }
 
+  // A hit's route (with its first backends) is read next, and with thousands of hosts it is in
+  // no CPU cache: asked for now, it arrives while the host name is compared.
+  static void prefetch_route(const Entry& entry) {
+    const auto* route = reinterpret_cast<const char*>(entry.lookup.route.get());
+    if (route == nullptr) return;
+    for (std::size_t offset = 0; offset < sizeof(Route); offset += kCacheLine) {
+      __builtin_prefetch(route + offset);
+    }
+  }
+  static constexpr std::size_t kCacheLine = 64;
+
   std::size_t find_slot(std::string_view host, std::size_t hash) const {
     if (slots_.empty()) return kNone;
     for (auto i = hash & mask();; i = (i + 1) & mask()) {
       const auto& slot = slots_[i];
       if (slot.hash == 0) return kNone;
-      if (slot.hash == hash && slot.entry->host == host) return i;
+      if (slot.hash == hash) {
+        prefetch_route(*slot.entry);
+        if (slot.entry->host == host) return i;
+      }
     }
   }
 
