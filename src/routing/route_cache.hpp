@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -21,8 +22,30 @@ class RouteCache {
  public:
   using Clock = std::chrono::steady_clock;
 
+  // A host name kept inside its entry when short enough (nearly all are): comparing it then reads
+  // no other cache line. Longer ones go to the heap.
+  class HostName {
+   public:
+    explicit HostName(std::string_view host) : size_(host.size()) {
+      if (size_ <= kInline) {
+        std::copy(host.begin(), host.end(), inline_.begin());
+      } else {
+        long_ = std::string(host);
+      }
+    }
+    std::string_view view() const {
+      return size_ <= kInline ? std::string_view(inline_.data(), size_) : std::string_view(long_);
+    }
+
+   private:
+    static constexpr std::size_t kInline = 48;
+    std::size_t size_;
+    std::array<char, kInline> inline_{};
+    std::string long_;
+  };
+
   struct Entry {
-    std::string host;
+    HostName host;
     RouteLookup lookup;
     Clock::time_point expires;
     std::uint64_t generation = 0;
@@ -52,9 +75,10 @@ class RouteCache {
     if (capacity_ == 0) return;
     erase(host);
     if ((entries_.size() + 1) * 2 > slots_.size()) grow();
-    entries_.push_front(Entry{std::string(host), std::move(lookup), expires, generation, ++moves_});
-    place(Slot{hash_of(host), entries_.begin()});
-    if (entries_.size() > capacity_) erase(entries_.back().host);
+    const Route* route = lookup.route.get();
+    entries_.push_front(Entry{HostName(host), std::move(lookup), expires, generation, ++moves_});
+    place(Slot{hash_of(host), entries_.begin(), route});
+    if (entries_.size() > capacity_) erase(entries_.back().host.view());
   }
 
   void erase(std::string_view host) {
@@ -73,12 +97,13 @@ class RouteCache {
 
  private:
   // The index is an open-addressing table (linear probing, at most half full) of the host's
-  // hash and its entry. A hit reads one slot and the entry itself: a node-based map would add
-  // its bucket's chain and a separately allocated key, each a cache miss per request when
-  // thousands of hosts take turns.
+  // hash, its entry and its route. A hit reads one slot, then the entry (name included) and the
+  // route side by side: a node-based map would add its bucket's chain and a separately
+  // allocated key, each one more cache miss per request when thousands of hosts take turns.
   struct Slot {
     std::size_t hash = 0;  // 0: empty (hash_of never returns 0)
     std::list<Entry>::iterator entry;
+    const Route* route = nullptr;  // the entry's, so both can be fetched at once
   };
   static constexpr std::size_t kNone = SIZE_MAX;
   static constexpr std::size_t kMinSlots = 16;
@@ -91,12 +116,12 @@ class RouteCache {
   std::size_t mask() const { return slots_.size() - 1; }
 
   // A hit's route (with its first backends) is read next, and with thousands of hosts it is in
-  // no CPU cache: asked for now, it arrives while the host name is compared.
-  static void prefetch_route(const Entry& entry) {
-    const auto* route = reinterpret_cast<const char*>(entry.lookup.route.get());
+  // no CPU cache: asked for now, it loads along with the entry.
+  static void prefetch_route(const Route* route) {
     if (route == nullptr) return;
+    const auto* bytes = reinterpret_cast<const char*>(route);
     for (std::size_t offset = 0; offset < sizeof(Route); offset += kCacheLine) {
-      __builtin_prefetch(route + offset);
+      __builtin_prefetch(bytes + offset);
     }
   }
   static constexpr std::size_t kCacheLine = 64;
@@ -107,8 +132,8 @@ class RouteCache {
       const auto& slot = slots_[i];
       if (slot.hash == 0) return kNone;
       if (slot.hash == hash) {
-        prefetch_route(*slot.entry);
-        if (slot.entry->host == host) return i;
+        prefetch_route(slot.route);
+        if (slot.entry->host.view() == host) return i;
       }
     }
   }
