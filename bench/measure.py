@@ -784,10 +784,12 @@ def render(res):
     out = ["# hipache benchmark: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime()),
            "",
            "%s round(s) of %gs per throughput figure (median), wrk 1 thread / %d connections, "
-           "%s mode. ↑ higher is better, ↓ lower is better; ratios are %s divided by the other "
-           "proxy (for ↓ rows a ratio below 1 favours %s)."
+           "%s mode, workers %s. ↑ higher is better, ↓ lower is better; ratios are %s divided by "
+           "the other proxy (for ↓ rows a ratio below 1 favours %s)."
            % (s["rounds"], s["seconds"], s["wrk_connections"],
-              "quick" if s["quick"] else "full", ours, ours),
+              "quick" if s["quick"] else "full",
+              "bound one per CPU" if os.environ.get("BENCH_CPU_AFFINITY", "1") == "1"
+              else "floating (BENCH_CPU_AFFINITY=0)", ours, ours),
            "", *table, ""]
     if res.get("versions"):
         out.append("Versions: " + "; ".join(res["versions"].values()))

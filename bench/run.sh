@@ -123,9 +123,17 @@ cp "$ROOT/build/hipache" "$TMP/hipache"        # a rebuild during the run must n
 # Every proxy's 2 workers/threads are bound one per CPU (the first two this script may use): left
 # to float, two busy workers sometimes share a CPU and wait a scheduler tick for each other, and
 # the p99 then measures the scheduler rather than the proxy.  hipache: server.cpuAffinity; nginx:
-# worker_cpu_affinity; HAProxy: cpu-map.
+# worker_cpu_affinity; HAProxy: cpu-map.  BENCH_CPU_AFFINITY=0 leaves all three floating.
 read -r CPU_A CPU_B < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[min(1, len(c) - 1)])')
 cpu_mask() { python3 -c "print(format(1 << $1, 'b'))"; }
+if [ "${BENCH_CPU_AFFINITY:-1}" = 1 ]; then
+  HIPACHE_AFFINITY=true
+  NGINX_AFFINITY="worker_cpu_affinity $(cpu_mask "$CPU_A") $(cpu_mask "$CPU_B");"
+  HAPROXY_AFFINITY="cpu-map 1/1 $CPU_A
+  cpu-map 1/2 $CPU_B"
+else
+  HIPACHE_AFFINITY=false NGINX_AFFINITY="" HAPROXY_AFFINITY=""
+fi
 
 # two identical nginx backends: "ok" on every path, the big file on /big
 for b in b1 b2; do
@@ -171,7 +179,7 @@ cat >"$TMP/hipache.json" <<EOF
     "accessLog": null,
     "memoryLimit": 0,
     "gracefulWait": 2,
-    "cpuAffinity": true
+    "cpuAffinity": $HIPACHE_AFFINITY
   },
   "http": { "port": $P_HIPACHE, "bind": ["127.0.0.1"] },
   "https": { "bind": [] },
@@ -190,7 +198,7 @@ cat >"$TMP/nginx-proxy/nginx.conf" <<EOF
 daemon off;
 master_process on;
 worker_processes 2;
-worker_cpu_affinity $(cpu_mask "$CPU_A") $(cpu_mask "$CPU_B");
+$NGINX_AFFINITY
 worker_rlimit_nofile $NOFILE;
 user root;
 pid $TMP/nginx-proxy/nginx.pid;
@@ -249,8 +257,7 @@ EOF
 cat >"$TMP/haproxy.cfg" <<EOF
 global
   nbthread 2
-  cpu-map 1/1 $CPU_A
-  cpu-map 1/2 $CPU_B
+  $HAPROXY_AFFINITY
   maxconn $MAXCONN
   pidfile $TMP/haproxy.pid
 
