@@ -62,7 +62,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, asio::ip::t
   // Sessions register themselves when they start, after the accept loop has moved on.
   std::int64_t not_started = 0;
   const auto connections = [&] {
-    return static_cast<std::int64_t>(ctx.sessions.size()) + not_started;
+    return static_cast<std::int64_t>(ctx.open_connections()) + not_started;
   };
   boost::system::error_code ec;
   while (acceptor.is_open()) {
@@ -78,7 +78,7 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, asio::ip::t
         auto socket = accept_pending(acceptor, protocol, ec);
         if (ec) break;
         const auto limit = ctx.config.server.max_connections;
-        if (limit > 0 && ctx.sessions.size() >= limit) {
+        if (limit > 0 && ctx.open_connections() >= limit) {
           // A clear 503 rather than collapse; other workers may still have room.
           asio::co_spawn(executor, proxy::refuse_client(std::move(socket), ctx, tls != nullptr),
                          proxy::log_connection_exception);
@@ -108,7 +108,7 @@ asio::awaitable<void> report_load_loop(AcceptTurn& turn, const proxy::ProxyConte
     timer.expires_after(WorkerLoads::kReportInterval);
     auto [ec] = co_await timer.async_wait(kUseTuple);
     if (ec || ctx.draining) co_return;
-    turn.publish(static_cast<std::int64_t>(ctx.sessions.size()));
+    turn.publish(static_cast<std::int64_t>(ctx.open_connections()));
   }
 }
 
@@ -186,9 +186,10 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   asio::steady_timer drain_timer(io);
   const auto drain_deadline_after = std::chrono::seconds(config.server.graceful_wait_s);
   std::function<void()> wait_for_drain = [&] {
-    if (ctx.sessions.empty() || drain_timer.expiry() <= asio::steady_timer::clock_type::now()) {
-      if (!ctx.sessions.empty()) {
-        spdlog::warn("gracefulWait over: closing {} connection(s)", ctx.sessions.size());
+    if (ctx.open_connections() == 0 ||
+        drain_timer.expiry() <= asio::steady_timer::clock_type::now()) {
+      if (ctx.open_connections() > 0) {
+        spdlog::warn("gracefulWait over: closing {} connection(s)", ctx.open_connections());
       }
       stop_now();
       return;
@@ -210,7 +211,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
           return;
         }
         spdlog::info("worker {}: SIGTERM, draining {} connection(s) (at most {} s)", ::getpid(),
-                     ctx.sessions.size(), config.server.graceful_wait_s);
+                     ctx.open_connections(), config.server.graceful_wait_s);
         for (auto& acceptor : acceptors) acceptor.close();
         turn.stop_accepting();
         proxy::begin_drain(ctx);

@@ -482,22 +482,20 @@ Failure classify_backend_error(const error_code& ec) {
 class ClientSession final : public DrainableSession, public IdleConnections::Waiter {
  public:
   ClientSession(asio::ip::tcp::socket socket, ProxyContext& ctx, net::ssl::context* tls,
-                ClientFacts facts)
+                std::uint64_t requests_before)
       : client_(tls ? net::AnyStream(net::TcpStream(std::move(socket)), *tls)
                     : net::AnyStream(net::TcpStream(std::move(socket)))),
         ctx_(ctx),
-        remote_(std::move(facts.remote)),
-        local_port_(std::move(facts.local_port)),
         timeout_(ctx_.config.server.tcp_timeout_s),
-        requests_before_park_(facts.requests) {
+        requests_before_park_(requests_before) {
     ctx_.sessions.insert(this);
-    if (!remote_.empty()) return;  // resumed after a park: known already, and no_delay is set
+    // Asked again after a park rather than kept there: a parked connection stays small.
     error_code ec;
     const auto remote = client_.socket().remote_endpoint(ec);
     remote_ = ec ? std::string("-") : client_address(remote);
     const auto local = client_.socket().local_endpoint(ec);
     local_port_ = ec ? std::string() : std::to_string(local.port());
-    client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    if (requests_before == 0) client_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   }
 
   ~ClientSession() { ctx_.sessions.erase(this); }
@@ -598,9 +596,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       }
       // Nothing to keep but the socket: parked, the connection costs its socket and little more
       // (bench: idle keep-alive row); a new session serves its next request.
-      ctx_.idle.park(client_.tcp().release_socket(),
-                     ClientFacts{std::move(remote_), std::move(local_port_),
-                                 requests_before_park_ + requests_served_},
+      ctx_.idle.park(client_.tcp().release_socket(), requests_before_park_ + requests_served_,
                      ctx_);
       parked_ = true;
       co_return false;
@@ -1437,8 +1433,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
 }  // namespace
 
 asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx,
-                                   net::ssl::context* tls, ClientFacts facts) {
-  ClientSession session(std::move(socket), ctx, tls, std::move(facts));
+                                   net::ssl::context* tls, std::uint64_t requests_before) {
+  ClientSession session(std::move(socket), ctx, tls, requests_before);
   co_await session.run();
 }
 
@@ -1470,6 +1466,7 @@ asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& 
 
 void begin_drain(ProxyContext& ctx) {
   ctx.draining = true;
+  ctx.idle.close_all();
   for (auto* session : ctx.sessions) session->close_if_idle();
 }
 

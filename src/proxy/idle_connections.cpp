@@ -1,8 +1,14 @@
 #include "proxy/idle_connections.hpp"
 
-#include <boost/asio/bind_allocator.hpp>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <array>
 #include <boost/asio/co_spawn.hpp>
-#include <memory>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
 
 #include "proxy/proxy_context.hpp"
 
@@ -11,76 +17,122 @@ namespace hipache::proxy {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
-// Allocates exactly what is asked. Asio gives a handler with std::allocator its per-thread
-// recycling allocator, which would hand the small readiness wait of a parked connection the last
-// freed operation block, often a 600-byte one, for as long as the client stays idle.
-template <class T>
-struct ExactAllocator : std::allocator<T> {
-  using value_type = T;
-  ExactAllocator() = default;
-  template <class U>
-  explicit ExactAllocator(const ExactAllocator<U>& /*other*/) {}
-};
-
-struct IdleConnections::Parked final : DrainableSession {
-  Parked(asio::ip::tcp::socket s, ClientFacts f) : socket(std::move(s)), facts(std::move(f)) {}
-
-  // Closing cancels the readiness wait; its handler then forgets this connection.
-  void close_if_idle() override { close(); }
-  void close() {
-    if (closed) return;
-    closed = true;
-    error_code ignored;
-    socket.close(ignored);
+struct IdleConnections::Parked {
+  Parked(int descriptor, asio::ip::tcp protocol, std::uint64_t served)
+      : fd(descriptor), v6(protocol == asio::ip::tcp::v6()), requests(served) {}
+  // Closing the descriptor also takes it out of the epoll set (it has no duplicates).
+  ~Parked() {
+    if (fd >= 0) ::close(fd);
   }
+  Parked(const Parked&) = delete;
+  Parked& operator=(const Parked&) = delete;
 
-  asio::ip::tcp::socket socket;
-  ClientFacts facts;
+  int fd;  // -1 once a new session owns it
+  bool v6;
+  std::uint64_t requests;  // served on this connection so far
   Clock::time_point since = Clock::now();
-  bool closed = false;
+  std::pmr::list<Parked>::iterator position;  // its own, for the readiness handler
 };
+
+namespace {
+
+int new_epoll_set() {
+  const int fd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) {
+    throw std::system_error(errno, std::generic_category(), "epoll set for idle connections");
+  }
+  return fd;
+}
+
+}  // namespace
 
 IdleConnections::IdleConnections(asio::any_io_executor executor, std::chrono::seconds timeout)
     : executor_(std::move(executor)),
       timeout_(timeout),
+      ready_set_(executor_, new_epoll_set()),
+      parked_(&parked_memory_),
       sweep_timer_(executor_),
       warm_timer_(executor_) {}
 
 IdleConnections::~IdleConnections() = default;
 
-void IdleConnections::park(asio::ip::tcp::socket socket, ClientFacts facts, ProxyContext& ctx) {
-  auto& parked = parked_.emplace_back(std::move(socket), std::move(facts));
-  const auto position = std::prev(parked_.end());
-  ctx.sessions.insert(&parked);
-  parked.socket.async_wait(
-      asio::ip::tcp::socket::wait_read,
-      asio::bind_allocator(ExactAllocator<void>(), [this, position, &ctx](const error_code& ec) {
-        Parked& connection = *position;
-        ctx.sessions.erase(&connection);
-        // Readable: a request, or the client's close, which the new session reads as such.
-        if (!ec && !connection.closed && !ctx.draining) {
-          asio::co_spawn(
-              executor_,
-              serve_client(std::move(connection.socket), ctx, nullptr, std::move(connection.facts)),
-              log_connection_exception);
-        }
-        parked_.erase(position);
-      }));
+void IdleConnections::park(asio::ip::tcp::socket socket, std::uint64_t requests,
+                           ProxyContext& ctx) {
+  ctx_ = &ctx;
+  error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (ec) return;  // the connection is gone already; the socket closes here
+  // Out of Asio: its reactor entry goes back to Asio's pool for the next busy connection.
+  const int fd = socket.release(ec);
+  if (ec) return;
+  auto& parked = parked_.emplace_back(fd, protocol, requests);
+  parked.position = std::prev(parked_.end());
+  // Level-triggered: bytes that came before this call are reported as well.
+  epoll_event interest{};
+  interest.events = EPOLLIN;
+  interest.data.ptr = &parked;
+  if (::epoll_ctl(ready_set_.native_handle(), EPOLL_CTL_ADD, fd, &interest) != 0) {
+    spdlog::warn("cannot park an idle connection ({}); closing it", std::strerror(errno));
+    parked_.erase(parked.position);
+    return;
+  }
+  arm_readiness_wait();
   arm_sweep();
 }
 
-void IdleConnections::arm_sweep() {
-  if (timeout_.count() == 0 || sweep_armed_) return;
-  for (const auto& parked : parked_) {
-    if (parked.closed) continue;  // its handler has yet to run
-    sweep_armed_ = true;
-    sweep_timer_.expires_at(parked.since + timeout_);
-    sweep_timer_.async_wait([this](const error_code& ec) {
-      sweep_armed_ = false;
-      if (!ec) sweep();
-    });
-    return;
+void IdleConnections::close_all() {
+  parked_.clear();
+}
+
+std::size_t IdleConnections::size() const {
+  return parked_.size();
+}
+
+void IdleConnections::arm_readiness_wait() {
+  if (readiness_wait_armed_ || parked_.empty()) return;
+  readiness_wait_armed_ = true;
+  ready_set_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+    readiness_wait_armed_ = false;
+    if (ec) return;  // the worker is stopping
+    revive_ready();
+    arm_readiness_wait();
+  });
+}
+
+// Readable: a request, or the client's close, which the new session reads as such.
+void IdleConnections::revive_ready() {
+  std::array<epoll_event, 64> events{};
+  int count = 0;
+  do {
+    count =
+        ::epoll_wait(ready_set_.native_handle(), events.data(), static_cast<int>(events.size()), 0);
+    for (int i = 0; i < count; ++i) revive(*static_cast<Parked*>(events[i].data.ptr));
+  } while (count == static_cast<int>(events.size()));
+}
+
+void IdleConnections::revive(Parked& parked) {
+  ::epoll_ctl(ready_set_.native_handle(), EPOLL_CTL_DEL, parked.fd, nullptr);
+  asio::ip::tcp::socket socket(executor_);
+  error_code ec;
+  socket.assign(parked.v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), parked.fd, ec);
+  if (ec) {
+    spdlog::warn("cannot resume an idle connection ({}); closing it", ec.message());
+  } else {
+    parked.fd = -1;  // the socket's now
+    asio::co_spawn(executor_, serve_client(std::move(socket), *ctx_, nullptr, parked.requests),
+                   log_connection_exception);
   }
+  parked_.erase(parked.position);
+}
+
+void IdleConnections::arm_sweep() {
+  if (timeout_.count() == 0 || sweep_armed_ || parked_.empty()) return;
+  sweep_armed_ = true;
+  sweep_timer_.expires_at(parked_.front().since + timeout_);
+  sweep_timer_.async_wait([this](const error_code& ec) {
+    sweep_armed_ = false;
+    if (!ec) sweep();
+  });
 }
 
 void IdleConnections::begin_wait(Waiter& waiter) {
@@ -112,10 +164,7 @@ void IdleConnections::end_warm_periods() {
 
 void IdleConnections::sweep() {
   const auto now = Clock::now();
-  for (auto& parked : parked_) {
-    if (parked.since + timeout_ > now) break;
-    parked.close();
-  }
+  while (!parked_.empty() && parked_.front().since + timeout_ <= now) parked_.pop_front();
   arm_sweep();
 }
 

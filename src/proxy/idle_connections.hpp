@@ -6,11 +6,14 @@
 // worker's time under load (allocations, a readiness re-registration, a new session). A session
 // still waiting after kWarmPeriod is parked.
 //
-// Between two requests a connection needs nothing but its socket, a readiness wait and its
+// Between two requests a connection needs nothing but its descriptor, a readiness wait and its
 // place in the idle-timeout order. A suspended session would also hold its coroutine frames, its
-// stream state and a timer: about 5 KB per idle connection against about 0.5 KB parked
-// (bench/README.md, idle keep-alive row). When the client sends its next request, a new session
-// starts from the socket and the facts kept here.
+// stream state and a timer: about 5 KB per idle connection. Even an Asio socket with a pending
+// wait costs ~600 bytes (its reactor entry and the wait operation, each with executors), so a
+// parked connection leaves Asio altogether: its bare descriptor joins an epoll set of the parked
+// ones, and that set is the one thing registered with the event loop (bench/README.md, idle
+// keep-alive row). When the client sends its next request (or closes), a new session starts
+// from the descriptor and the count of requests it has carried.
 //
 // Every parked connection has the same idle timeout (tcpTimeout), so they expire in the order
 // they were parked: one timer, armed for the oldest, serves them all. TLS connections are not
@@ -19,23 +22,17 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
 #include <chrono>
 #include <cstdint>
 #include <list>
-#include <string>
+#include <memory_resource>
 
 namespace hipache::proxy {
 
 struct ProxyContext;
-
-// What a session knows of its connection that must outlive a park.
-struct ClientFacts {
-  std::string remote;          // client address as logged; empty: not known yet
-  std::string local_port;      // for X-Forwarded-Port
-  std::uint64_t requests = 0;  // served on this connection so far
-};
 
 class IdleConnections {
   using Clock = std::chrono::steady_clock;
@@ -59,27 +56,35 @@ class IdleConnections {
   };
 
   // timeout: tcpTimeout; zero keeps idle connections open until the client closes them.
+  // Throws std::system_error when the kernel refuses an epoll set (out of descriptors).
   IdleConnections(boost::asio::any_io_executor executor, std::chrono::seconds timeout);
   ~IdleConnections();  // here Parked is incomplete
   IdleConnections(const IdleConnections&) = delete;
   IdleConnections& operator=(const IdleConnections&) = delete;
 
   // Keeps `socket` until the client sends something (a new session then serves it), closes it,
-  // is idle for the timeout, or the worker drains (ctx.sessions holds parked connections too).
-  // The idle timeout counts from here (for a session that waited warm: kWarmPeriod after its
-  // last response).
-  void park(boost::asio::ip::tcp::socket socket, ClientFacts facts, ProxyContext& ctx);
+  // is idle for the timeout, or the worker drains (close_all). The idle timeout counts from
+  // here (for a session that waited warm: kWarmPeriod after its last response). `ctx` is the
+  // worker's, the same on every call.
+  // `requests`: served on this connection so far.
+  void park(boost::asio::ip::tcp::socket socket, std::uint64_t requests, ProxyContext& ctx);
+
+  // Closes every parked connection (the worker drains).
+  void close_all();
 
   // `waiter` starts waiting; after kWarmPeriod its stop_waiting() is called unless
   // end_wait(waiter) (or its destruction) came first.
   void begin_wait(Waiter& waiter);
   static void end_wait(Waiter& waiter) { waiter.unlink(); }
 
-  std::size_t size() const { return parked_.size(); }
+  std::size_t size() const;  // parked connections
 
  private:
   struct Parked;
 
+  void arm_readiness_wait();
+  void revive_ready();
+  void revive(Parked& parked);
   void arm_sweep();
   void sweep();
   void arm_warm_timer();
@@ -87,7 +92,15 @@ class IdleConnections {
 
   boost::asio::any_io_executor executor_;
   std::chrono::seconds timeout_;
-  std::list<Parked> parked_;  // oldest first
+  ProxyContext* ctx_ = nullptr;  // the worker's, known from the first park
+  // The epoll set of the parked descriptors, readable when one of them is.
+  boost::asio::posix::stream_descriptor ready_set_;
+  bool readiness_wait_armed_ = false;
+  // Parked connections live in blocks of their own: scattered among the freed sessions that
+  // parked them, they would pin that memory for as long as they stay idle.
+  std::pmr::unsynchronized_pool_resource parked_memory_;
+  std::pmr::list<Parked> parked_;  // oldest first; closed before ready_set_
+
   boost::asio::steady_timer sweep_timer_;
   bool sweep_armed_ = false;
   // Sessions waiting in their warm period, oldest first; one timer for the oldest.

@@ -38,8 +38,11 @@ struct ProxyContext {
   RelayChunks chunks{};          // body relay buffers, reused
   TunnelChunks tunnel_chunks{};  // tunnel buffers while bytes queue up
   std::mt19937 rng{std::random_device{}()};
-  std::unordered_set<DrainableSession*> sessions{};  // every open client connection
+  std::unordered_set<DrainableSession*> sessions{};  // every client connection with a session
   bool draining = false;  // no more keep-alive once the worker is asked to stop
+
+  // Every open client connection: those with a session and the parked ones.
+  std::size_t open_connections() const { return sessions.size() + idle.size(); }
 };
 
 // Answers 503 (plain http) and closes: the worker is at server.maxConnections.
@@ -51,9 +54,10 @@ void begin_drain(ProxyContext& ctx);
 
 // Serves one accepted client connection until it closes or, between requests, is parked in
 // ctx.idle (keep-alive and pipelining included). `tls`: the listener's TLS context for https
-// listeners, null for plain http. `facts`: what the session before a park knew.
+// listeners, null for plain http. `requests_before`: served on this connection before a park.
 boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx,
-                                          net::ssl::context* tls, ClientFacts facts = {});
+                                          net::ssl::context* tls,
+                                          std::uint64_t requests_before = 0);
 
 // The completion handler of every connection coroutine: the data path reports errors through
 // error_code, so an exception escaping a connection is a bug, logged loudly.

@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -1166,6 +1167,60 @@ class IdleKeepAliveTest(RelayTestCase):
             self.assertEqual(response.json()["path"], "/p%d" % i)
             time.sleep(0.5)
         self.assertEqual(len(self.access_log_lines(3)), 3)
+
+    def test_sigterm_closes_parked_connections_at_once(self):
+        # Parked connections have no session to ask: the drain closes them itself, so the
+        # worker exits long before gracefulWait, while a request in flight still completes.
+        backend = self.http_backend("one")
+        self.route("idle.test", backend)
+        self.start_proxy(workers=1, gracefulWait=30, tcpTimeout=60)
+        request = b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n"
+        parked_at_once = self.client()  # one request: parked at once
+        parked_at_once.send(request)
+        self.assertEqual(parked_at_once.read_response().status, 200)
+        parked_after_warm = self.client()  # several: waits warm, then parked
+        for _ in range(3):
+            parked_after_warm.send(request)
+            self.assertEqual(parked_after_warm.read_response().status, 200)
+        time.sleep(0.5)
+        in_flight = self.client()
+        in_flight.send(b"GET /slow?delay=1 HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        time.sleep(0.3)
+        self.proxy.signal(signal.SIGTERM)
+        started = time.time()
+        self.assertTrue(parked_at_once.wait_closed(3), "parked connection left open by the drain")
+        self.assertTrue(parked_after_warm.wait_closed(3), "parked connection left open")
+        self.assertLess(time.time() - started, 2.5)
+        response = in_flight.read_response()
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.get("Connection"), "close")
+        self.assertEqual(self.proxy.process.wait(10), 0)
+
+    def test_parked_connections_count_against_max_connections(self):
+        backend = self.http_backend("one")
+        self.route("idle.test", backend)
+        self.start_proxy(workers=1, maxConnections=3, tcpTimeout=60)
+        request = b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n"
+        parked = []
+        for _ in range(3):
+            c = self.client()
+            c.send(request)
+            self.assertEqual(c.read_response().status, 200)
+            parked.append(c)
+        time.sleep(0.3)
+        refused = self.client()
+        refused.send(request)
+        self.assertEqual(refused.read_response().status, 503)
+        parked[0].close()
+        harness.wait_until(lambda: harness.half_closed_by_peer(self.proxy.port) == 0, timeout=3)
+        time.sleep(0.3)
+        admitted = self.client()
+        admitted.send(request)
+        self.assertEqual(admitted.read_response().status, 200)
+        # The other parked ones still answer.
+        for c in parked[1:]:
+            c.send(request)
+            self.assertEqual(c.read_response().status, 200)
 
 
 class ShortKeepAliveHandler(harness.EchoHandler):
