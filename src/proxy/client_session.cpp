@@ -20,6 +20,7 @@
 #include "hipache/router.hpp"
 #include "net/stream.hpp"
 #include "proxy/proxy_context.hpp"
+#include "proxy/splice.hpp"
 
 namespace hipache::proxy {
 
@@ -37,8 +38,6 @@ std::string_view to_std(beast::string_view s) {
 
 // Request header block limit: beyond it the client gets 431 (Node's parser allowed 80 KB).
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
-// A tunnel direction reads into this much of its own; more queued bytes borrow a TunnelChunk.
-constexpr std::size_t kTunnelInlineBuffer = 512;
 // The first read of a kept-alive connection's next request: most request headers fit.
 constexpr std::size_t kFirstReadSize = 1024;
 // From this many requests on, a connection waits warm for its next one (wait_for_request).
@@ -1147,9 +1146,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     co_return ec;
   }
 
-  // After a 101 answer: relay the answer, then splice both directions until both sides have
-  // closed (half-closes are propagated) or nothing moved for tcpTimeout. Memory stays at two
-  // fixed buffers per tunnel; a slow reader slows the writer down instead of growing a queue.
+  // After a 101 answer: relay the answer, then splice both directions (proxy/splice.hpp) until
+  // both sides have closed (half-closes are propagated) or nothing moved for tcpTimeout.
   asio::awaitable<Attempt> tunnel(std::unique_ptr<UpstreamConnection> upstream,
                                   const Request& request, Response& response, const Route& route,
                                   const std::string& host, Exchange& exchange, Attempt attempt) {
@@ -1168,124 +1166,62 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     client_.tcp().expires_never();
     upstream->stream.tcp().expires_never();
 
-    TunnelState state;
-    state.last_activity = Clock::now();
+    std::uint64_t to_client = 0;
+    bool failed = false;
     // Bytes that arrived with the handshake belong to the tunnel already.
     if (upstream->buffer.size() > 0) {
       auto [wec, wn] = co_await client_.visit([&](auto& stream) {
         return asio::async_write(stream, upstream->buffer.data(), kUseTuple);
       });
-      state.to_client += wn;
+      to_client += wn;
       upstream->buffer.consume(upstream->buffer.size());
-      state.failed = state.failed || wec;
+      failed = failed || wec;
     }
-    if (!state.failed && buffer_.size() > 0) {
+    if (!failed && buffer_.size() > 0) {
       auto [wec, wn] = co_await upstream->stream.visit(
           [&](auto& stream) { return asio::async_write(stream, buffer_.data(), kUseTuple); });
       buffer_.consume(buffer_.size());
-      state.failed = state.failed || wec;
+      failed = failed || wec;
     }
-    if (!state.failed) {
-      using namespace asio::experimental::awaitable_operators;
+    if (!failed) {
       // Nothing of the HTTP exchange is needed while the tunnel lasts (often hours): its
       // buffers go, and the tunnel borrows its own only while bytes queue up.
       chunk_.reset();
       head_ = std::string();
       buffer_.shrink_to_fit();
       upstream->buffer.shrink_to_fit();
-      asio::steady_timer idle(client_.socket().get_executor());
-      auto& backend = upstream->stream;
-      co_await (client_.visit_with(backend, [&](auto& client_side, auto& backend_side) {
-        return pump_both(client_side, backend_side, ctx_.tunnel_chunks, state, idle);
-      }) && watch_idle(backend, state, idle));
+      to_client += co_await client_.visit_with(
+          upstream->stream,
+          [&](auto& client_side, auto& backend_side) { return splice(client_side, backend_side); });
     }
     exchange.status = 101;
-    exchange.bytes_sent += state.to_client;
+    exchange.bytes_sent += to_client;
     exchange.backend_finished = Clock::now();
     log_exchange(request, exchange);
     attempt.client_reusable = false;
     co_return attempt;
   }
 
-  struct TunnelState {
-    Clock::time_point last_activity;
-    std::uint64_t to_client = 0;
-    bool failed = false;
-    bool finished = false;
-  };
-
-  template <class A, class B>
-  static void close_both(A& a, B& b) {
-    error_code ignored;
-    beast::get_lowest_layer(a).socket().close(ignored);
-    beast::get_lowest_layer(b).socket().close(ignored);
-  }
-
+  // Relays both ways until both sides have closed, or nothing moved for tcpTimeout (a tunnel's
+  // idleness). Returns the bytes sent to the client.
   template <class ClientSide, class BackendSide>
-  static asio::awaitable<void> pump_both(ClientSide& client_side, BackendSide& backend_side,
-                                         TunnelChunks& chunks, TunnelState& state,
-                                         asio::steady_timer& idle) {
-    using namespace asio::experimental::awaitable_operators;
-    co_await (pump(client_side, backend_side, chunks, state, false) &&
-              pump(backend_side, client_side, chunks, state, true));
-    state.finished = true;
-    idle.cancel();
-  }
-
-  // One direction of a tunnel. End of stream is passed on as a half-close (a TCP FIN, also
-  // under TLS); an error ends both directions. Reads go into a small buffer of this frame; one
-  // that fills it means more is queued, and reads then go into a borrowed TunnelChunk until one
-  // comes back short (the socket is drained) and the chunk is returned: a quiet tunnel, or one
-  // carrying small messages, holds no chunk (bench: RSS per WebSocket tunnel).
-  template <class From, class To>
-  static asio::awaitable<void> pump(From& from, To& to, TunnelChunks& chunks, TunnelState& state,
-                                    bool towards_client) {
-    std::array<char, kTunnelInlineBuffer> inline_buffer;
-    TunnelChunks::Lease burst;
-    for (;;) {
-      const auto buffer = burst ? asio::buffer(*burst) : asio::buffer(inline_buffer);
-      auto [ec, n] = co_await from.async_read_some(buffer, kUseTuple);
-      if (n > 0) {
-        state.last_activity = Clock::now();
-        auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buffer, n), kUseTuple);
-        if (towards_client) state.to_client += wn;
-        state.last_activity = Clock::now();
-        if (wec) {
-          close_both(from, to);
-          co_return;
-        }
-      }
-      if (n == buffer.size()) {
-        if (!burst) burst = chunks.take();
-      } else {
-        burst.reset();
-      }
-      if (ec == asio::error::eof || ec == net::ssl::error::stream_truncated) {
-        error_code ignored;
-        beast::get_lowest_layer(to).socket().shutdown(asio::ip::tcp::socket::shutdown_send,
-                                                      ignored);
-        co_return;
-      }
-      if (ec) {
-        close_both(from, to);
-        co_return;
+  asio::awaitable<std::uint64_t> splice(ClientSide& client_side, BackendSide& backend_side) {
+    asio::steady_timer done(client_.socket().get_executor());
+    Splice<ClientSide, BackendSide> splice(client_side, backend_side, ctx_.tunnel_chunks, done);
+    splice.start();
+    bool closed = false;
+    while (!splice.finished()) {
+      const bool watch_idleness = timeout_.count() > 0 && !closed;
+      done.expires_at(watch_idleness ? splice.last_activity() + timeout_
+                                     : asio::steady_timer::time_point::max());
+      co_await done.async_wait(kUseTuple);  // cancelled once both directions are done
+      if (watch_idleness && !splice.finished() &&
+          Clock::now() >= splice.last_activity() + timeout_) {
+        splice.close_both();
+        closed = true;
       }
     }
-  }
-
-  // tcpTimeout for a tunnel means idleness: no byte in either direction for that long.
-  asio::awaitable<void> watch_idle(net::AnyStream& backend, TunnelState& state,
-                                   asio::steady_timer& idle) {
-    while (!state.finished) {
-      idle.expires_at(timeout_.count() > 0 ? state.last_activity + timeout_
-                                           : asio::steady_timer::time_point::max());
-      co_await idle.async_wait(kUseTuple);
-      if (state.finished) co_return;
-      if (timeout_.count() > 0 && Clock::now() >= state.last_activity + timeout_) {
-        close_both(client_.tcp(), backend.tcp());
-        co_return;
-      }
-    }
+    co_return splice.bytes_to_client();
   }
 
   // The client went away or stalled: nobody to answer, nothing to blame on the backend.
