@@ -1187,7 +1187,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       // Nothing of the HTTP exchange is needed while the tunnel lasts (often hours): its
       // buffers go, and the tunnel borrows its own only while bytes queue up.
       chunk_.reset();
-      head_ = std::string();
+      head_.clear();
+      head_.shrink_to_fit();  // (assigning an empty string would keep the capacity)
       buffer_.shrink_to_fit();
       upstream->buffer.shrink_to_fit();
       to_client += co_await client_.visit_with(
