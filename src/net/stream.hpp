@@ -31,6 +31,11 @@ class AnyStream {
   }
   boost::asio::ip::tcp::socket& socket() { return tcp().socket(); }
   TlsStream* tls() { return std::get_if<TlsStream>(&stream_); }
+  // The concrete stream, TcpStream or TlsStream (which one: is_tls()).
+  template <class Stream>
+  Stream& get() {
+    return std::get<Stream>(stream_);
+  }
 
   template <class F>
   decltype(auto) visit(F&& f) {

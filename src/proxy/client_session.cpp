@@ -20,7 +20,7 @@
 #include "hipache/router.hpp"
 #include "net/stream.hpp"
 #include "proxy/proxy_context.hpp"
-#include "proxy/splice.hpp"
+#include "proxy/tunnel.hpp"
 
 namespace hipache::proxy {
 
@@ -534,7 +534,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       if (!co_await wait_for_request()) break;
       if (!co_await serve_one()) break;
     }
-    if (!parked_) co_await lingering_close();
+    if (!handed_off_) co_await lingering_close();
   }
 
   // Closing a socket with unread input sends a reset that can destroy the answer just written
@@ -597,7 +597,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       // (bench: idle keep-alive row); a new session serves its next request.
       ctx_.idle.park(client_.tcp().release_socket(), requests_before_park_ + requests_served_,
                      ctx_);
-      parked_ = true;
+      handed_off_ = true;
       co_return false;
     }
     buffer_.shrink_to_fit();
@@ -1146,8 +1146,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     co_return ec;
   }
 
-  // After a 101 answer: relay the answer, then splice both directions (proxy/splice.hpp) until
-  // both sides have closed (half-closes are propagated) or nothing moved for tcpTimeout.
+  // After a 101 answer: relay the answer and what came with the handshake, then hand both
+  // connections to a tunnel (proxy/tunnel.hpp); this session ends.
   asio::awaitable<Attempt> tunnel(std::unique_ptr<UpstreamConnection> upstream,
                                   const Request& request, Response& response, const Route& route,
                                   const std::string& host, Exchange& exchange, Attempt attempt) {
@@ -1183,46 +1183,20 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       buffer_.consume(buffer_.size());
       failed = failed || wec;
     }
-    if (!failed) {
-      // Nothing of the HTTP exchange is needed while the tunnel lasts (often hours): its
-      // buffers go, and the tunnel borrows its own only while bytes queue up.
-      chunk_.reset();
-      head_.clear();
-      head_.shrink_to_fit();  // (assigning an empty string would keep the capacity)
-      buffer_.shrink_to_fit();
-      upstream->buffer.shrink_to_fit();
-      to_client += co_await client_.visit_with(
-          upstream->stream,
-          [&](auto& client_side, auto& backend_side) { return splice(client_side, backend_side); });
-    }
     exchange.status = 101;
     exchange.bytes_sent += to_client;
-    exchange.backend_finished = Clock::now();
-    log_exchange(request, exchange);
     attempt.client_reusable = false;
-    co_return attempt;
-  }
-
-  // Relays both ways until both sides have closed, or nothing moved for tcpTimeout (a tunnel's
-  // idleness). Returns the bytes sent to the client.
-  template <class ClientSide, class BackendSide>
-  asio::awaitable<std::uint64_t> splice(ClientSide& client_side, BackendSide& backend_side) {
-    asio::steady_timer done(client_.socket().get_executor());
-    Splice<ClientSide, BackendSide> splice(client_side, backend_side, ctx_.tunnel_chunks, done);
-    splice.start();
-    bool closed = false;
-    while (!splice.finished()) {
-      const bool watch_idleness = timeout_.count() > 0 && !closed;
-      done.expires_at(watch_idleness ? splice.last_activity() + timeout_
-                                     : asio::steady_timer::time_point::max());
-      co_await done.async_wait(kUseTuple);  // cancelled once both directions are done
-      if (watch_idleness && !splice.finished() &&
-          Clock::now() >= splice.last_activity() + timeout_) {
-        splice.close_both();
-        closed = true;
-      }
+    if (failed) {
+      exchange.backend_finished = Clock::now();
+      log_exchange(request, exchange);
+      co_return attempt;
     }
-    co_return splice.bytes_to_client();
+    // The tunnel goes on without this session, and logs the exchange when it closes.
+    upstream->buffer.shrink_to_fit();
+    start_tunnel(std::move(client_), std::move(upstream), ctx_, access_entry(request, exchange),
+                 exchange.started, exchange.backend_started);
+    handed_off_ = true;
+    co_return attempt;
   }
 
   // The client went away or stalled: nobody to answer, nothing to blame on the backend.
@@ -1309,6 +1283,16 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
 
   void log_exchange(const Request& request, const Exchange& exchange) {
     if (!ctx_.access_log.enabled()) return;
+    auto entry = access_entry(request, exchange);
+    entry.total = elapsed_ms(exchange.started);
+    entry.backend = std::chrono::duration_cast<std::chrono::milliseconds>(
+        exchange.backend_finished - exchange.backend_started);
+    entry.when = std::chrono::system_clock::now();
+    ctx_.access_log.write(entry);
+  }
+
+  // The access-log line of an exchange but its times, which the caller fills in.
+  log::AccessLogEntry access_entry(const Request& request, const Exchange& exchange) const {
     log::AccessLogEntry entry;
     const auto real_ip = request["X-Real-IP"];
     entry.remote = real_ip.empty() ? std::string_view(remote_) : to_std(real_ip);
@@ -1320,11 +1304,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     entry.referer = to_std(request[http::field::referer]);
     entry.user_agent = to_std(request[http::field::user_agent]);
     entry.identifier = exchange.identifier;
-    entry.total = elapsed_ms(exchange.started);
-    entry.backend = std::chrono::duration_cast<std::chrono::milliseconds>(
-        exchange.backend_finished - exchange.backend_started);
-    entry.when = std::chrono::system_clock::now();
-    ctx_.access_log.write(entry);
+    return entry;
   }
 
   // The backend the current attempt goes to (for dead marking and x-debug headers).
@@ -1363,7 +1343,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   std::uint64_t requests_served_ = 0;       // by this session
   std::uint64_t requests_before_park_ = 0;  // on this connection, by sessions before a park
   bool waiting_for_next_request_ = false;
-  bool parked_ = false;            // the socket went to ctx_.idle: nothing left to close
+  bool handed_off_ = false;        // the connection went to ctx_.idle or a tunnel: nothing to close
   bool warm_period_over_ = false;  // stop_waiting() ended the current wait
 };
 

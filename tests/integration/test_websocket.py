@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import threading
@@ -813,6 +814,25 @@ class IdleTimeout(WebSocketTestCase):
         self.assert_echo(c, "after 2 s of silence")
         self.assertFalse(server.connections[0].eof.is_set())
         self.close_cleanly(c)
+
+
+class Drain(WebSocketTestCase):
+    def test_open_tunnel_keeps_the_worker_until_graceful_wait(self):
+        # A tunnel outlives the session of its handshake (proxy/tunnel.hpp) and still counts as
+        # an open connection: SIGTERM lets it run until gracefulWait, then it is closed.
+        server = self.ws_server()
+        self.route(server)
+        self.start_proxy(workers=1, gracefulWait=2, tcpTimeout=60)
+        c = self.open_tunnel()
+        self.assert_echo(c, "before the signal")
+        self.proxy.signal(signal.SIGTERM)
+        signalled = time.time()
+        time.sleep(0.8)
+        self.assertIsNone(self.proxy.process.poll(), "the worker left an open tunnel behind")
+        self.assert_echo(c, "during the drain")
+        self.assertTrue(c.wait_eof(6), "tunnel still open after gracefulWait")
+        self.assertGreater(time.time() - signalled, 1.5)
+        self.assertEqual(self.proxy.process.wait(10), 0)
 
 
 class HalfClose(WebSocketTestCase):
