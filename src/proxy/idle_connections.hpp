@@ -9,7 +9,7 @@
 // Between two requests a connection needs nothing but its descriptor, a readiness wait and its
 // place in the idle-timeout order. A suspended session would also hold its coroutine frames, its
 // stream state and a timer: about 5 KB per idle connection. Even an Asio socket with a pending
-// wait costs ~600 bytes (its reactor entry and the wait operation, each with executors), so a
+// wait costs ~400 bytes (its reactor entry and the wait operation with its executors), so a
 // parked connection leaves Asio altogether: its bare descriptor joins an epoll set of the parked
 // ones, and that set is the one thing registered with the event loop (bench/README.md, idle
 // keep-alive row). When the client sends its next request (or closes), a new session starts
@@ -96,11 +96,11 @@ class IdleConnections {
   // The epoll set of the parked descriptors, readable when one of them is.
   boost::asio::posix::stream_descriptor ready_set_;
   bool readiness_wait_armed_ = false;
-  // Parked connections live in blocks of their own: scattered among the freed sessions that
-  // parked them, they would pin that memory for as long as they stay idle.
+  // Parked connections (64 bytes each) live in blocks of their own: scattered among the freed
+  // sessions that parked them, they would pin that memory for as long as they stay idle. The
+  // pool keeps its blocks for reuse: at most 64 bytes per connection of the most ever parked.
   std::pmr::unsynchronized_pool_resource parked_memory_;
   std::pmr::list<Parked> parked_;  // oldest first; closed before ready_set_
-
   boost::asio::steady_timer sweep_timer_;
   bool sweep_armed_ = false;
   // Sessions waiting in their warm period, oldest first; one timer for the oldest.

@@ -38,10 +38,11 @@ struct ProxyContext {
   RelayChunks chunks{};          // body relay buffers, reused
   TunnelChunks tunnel_chunks{};  // tunnel buffers while bytes queue up
   std::mt19937 rng{std::random_device{}()};
-  std::unordered_set<DrainableSession*> sessions{};  // every client connection with a session
+  // Client connections served by a session or a tunnel (proxy/tunnel.hpp).
+  std::unordered_set<DrainableSession*> sessions{};
   bool draining = false;  // no more keep-alive once the worker is asked to stop
 
-  // Every open client connection: those with a session and the parked ones.
+  // Every open client connection: those in `sessions` and the parked ones.
   std::size_t open_connections() const { return sessions.size() + idle.size(); }
 };
 
