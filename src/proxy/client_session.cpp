@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstring>
+#include <memory_resource>
 
 #include "hipache/address_range.hpp"
 #include "hipache/balancer.hpp"
@@ -53,10 +54,34 @@ constexpr std::size_t kMaxForwardedForLength = 8 * 1024;
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 256 * 1024;
 
-using RequestParser = http::request_parser<http::buffer_body>;
-using ResponseParser = http::response_parser<http::buffer_body>;
-using Request = http::request<http::buffer_body>;
-using Response = http::response<http::buffer_body>;
+// Beast allocates every header field, and a request's target, on its own: a small request and
+// its answer took about eight mallocs and frees. A message's fields come from a HeaderMemory instead.
+using FieldAllocator = std::pmr::polymorphic_allocator<char>;
+using MessageFields = http::basic_fields<FieldAllocator>;
+template <bool isRequest>
+using MessageParser = http::parser<isRequest, http::buffer_body, FieldAllocator>;
+template <bool isRequest>
+using MessageSerializer = http::serializer<isRequest, http::buffer_body, MessageFields>;
+using RequestParser = MessageParser<true>;
+using ResponseParser = MessageParser<false>;
+using Request = http::request<http::buffer_body, MessageFields>;
+using Response = http::response<http::buffer_body, MessageFields>;
+
+// Where one message's header fields live: a bump allocator over a block (1 KB; more blocks
+// when a header needs them) that is freed whole once the message is done, so a message costs
+// one malloc and one free however many fields it has. Freed fields are not reused until then;
+// a message's fields change a bounded number of times (hop-by-hop removal, Host), and a new
+// parser, with release() before it, is made for each message.
+class HeaderMemory {
+ public:
+  FieldAllocator allocator() { return FieldAllocator(&resource_); }
+  // Only once nothing allocated from here is in use (the parser is gone).
+  void release() { resource_.release(); }
+
+ private:
+  static constexpr std::size_t kBlockSize = 1024;
+  std::pmr::monotonic_buffer_resource resource_{kBlockSize};
+};
 
 bool is_idempotent(http::verb method) {
   switch (method) {
@@ -177,7 +202,7 @@ struct RequestFields {
   beast::string_view content_length;  // the first Content-Length
   beast::string_view expect_value;    // the first Expect
 
-  explicit RequestFields(const http::fields& fields) {
+  explicit RequestFields(const MessageFields& fields) {
     for (const auto& field : fields) {
       ++count;
       switch (field.name()) {
@@ -205,7 +230,7 @@ struct RequestFields {
 // pass over the fields (a request has a handful) instead of a case-insensitive tree search per
 // name: a visible share of a small request's CPU.
 template <std::size_t N>
-std::bitset<N> find_unknown_fields(const http::fields& fields,
+std::bitset<N> find_unknown_fields(const MessageFields& fields,
                                    const std::array<std::string_view, N>& names) {
   std::bitset<N> present;
   for (const auto& field : fields) {
@@ -220,7 +245,7 @@ std::bitset<N> find_unknown_fields(const http::fields& fields,
 
 // "name: value\r\n" lines, then the blank line. The size is counted first and the bytes copied
 // in place: four appends per field, each checking the capacity, cost more than the copying.
-void append_fields(const http::fields& fields, const AddedFields& added, std::string& out) {
+void append_fields(const MessageFields& fields, const AddedFields& added, std::string& out) {
   constexpr std::size_t kFraming = 4;  // ": " and CRLF
   std::size_t size = 2;                // the final CRLF
   for (const auto& field : fields) {
@@ -285,8 +310,7 @@ struct BodyRelay {
 // whole chunk, a body would move 512 bytes per system call. A body that arrived with its header
 // needs no room at all (a pooled backend connection would keep the 64 KB).
 template <bool isRequest>
-void make_room_for_body(beast::flat_buffer& in_buffer,
-                        const http::parser<isRequest, http::buffer_body>& parser) {
+void make_room_for_body(beast::flat_buffer& in_buffer, const MessageParser<isRequest>& parser) {
   const auto remaining = parser.content_length_remaining();
   if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
 }
@@ -339,7 +363,7 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_header(
 // side). Returns the bytes now in `chunk`; none only at the end of the body or with an error.
 template <bool isRequest, class In>
 asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
-    In& in, beast::flat_buffer& in_buffer, http::parser<isRequest, http::buffer_body>& parser,
+    In& in, beast::flat_buffer& in_buffer, MessageParser<isRequest>& parser,
     RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
   auto& body = parser.get().body();
   for (;;) {
@@ -359,8 +383,8 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
 // the serializer has not written yet goes out with the first piece of body.
 template <bool isRequest, class In, class Out>
 asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
-                                      http::parser<isRequest, http::buffer_body>& parser, Out& out,
-                                      http::serializer<isRequest, http::buffer_body>& serializer,
+                                      MessageParser<isRequest>& parser, Out& out,
+                                      MessageSerializer<isRequest>& serializer,
                                       RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
   BodyRelay result;
   auto& body = parser.get().body();
@@ -404,8 +428,8 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
 // the last one is written, as nginx and HAProxy do, instead of one side waiting for the other.
 template <bool isRequest, class In, class Out>
 asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
-                                          http::parser<isRequest, http::buffer_body>& parser,
-                                          Out& out, std::string& head, RelayChunks& chunks,
+                                          MessageParser<isRequest>& parser, Out& out,
+                                          std::string& head, RelayChunks& chunks,
                                           RelayChunks::Lease& first, std::chrono::seconds timeout) {
   using namespace asio::experimental::awaitable_operators;
   BodyRelay result;
@@ -582,6 +606,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     if (ctx_.draining) co_return false;
     chunk_.reset();
     response_reader_.reset();
+    response_memory_.release();
+    request_memory_.release();
     if (!client_.is_tls()) {
       // A connection that has carried one request may well stay idle (a browser, a health
       // check): it parks at once. One that came back for more waits warm first. (Thousands of
@@ -627,7 +653,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   }
 
   asio::awaitable<bool> serve_one() {
-    RequestParser parser;
+    request_memory_.release();  // the previous request's parser is gone
+    RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(request_memory_.allocator()));
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies stream; no size cap
     // One deadline for the whole header block (slowloris): trickling bytes does not extend it.
@@ -931,11 +959,11 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     // when used: in this frame they would take it over the size Asio recycles, and every
     // request would allocate it from malloc's slow path.)
     const bool raw_request = !parser.chunked();
-    std::unique_ptr<http::serializer<true, http::buffer_body>> request_writer;
+    std::unique_ptr<MessageSerializer<true>> request_writer;
     if (raw_request) {
       serialize_header(request, forwarded_, head_);
     } else {
-      request_writer = std::make_unique<http::serializer<true, http::buffer_body>>(request);
+      request_writer = std::make_unique<MessageSerializer<true>>(request);
       for (const auto& [name, value] : forwarded_) request.set(name, value);
       forwarded_ = AddedFields{};  // they are the request's own fields now (a retry comes here too)
     }
@@ -999,7 +1027,10 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     // Asio recycles (see the serializers in forward()).
     auto& response_reader = response_reader_;
     for (;;) {
-      response_reader.emplace();
+      response_reader.reset();  // an interim answer's fields go before the next answer's
+      response_memory_.release();
+      response_reader.emplace(std::piecewise_construct, std::make_tuple(),
+                              std::make_tuple(response_memory_.allocator()));
       response_reader->body_limit(boost::none);
       response_reader->header_limit(kHeaderLimit);
       if (request.method() == http::verb::head) response_reader->skip(true);
@@ -1069,11 +1100,11 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     response.body().more = has_body;
     // Chunked output needs Beast's serializer; anything else leaves with our one-buffer header.
     const bool raw_response = !response.chunked();
-    std::unique_ptr<http::serializer<false, http::buffer_body>> response_writer;
+    std::unique_ptr<MessageSerializer<false>> response_writer;
     if (raw_response) {
       serialize_header(response, head_);
     } else {
-      response_writer = std::make_unique<http::serializer<false, http::buffer_body>>(response);
+      response_writer = std::make_unique<MessageSerializer<false>>(response);
     }
     attempt.response_started = true;  // from here on, the client gets this answer or a close
     // A body that came whole with its header (small answers) leaves with it in one send, straight
@@ -1155,7 +1186,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     response.body().data = nullptr;
     response.body().size = 0;
     response.body().more = false;
-    http::serializer<false, http::buffer_body> writer{response};
+    MessageSerializer<false> writer{response};
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit(
         [&](auto& stream) { return http::async_write_header(stream, writer, kUseTuple); });
@@ -1326,6 +1357,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     return chunk_;
   }
   std::string head_;  // a header serialized by serialize_header(), until it is written
+  // Declared before the parsers whose fields they hold, so destroyed after them.
+  HeaderMemory request_memory_;
+  HeaderMemory response_memory_;
   std::optional<ResponseParser> response_reader_;  // the backend's answer to the current request
   // X-Forwarded-* fields for the backend that the client's request lacks (values: remote_,
   // local_port_ and literals, all outliving the request).

@@ -839,6 +839,58 @@ class BodilessResponsesTest(RelayTestCase):
         final, _ = client.read_final_response()
         self.assertEqual(final.body, b"ok")
 
+    def test_many_large_interim_answers_keep_memory_bounded(self):
+        # Each interim answer's fields are freed before the next answer is read, however many
+        # come: 300 of 41 KB each must not add up in the worker.
+        count, link = 300, b"</a.css>; rel=preload, " * 1800  # 41 KB each
+        interim = b"HTTP/1.1 103 Early Hints\r\nLink: " + link + b"\r\n\r\n"
+
+        def script(conn):
+            harness.read_request_head(conn)
+            for _ in range(count):
+                conn.sendall(interim)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            time.sleep(0.5)
+        backend = self.raw_backend(script)
+        self.route("manyhints.test", backend)
+        self.start_proxy()
+        self.assertGreater(len(interim) * count, 11 * MB)
+        baseline = process_tree_rss_kb(self.proxy.process.pid)
+        with RssSampler(self.proxy.process.pid) as sampler:
+            client = self.client(timeout=20)
+            client.send(b"GET / HTTP/1.1\r\nHost: manyhints.test\r\n\r\n")
+            final, relayed = client.read_final_response()
+        self.assertEqual(final.status, 200)
+        self.assertEqual(final.body, b"ok")
+        self.assertEqual(len(relayed), count)
+        growth_mb = (sampler.peak_kb - baseline) / 1024
+        self.assertLess(growth_mb, 6, "proxy RSS grew by %.1f MB over %d interim answers"
+                        % (growth_mb, count))
+
+
+class LargeHeadersTest(RelayTestCase):
+    def test_large_headers_both_ways_arrive_intact_request_after_request(self):
+        # Fields spanning several blocks of a message's header memory, on one connection whose
+        # requests reuse it: every name and value must arrive as sent.
+        backend = self.http_backend("echo")
+        self.route("bigheads.test", backend)
+        self.start_proxy()
+        client = self.client()
+        for round_ in range(3):
+            sent = {"X-Field-%d" % i: ("%d-%d-" % (round_, i)) * 120 for i in range(40)}
+            wanted = {"X-Answer-%d" % i: ("a%d-%d" % (round_, i)) * 60 for i in range(8)}
+            query = "&".join("header=%s:%s" % item for item in wanted.items())
+            lines = "".join("%s: %s\r\n" % item for item in sent.items())
+            client.send(("GET /big?%s HTTP/1.1\r\nHost: bigheads.test\r\n%s\r\n"
+                         % (query, lines)).encode())
+            response = client.read_response()
+            self.assertEqual(response.status, 200)
+            echoed = json.loads(response.body)["headers"]
+            for name, value in sent.items():
+                self.assertEqual(echoed.get(name), value, name)
+            for name, value in wanted.items():
+                self.assertEqual(response.get(name), value, name)
+
 
 class ExpectContinueTest(RelayTestCase):
     def test_expect_100_continue(self):
