@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,7 +73,9 @@ class UpstreamPool {
   };
   struct PerBackend {
     unsigned in_use = 0;
-    std::list<Idle> idle;
+    // Most recently released last. A vector, not a list: a node per release was a malloc per
+    // request.
+    std::vector<Idle> idle;
     // Requests waiting for a slot, oldest first. A freed slot is handed to the oldest directly
     // (granted = true), so newcomers cannot overtake those already waiting.
     struct Waiter {

@@ -841,8 +841,8 @@ class BodilessResponsesTest(RelayTestCase):
 
     def test_many_large_interim_answers_keep_memory_bounded(self):
         # Each interim answer's fields are freed before the next answer is read, however many
-        # come: 300 of 41 KB each must not add up in the worker.
-        count, link = 300, b"</a.css>; rel=preload, " * 1800  # 41 KB each
+        # come: 500 of 41 KB each must not add up in the worker.
+        count, link = 500, b"</a.css>; rel=preload, " * 1800  # 41 KB each
         interim = b"HTTP/1.1 103 Early Hints\r\nLink: " + link + b"\r\n\r\n"
 
         def script(conn):
@@ -854,17 +854,26 @@ class BodilessResponsesTest(RelayTestCase):
         backend = self.raw_backend(script)
         self.route("manyhints.test", backend)
         self.start_proxy()
-        self.assertGreater(len(interim) * count, 11 * MB)
-        baseline = process_tree_rss_kb(self.proxy.process.pid)
-        with RssSampler(self.proxy.process.pid) as sampler:
+        self.assertGreater(len(interim) * count, 19 * MB)
+
+        def exchange():
             client = self.client(timeout=20)
             client.send(b"GET / HTTP/1.1\r\nHost: manyhints.test\r\n\r\n")
             final, relayed = client.read_final_response()
-        self.assertEqual(final.status, 200)
-        self.assertEqual(final.body, b"ok")
-        self.assertEqual(len(relayed), count)
+            self.assertEqual(final.status, 200)
+            self.assertEqual(final.body, b"ok")
+            self.assertEqual(len(relayed), count)
+            client.close()
+        # Warm up first: in the ASan build, freed memory sits in a 16 MB quarantine
+        # (scripts/test.sh) before it can be reused; then a second for the worker's heap trim.
+        exchange()
+        exchange()
+        time.sleep(1.2)
+        baseline = process_tree_rss_kb(self.proxy.process.pid)
+        with RssSampler(self.proxy.process.pid) as sampler:
+            exchange()
         growth_mb = (sampler.peak_kb - baseline) / 1024
-        self.assertLess(growth_mb, 6, "proxy RSS grew by %.1f MB over %d interim answers"
+        self.assertLess(growth_mb, 2, "proxy RSS grew by %.1f MB over %d interim answers"
                         % (growth_mb, count))
 
 
