@@ -55,7 +55,8 @@ constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 256 * 1024;
 
 // Beast allocates every header field, and a request's target, on its own: a small request and
-// its answer took about eight mallocs and frees. A message's fields come from a HeaderMemory instead.
+// its answer took about eight mallocs and frees. A message's fields come from a HeaderMemory
+// instead.
 using FieldAllocator = std::pmr::polymorphic_allocator<char>;
 using MessageFields = http::basic_fields<FieldAllocator>;
 template <bool isRequest>
@@ -67,11 +68,11 @@ using ResponseParser = MessageParser<false>;
 using Request = http::request<http::buffer_body, MessageFields>;
 using Response = http::response<http::buffer_body, MessageFields>;
 
-// Where one message's header fields live: a bump allocator over a block (1 KB; more blocks
-// when a header needs them) that is freed whole once the message is done, so a message costs
-// one malloc and one free however many fields it has. Freed fields are not reused until then;
-// a message's fields change a bounded number of times (hop-by-hop removal, Host), and a new
-// parser, with release() before it, is made for each message.
+// Where one message's header fields live: a bump allocator over a block of the session's own
+// (more blocks from malloc when a header needs them), emptied whole once the message is done,
+// so a typical message allocates nothing. Freed fields are not reused until then; a message's
+// fields change a bounded number of times (hop-by-hop removal, Host), and a new parser, with
+// release() before it, is made for each message.
 class HeaderMemory {
  public:
   FieldAllocator allocator() { return FieldAllocator(&resource_); }
@@ -80,7 +81,8 @@ class HeaderMemory {
 
  private:
   static constexpr std::size_t kBlockSize = 1024;
-  std::pmr::monotonic_buffer_resource resource_{kBlockSize};
+  alignas(std::max_align_t) std::array<std::byte, kBlockSize> block_;
+  std::pmr::monotonic_buffer_resource resource_{block_.data(), block_.size()};
 };
 
 bool is_idempotent(http::verb method) {
