@@ -8,12 +8,12 @@
 //
 // Between two requests a connection needs nothing but its descriptor, a readiness wait and its
 // place in the idle-timeout order. A suspended session would also hold its coroutine frames, its
-// stream state and a timer: about 5 KB per idle connection. Even an Asio socket with a pending
-// wait costs ~400 bytes (its reactor entry and the wait operation with its executors), so a
-// parked connection leaves Asio altogether: its bare descriptor joins an epoll set of the parked
-// ones, and that set is the one thing registered with the event loop (bench/README.md, idle
-// keep-alive row). When the client sends its next request (or closes), a new session starts
-// from the descriptor and the count of requests it has carried.
+// stream state, a timer and its header memory: about 7 KB per idle connection. Even an Asio socket
+// with a pending wait costs ~400 bytes (its reactor entry and the wait operation with its
+// executors), so a parked connection leaves Asio altogether: its bare descriptor joins an epoll set
+// of the parked ones, and that set is the one thing registered with the event loop
+// (bench/README.md, idle keep-alive row). When the client sends its next request (or closes), a new
+// session starts from the descriptor and the count of requests it has carried.
 //
 // Every parked connection has the same idle timeout (tcpTimeout), so they expire in the order
 // they were parked: one timer, armed for the oldest, serves them all. TLS connections are not
