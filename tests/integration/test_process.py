@@ -451,22 +451,27 @@ class CpuAffinityTest(ProcessTestCase):
         self.start_proxy(workers=2, cpuAffinity=True, memoryLimit=1, memoryCheckInterval=1,
                          gracefulWait=10)
         self.wait_for_workers(2)
-        harness.wait_until(lambda: len(re.findall(r"replacing it", self.proxy.log())) >= 2, 10)
-        # The master logs the replacement's start right after the reason (spawn() first).
-        started, replacements, replacing = {}, [], None
-        for line in self.proxy.log().splitlines():
-            over = re.search(r"worker (\d+) uses \d+ MB.*replacing it", line)
-            start = re.search(r"worker (\d+) started on CPU (\d+)", line)
-            if over:
-                replacing = int(over.group(1))
-            elif start:
-                pid, cpu = int(start.group(1)), int(start.group(2))
-                started[pid] = cpu
-                if replacing is not None:
-                    replacements.append((replacing, pid, cpu))
-                    replacing = None
-        self.assertGreaterEqual(len(replacements), 2, self.proxy.log()[-3000:])
-        for old, new, cpu in replacements:
+        # The master logs the reason, then the replacement's start: (old, new, CPU) per pair.
+        started = {}
+
+        def replacements():
+            found, replacing = [], None
+            for line in self.proxy.log().splitlines():
+                over = re.search(r"worker (\d+) uses \d+ MB.*replacing it", line)
+                start = re.search(r"worker (\d+) started on CPU (\d+)", line)
+                if over:
+                    replacing = int(over.group(1))
+                elif start:
+                    pid, cpu = int(start.group(1)), int(start.group(2))
+                    started[pid] = cpu
+                    if replacing is not None:
+                        found.append((replacing, pid, cpu))
+                        replacing = None
+            return found
+        # Both pairs complete: a log read between a reason and its start line has only one.
+        harness.wait_until(lambda: len(replacements()) >= 2, 10)
+        self.assertGreaterEqual(len(replacements()), 2, self.proxy.log()[-3000:])
+        for old, new, cpu in replacements():
             self.assertEqual(started[old], cpu, "worker %d (CPU %d) was replaced by %d on CPU %d"
                              % (old, started[old], new, cpu))
 
