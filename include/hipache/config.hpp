@@ -76,6 +76,9 @@ struct ServerSettings {
   // Each worker bound to one CPU of the master's allowed set, spread evenly (nginx's
   // worker_cpu_affinity auto): no two workers share a CPU while others sit idle.
   bool cpu_affinity = false;
+  // Without cpu_affinity: a busy worker that finds another busy one on its CPU moves to a CPU
+  // without one (process/cpu_spread.hpp).
+  bool cpu_spread = true;
   // server.trustProxies: null = Hipache's behaviour (client X-Forwarded-* kept as sent). A list:
   // only these peers' X-Forwarded-* are kept (X-Forwarded-For gets the peer appended); anyone
   // else's are replaced.

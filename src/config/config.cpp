@@ -285,6 +285,7 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
        "accessLog", "httpKeepAlive", "deadBackendOn500", "staticDir", "lruCache", "memoryLimit",
        "memoryCheckInterval", "gracefulWait", "backendTlsVerify", "routeCache", "headerTimeout",
        "maxConnections", "redisTimeout", "trustProxies", "uniqueIdHeader", "cpuAffinity",
+       "cpuSpread",
        // 0.3.x keys, translated by the listener code below.
        "port", "address", "address6", "https"});
 
@@ -303,6 +304,7 @@ void parse_server(const Reader& reader, const json* section, ServerSettings& ser
   flag("backendTlsVerify", server.backend_tls_verify);
   flag("routeCache", server.route_cache);
   flag("cpuAffinity", server.cpu_affinity);
+  flag("cpuSpread", server.cpu_spread);
   count("tcpTimeout", server.tcp_timeout_s);
   count("deadBackendTTL", server.dead_backend_ttl_s);
   count("retryOnError", server.retry_on_error);
@@ -993,6 +995,7 @@ std::string describe_config(const Config& config) {
     server["maxConnections"] = s.max_connections;
     server["redisTimeout"] = s.redis_timeout_s;
     server["cpuAffinity"] = s.cpu_affinity;
+    server["cpuSpread"] = s.cpu_spread;
     json trusted = nullptr;
     if (s.trust_proxies) {
       trusted = json::array();

@@ -18,8 +18,8 @@ bool is_number(const std::string& s) {
 }
 
 uid_t resolve_user(const std::string& user, gid_t& primary_group) {
-  const passwd* pw = is_number(user) ? getpwuid(static_cast<uid_t>(std::stoul(user)))
-                                     : getpwnam(user.c_str());
+  const passwd* pw =
+      is_number(user) ? getpwuid(static_cast<uid_t>(std::stoul(user))) : getpwnam(user.c_str());
   if (pw == nullptr) {
     if (is_number(user)) {
       primary_group = static_cast<gid_t>(std::stoul(user));

@@ -15,8 +15,7 @@ namespace hipache::process {
 
 // Runs the master until it is stopped. `config_path` is re-read on SIGHUP. Returns the exit code.
 int run_supervisor(const std::string& config_path, Config config,
-                   std::vector<net::BoundListener> listeners,
-                   std::shared_ptr<net::ServerTls> tls);
+                   std::vector<net::BoundListener> listeners, std::shared_ptr<net::ServerTls> tls);
 
 // Resident set size of a process in bytes (from /proc), 0 if it cannot be read.
 std::size_t resident_bytes(int pid);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "process/cpu_spread.hpp"
 #include "proxy/proxy_context.hpp"
 #include "store/redis_route_store.hpp"
 
@@ -112,6 +114,16 @@ asio::awaitable<void> report_load_loop(AcceptTurn& turn, const proxy::ProxyConte
   }
 }
 
+// Looks often while the worker is busy, rarely while it is not (CpuSpread::look).
+asio::awaitable<void> cpu_spread_loop(CpuSpread& spread) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(spread.look());
+    auto [ec] = co_await timer.async_wait(kUseTuple);
+    if (ec) co_return;
+  }
+}
+
 asio::awaitable<void> flush_loop(log::AccessLog& access_log) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
@@ -175,6 +187,10 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
                    asio::detached);
   }
   asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);
+  const bool floating = !config.server.cpu_affinity;
+  std::optional<CpuSpread> spread =
+      config.server.cpu_spread && floating ? turn.cpu_spread() : std::nullopt;
+  if (spread) asio::co_spawn(io, cpu_spread_loop(*spread), asio::detached);
   asio::co_spawn(io, flush_loop(access_log), asio::detached);
   asio::co_spawn(io, heap_trim_loop(ctx), asio::detached);
 

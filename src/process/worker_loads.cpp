@@ -1,5 +1,7 @@
 #include "process/worker_loads.hpp"
 
+#include "process/cpu_spread.hpp"
+
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -54,6 +56,7 @@ std::optional<std::size_t> WorkerLoads::claim() {
 void WorkerLoads::release(std::size_t slot) {
   if (slot >= kSlots) return;
   publish(slot, kNotAccepting);
+  table_->slots[slot].busy_ms.store(0, std::memory_order_relaxed);
   claimed_[slot] = false;
 }
 
@@ -84,6 +87,39 @@ bool WorkerLoads::over_share(std::size_t slot) const {
   return static_cast<double>(mine) > average + std::max(kMinSlack, average * kSlackFraction);
 }
 
+void WorkerLoads::publish_busy_cpu(std::size_t slot, int cpu) {
+  if (slot >= kSlots) return;
+  table_->slots[slot].busy_cpu.store(cpu, std::memory_order_relaxed);
+  table_->slots[slot].busy_ms.store(now_ms(), std::memory_order_relaxed);
+}
+
+std::optional<int> WorkerLoads::cpu_to_move_to(std::size_t slot, int cpu,
+                                               const cpu_set_t& allowed) const {
+  if (slot >= kSlots || cpu < 0 || cpu >= CPU_SETSIZE) return std::nullopt;
+  const auto busy_since = now_ms() - kBusyFresh.count();
+  cpu_set_t busy;
+  CPU_ZERO(&busy);
+  CPU_SET(cpu, &busy);
+  bool shared = false;
+  const auto in_use = std::min(table_->in_use.load(std::memory_order_relaxed), kSlots);
+  for (std::size_t i = 0; i < in_use; ++i) {
+    const auto& other = table_->slots[i];
+    if (i == slot || other.busy_ms.load(std::memory_order_relaxed) < busy_since) continue;
+    const int other_cpu = other.busy_cpu.load(std::memory_order_relaxed);
+    if (other_cpu < 0 || other_cpu >= CPU_SETSIZE) continue;
+    CPU_SET(other_cpu, &busy);
+    if (other_cpu == cpu && i < slot) shared = true;
+  }
+  if (!shared) return std::nullopt;
+  // The first free CPU after this one, wrapping: workers leaving the same CPU for different
+  // reasons do not all pile onto CPU 0.
+  for (int step = 1; step < CPU_SETSIZE; ++step) {
+    const int candidate = (cpu + step) % CPU_SETSIZE;
+    if (CPU_ISSET(candidate, &allowed) && !CPU_ISSET(candidate, &busy)) return candidate;
+  }
+  return std::nullopt;
+}
+
 std::chrono::microseconds AcceptTurn::before_accept(std::int64_t connections) {
   if (loads_ == nullptr) return std::chrono::microseconds::zero();
   loads_->publish(slot_, connections);
@@ -98,6 +134,11 @@ bool AcceptTurn::may_accept_more(std::int64_t connections) {
 
 void AcceptTurn::publish(std::int64_t connections) {
   if (loads_ != nullptr) loads_->publish(slot_, connections);
+}
+
+std::optional<CpuSpread> AcceptTurn::cpu_spread() const {
+  if (loads_ == nullptr) return std::nullopt;
+  return CpuSpread(*loads_, slot_);
 }
 
 void AcceptTurn::stop_accepting() {

@@ -11,7 +11,12 @@
 // holds its worker's connection count (kNotAccepting once it drains) and when it last reported:
 // a worker that has not reported for kStaleReport (stuck in a long computation, stopped by a
 // debugger) is left out of the share, so that it cannot hold the others back.
+//
+// A slot also holds the CPU its worker last ran on while busy, for CpuSpread (floating workers
+// that move apart when two busy ones share a CPU; see cpu_spread.hpp).
 #pragma once
+
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -53,16 +58,29 @@ class WorkerLoads {
   // forth one at a time).
   bool over_share(std::size_t slot) const;
 
+  // A busy worker's report counts this long: it is busy again by then, or no longer.
+  static constexpr std::chrono::milliseconds kBusyFresh{5};
+
+  // Worker: it is busy on `cpu` now.
+  void publish_busy_cpu(std::size_t slot, int cpu);
+  // Where the worker in `slot`, busy on `cpu`, should move: a CPU of `allowed` with no busy
+  // worker on it, when a busy worker with a lower slot shares `cpu` (of each pair sharing a CPU
+  // only one moves). nullopt: stay.
+  std::optional<int> cpu_to_move_to(std::size_t slot, int cpu, const cpu_set_t& allowed) const;
+
  private:
   struct Slot {
     std::atomic<std::int64_t> connections{kNotAccepting};
     std::atomic<std::int64_t> reported_ms{0};  // steady clock (CLOCK_MONOTONIC: system-wide)
+    std::atomic<std::int32_t> busy_cpu{-1};
+    std::atomic<std::int64_t> busy_ms{0};  // when its worker was last busy on busy_cpu
   };
   struct Table {
     std::atomic<std::size_t> in_use{0};  // one past the highest slot ever claimed
     Slot slots[kSlots];
   };
   static_assert(std::atomic<std::int64_t>::is_always_lock_free &&
+                    std::atomic<std::int32_t>::is_always_lock_free &&
                     std::atomic<std::size_t>::is_always_lock_free,
                 "shared between processes: must not need a lock");
 
@@ -71,6 +89,8 @@ class WorkerLoads {
   Table* table_;
   std::vector<bool> claimed_;  // the master's own bookkeeping
 };
+
+class CpuSpread;
 
 // One worker's place in WorkerLoads, for its accept loops.
 class AcceptTurn {
@@ -91,6 +111,9 @@ class AcceptTurn {
 
   void publish(std::int64_t connections);
   void stop_accepting();
+
+  // The worker's CPU spreading, in the same slot; nullopt without a table.
+  std::optional<CpuSpread> cpu_spread() const;
 
  private:
   WorkerLoads* loads_ = nullptr;

@@ -173,7 +173,7 @@ TEST(ConfigServer, EveryKeyIsRead) {
       "retryOnError": 0, "accessLog": "/tmp/a.log", "httpKeepAlive": true,
       "deadBackendOn500": false, "staticDir": "/srv/static", "lruCache": {"size": 5, "ttl": 2.5},
       "memoryLimit": 0, "memoryCheckInterval": 3, "gracefulWait": 0, "backendTlsVerify": false,
-      "cpuAffinity": true}})");
+      "cpuAffinity": true, "cpuSpread": false}})");
   const ServerSettings& s = config.server;
   EXPECT_TRUE(s.debug);
   EXPECT_EQ(s.workers, 4U);
@@ -194,6 +194,8 @@ TEST(ConfigServer, EveryKeyIsRead) {
   EXPECT_FALSE(s.backend_tls_verify);
   EXPECT_TRUE(s.cpu_affinity);
   EXPECT_FALSE(parse("{}").server.cpu_affinity);  // like nginx: workers float unless asked
+  EXPECT_FALSE(s.cpu_spread);
+  EXPECT_TRUE(parse("{}").server.cpu_spread);  // floating workers move apart unless asked not to
   EXPECT_TRUE(config.warnings.empty()) << all_warnings(config);
 }
 
@@ -266,6 +268,8 @@ TEST(ConfigServer, BooleanErrorsNameFileAndKey) {
             "config/x.json: server.backendTlsVerify: expected true or false, got \"false\"");
   EXPECT_EQ(parse_error(R"({"server": {"cpuAffinity": "auto"}})"),
             "config/x.json: server.cpuAffinity: expected true or false, got \"auto\"");
+  EXPECT_EQ(parse_error(R"({"server": {"cpuSpread": 0}})"),
+            "config/x.json: server.cpuSpread: expected true or false, got 0");
 }
 
 TEST(ConfigServer, SectionMustBeAnObject) {

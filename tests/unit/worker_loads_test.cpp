@@ -1,13 +1,17 @@
 #include "process/worker_loads.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include "process/cpu_spread.hpp"
 
 namespace hipache::process {
 namespace {
@@ -100,6 +104,112 @@ TEST(AcceptTurn, WithoutATableNeverYields) {
   AcceptTurn turn;
   EXPECT_EQ(turn.before_accept(1000), microseconds::zero());
   EXPECT_TRUE(turn.may_accept_more(1000));
+}
+
+cpu_set_t cpus(std::initializer_list<int> list) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (const int cpu : list) CPU_SET(cpu, &set);
+  return set;
+}
+
+TEST(WorkerLoads, OfTwoBusyWorkersOnOneCpuTheHigherSlotMovesToAFreeOne) {
+  WorkerLoads loads;
+  const auto a = *loads.claim();
+  const auto b = *loads.claim();
+  loads.publish_busy_cpu(a, 0);
+  loads.publish_busy_cpu(b, 0);
+  EXPECT_EQ(loads.cpu_to_move_to(b, 0, cpus({0, 1})), std::optional<int>(1));
+  EXPECT_EQ(loads.cpu_to_move_to(a, 0, cpus({0, 1})), std::nullopt) << "both would move";
+  EXPECT_EQ(loads.cpu_to_move_to(b, 0, cpus({0})), std::nullopt) << "nowhere to go";
+  loads.publish_busy_cpu(a, 1);
+  EXPECT_EQ(loads.cpu_to_move_to(b, 0, cpus({0, 1})), std::nullopt) << "not shared";
+}
+
+TEST(WorkerLoads, AMovingWorkerAvoidsCpusWithABusyWorkerAndLooksPastItsOwnFirst) {
+  WorkerLoads loads;
+  const auto a = *loads.claim();
+  const auto b = *loads.claim();
+  const auto c = *loads.claim();
+  loads.publish_busy_cpu(a, 2);
+  loads.publish_busy_cpu(b, 3);
+  loads.publish_busy_cpu(c, 2);
+  EXPECT_EQ(loads.cpu_to_move_to(c, 2, cpus({0, 1, 2, 3})), std::optional<int>(0));
+  EXPECT_EQ(loads.cpu_to_move_to(c, 2, cpus({1, 2, 3})), std::optional<int>(1));
+  EXPECT_EQ(loads.cpu_to_move_to(c, 2, cpus({2, 3})), std::nullopt);
+}
+
+TEST(WorkerLoads, OnlyRecentBusyReportsCountAndAReleasedSlotHasNone) {
+  WorkerLoads loads;
+  const auto a = *loads.claim();
+  const auto b = *loads.claim();
+  loads.publish_busy_cpu(a, 0);
+  std::this_thread::sleep_for(WorkerLoads::kBusyFresh + std::chrono::milliseconds(5));
+  EXPECT_EQ(loads.cpu_to_move_to(b, 0, cpus({0, 1})), std::nullopt) << "a is no longer busy";
+  loads.publish_busy_cpu(a, 0);
+  EXPECT_EQ(loads.cpu_to_move_to(b, 0, cpus({0, 1})), std::optional<int>(1));
+  loads.release(a);
+  EXPECT_EQ(loads.cpu_to_move_to(b, 0, cpus({0, 1})), std::nullopt) << "a is gone";
+}
+
+// Spins until this thread has run for `how_long`: busy by CpuSpread's measure unless the machine
+// kept it waiting for three times as long meanwhile.
+void burn(std::chrono::milliseconds how_long) {
+  const auto cpu_time = [] {
+    timespec now{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    return std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec);
+  };
+  const auto until = cpu_time() + how_long;
+  while (cpu_time() < until) {
+  }
+}
+
+cpu_set_t own_affinity() {
+  cpu_set_t set;
+  EXPECT_EQ(::sched_getaffinity(0, sizeof(set), &set), 0);
+  return set;
+}
+
+TEST(CpuSpread, LooksRarelyWhileIdleAndOftenWhileBusy) {
+  WorkerLoads loads;
+  CpuSpread spread(loads, *loads.claim());
+  EXPECT_EQ(spread.look(), CpuSpread::kIdleLookInterval) << "nothing measured yet";
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(spread.look(), CpuSpread::kIdleLookInterval) << "asleep the whole time";
+  // A crowded machine may keep the thread waiting through one burn; not through twenty.
+  bool busy = false;
+  for (int round = 0; round < 20 && !busy; ++round) {
+    burn(std::chrono::milliseconds(3));
+    busy = spread.look() == CpuSpread::kBusyLookInterval;
+  }
+  EXPECT_TRUE(busy);
+}
+
+TEST(CpuSpread, MovesOffACpuWhereABusyWorkerWithALowerSlotRunsThenFloatsAgain) {
+  const cpu_set_t allowed = own_affinity();
+  WorkerLoads loads;
+  const auto other = *loads.claim();
+  CpuSpread spread(loads, *loads.claim());
+  spread.look();
+  // The thread may migrate between reading its CPU and the look: then that round is retried.
+  for (int round = 0; round < 50 && spread.moves() == 0; ++round) {
+    loads.publish_busy_cpu(other, ::sched_getcpu());
+    burn(std::chrono::milliseconds(3));
+    spread.look();
+  }
+  const cpu_set_t after = own_affinity();
+  EXPECT_TRUE(CPU_EQUAL(&after, &allowed)) << "still bound to the CPU it moved to";
+  if (CPU_COUNT(&allowed) < 2) {
+    EXPECT_EQ(spread.moves(), 0U) << "one CPU: nowhere to move";
+    return;
+  }
+  ASSERT_EQ(spread.moves(), 1U);
+  // Right after a move the worker waits before the next one, even if shared again.
+  loads.publish_busy_cpu(other, ::sched_getcpu());
+  burn(std::chrono::milliseconds(3));
+  spread.look();
+  EXPECT_EQ(spread.moves(), 1U);
 }
 
 }  // namespace
