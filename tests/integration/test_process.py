@@ -476,6 +476,79 @@ class CpuAffinityTest(ProcessTestCase):
                              % (old, started[old], new, cpu))
 
 
+class CpuSpreadTest(ProcessTestCase):
+    """Floating workers (server.cpuSpread, on by default): when two busy workers share a CPU and
+    another CPU has none, one of them moves there."""
+    ANSWER = 64 << 20
+    CHUNK = b"x" * (1 << 20)
+
+    def streaming_backend(self):
+        """64 MB for every request, as fast as the proxy takes it: a worker relaying it is busy."""
+        def script(conn):
+            while harness.read_request_head(conn):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.ANSWER)
+                for _ in range(self.ANSWER // len(self.CHUNK)):
+                    conn.sendall(self.CHUNK)
+        return self.raw_backend(script)
+
+    def moves_under_load(self, seconds, **server):
+        """Starts two workers, keeps both relaying, and puts them on one CPU together every
+        0.3 s, for `seconds` or until one of them moves; returns the number of moves logged."""
+        backend = self.streaming_backend()
+        self.route(backend)
+        self.start_proxy(workers=2, debug=True, **server)
+        workers = self.wait_for_workers(2)
+        stop = threading.Event()
+        received = collections.Counter()
+
+        def moves():
+            return len(re.findall(r"beside another busy worker, moved to CPU", self.proxy.log()))
+
+        def download(index):
+            buffer = bytearray(1 << 20)
+            request = b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (
+                self.HOST.encode())
+            while not stop.is_set():
+                with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+                    s.sendall(request)
+                    while not stop.is_set():
+                        n = s.recv_into(buffer)
+                        if n == 0:
+                            break
+                        received[index] += n
+        # Four clients, so that each worker holds at least one (AcceptTurn).
+        clients = [threading.Thread(target=download, args=(i,), daemon=True) for i in range(4)]
+        for client in clients:
+            client.start()
+        allowed = os.sched_getaffinity(0)
+        try:
+            end = time.time() + seconds
+            while time.time() < end and moves() == 0:
+                for pid in workers:  # moved together onto the first CPU, then floating again
+                    os.sched_setaffinity(pid, {min(allowed)})
+                for pid in workers:
+                    os.sched_setaffinity(pid, allowed)
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(15)
+        self.assertGreater(sum(received.values()), 64 << 20, "the workers were not kept busy")
+        for pid in workers:
+            self.assertEqual(os.sched_getaffinity(pid), allowed, "worker %d left bound" % pid)
+        return moves()
+
+    def test_busy_workers_on_one_cpu_move_apart(self):
+        moves = self.moves_under_load(10)
+        if len(os.sched_getaffinity(0)) < 2:
+            self.assertEqual(moves, 0, "one CPU: nowhere to move")
+        else:
+            self.assertGreater(moves, 0, self.proxy.log()[-3000:])
+
+    def test_no_moves_when_turned_off(self):
+        self.assertEqual(self.moves_under_load(4, cpuSpread=False), 0, self.proxy.log()[-3000:])
+
+
 class LogReopenTest(ProcessTestCase):
     def test_sigusr1_reaches_every_worker(self):
         backend = self.backend()
