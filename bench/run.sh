@@ -123,7 +123,8 @@ cp "$ROOT/build/hipache" "$TMP/hipache"        # a rebuild during the run must n
 # Every proxy's 2 workers/threads are bound one per CPU (the first two this script may use): left
 # to float, two busy workers sometimes share a CPU and wait a scheduler tick for each other, and
 # the p99 then measures the scheduler rather than the proxy.  hipache: server.cpuAffinity; nginx:
-# worker_cpu_affinity; HAProxy: cpu-map.  BENCH_CPU_AFFINITY=0 leaves all three floating.
+# worker_cpu_affinity; HAProxy: cpu-map.  BENCH_CPU_AFFINITY=0 leaves all three floating (hipache
+# with its default server.cpuSpread: busy workers found on one CPU move apart).
 read -r CPU_A CPU_B < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[min(1, len(c) - 1)])')
 cpu_mask() { python3 -c "print(format(1 << $1, 'b'))"; }
 if [ "${BENCH_CPU_AFFINITY:-1}" = 1 ]; then
