@@ -153,7 +153,7 @@ TEST(WorkerLoads, OnlyRecentBusyReportsCountAndAReleasedSlotHasNone) {
 }
 
 // Spins until this thread has run for `how_long`: busy by CpuSpread's measure unless the machine
-// kept it waiting for three times as long meanwhile.
+// kept it waiting for nine times as long meanwhile.
 void burn(std::chrono::milliseconds how_long) {
   const auto cpu_time = [] {
     timespec now{};
