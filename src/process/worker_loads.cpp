@@ -1,13 +1,13 @@
 #include "process/worker_loads.hpp"
 
-#include "process/cpu_spread.hpp"
-
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <system_error>
+
+#include "process/cpu_spread.hpp"
 
 namespace hipache::process {
 
