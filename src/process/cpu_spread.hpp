@@ -45,6 +45,7 @@ class CpuSpread {
   std::chrono::milliseconds look();
 
   std::uint64_t moves() const { return moves_; }
+  Clock::time_point next_move_allowed() const { return next_move_allowed_; }
 
  private:
   void move_if_shared(Clock::time_point now);
