@@ -39,7 +39,7 @@ void CpuSpread::move_if_shared(Clock::time_point now) {
   const int cpu = ::sched_getcpu();
   if (cpu < 0) return;
   loads_.publish_busy_cpu(slot_, cpu);
-  if (now < next_move_allowed_) return;
+  if (now < next_move_allowed()) return;
   cpu_set_t allowed;
   if (::sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
   const auto target = loads_.cpu_to_move_to(slot_, cpu, allowed);
@@ -58,7 +58,6 @@ void CpuSpread::move_if_shared(Clock::time_point now) {
   ++moves_;
   pause_ = now - last_move_ < kHeld ? std::min(pause_ * 2, kLongestPause) : kFirstPause;
   last_move_ = now;
-  next_move_allowed_ = now + pause_;
   spdlog::debug("worker {}: busy on CPU {} beside another busy worker, moved to CPU {}", ::getpid(),
                 cpu, *target);
 }

@@ -45,7 +45,7 @@ class CpuSpread {
   std::chrono::milliseconds look();
 
   std::uint64_t moves() const { return moves_; }
-  Clock::time_point next_move_allowed() const { return next_move_allowed_; }
+  Clock::time_point next_move_allowed() const { return last_move_ + pause_; }
 
  private:
   void move_if_shared(Clock::time_point now);
@@ -55,7 +55,6 @@ class CpuSpread {
   Clock::time_point last_look_{};
   std::chrono::nanoseconds cpu_time_at_last_look_{};
   Clock::time_point last_move_{};
-  Clock::time_point next_move_allowed_{};
   std::chrono::milliseconds pause_ = kFirstPause;
   std::uint64_t moves_ = 0;
 };
