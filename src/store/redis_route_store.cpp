@@ -43,6 +43,11 @@ std::optional<long long> parse_integer(std::string_view text) {
 // the dead set's expiry late.
 constexpr std::size_t kCacheCapacity = 100000;
 constexpr std::size_t kNegativeCacheCapacity = 10000;  // unknown hosts: bounded, LRU
+// Bytes as RouteCache estimates them. 64 MB, a third of the default memoryLimit, holds ~90,000
+// routes of two backends (~740 bytes each), so with ordinary data both bounds bite near the same
+// size; 4 MB holds 10,000 unknown hosts of ordinary length (~270 bytes), 7,500 of 255 bytes.
+constexpr std::size_t kCacheBudget = 64 * 1024 * 1024;
+constexpr std::size_t kNegativeCacheBudget = 4 * 1024 * 1024;
 constexpr auto kLiveEntryLifetime = std::chrono::hours(1);
 constexpr auto kDeadEntryLifetime = 1s;
 constexpr std::uint64_t kLruGeneration = UINT64_MAX;  // entries of Hipache's lruCache mode
@@ -59,8 +64,9 @@ class RedisRouteStore final : public RouteStore,
         dead_ttl_(std::to_string(config.server.dead_backend_ttl_s)),
         dead_ttl_duration_(std::chrono::seconds(config.server.dead_backend_ttl_s)),
         live_cache_(config.server.route_cache),
-        positive_(config.server.lru_cache ? config.server.lru_cache->size : kCacheCapacity),
-        negative_(kNegativeCacheCapacity) {
+        positive_(config.server.lru_cache ? config.server.lru_cache->size : kCacheCapacity,
+                  kCacheBudget),
+        negative_(kNegativeCacheCapacity, kNegativeCacheBudget) {
     if (config.server.lru_cache) {
       lru_ttl_ = std::chrono::milliseconds(
           static_cast<long long>(config.server.lru_cache->ttl_seconds * 1000));

@@ -21,6 +21,17 @@ RouteLookup found(const std::string& identifier) {
 }
 
 const auto kT0 = RouteCache::Clock::time_point{} + 1h;
+constexpr std::size_t kNoByteBound = SIZE_MAX;
+
+RouteLookup with_backends(std::size_t count, const std::string& url) {
+  auto route = std::make_shared<Route>();
+  route->identifier = "big";
+  for (std::size_t i = 0; i < count; ++i) route->backends.push_back(parse_backend_url(url));
+  RouteLookup lookup;
+  lookup.status = RouteLookup::Status::found;
+  lookup.route = std::move(route);
+  return lookup;
+}
 
 std::string numbered(const char* prefix, std::size_t i) {
   std::string name(prefix);
@@ -29,7 +40,7 @@ std::string numbered(const char* prefix, std::size_t i) {
 }
 
 TEST(RouteCache, KeepsExpiryAndGenerationPerEntry) {
-  RouteCache cache(10);
+  RouteCache cache(10, kNoByteBound);
   cache.insert("a.test", found("a"), kT0 + 5s, 7);
   const auto* entry = cache.find("a.test");
   ASSERT_NE(entry, nullptr);
@@ -40,7 +51,7 @@ TEST(RouteCache, KeepsExpiryAndGenerationPerEntry) {
 }
 
 TEST(RouteCache, EvictsLeastRecentlyUsed) {
-  RouteCache cache(2);
+  RouteCache cache(2, kNoByteBound);
   cache.insert("a", found("a"), kT0, 0);
   cache.insert("b", found("b"), kT0, 0);
   ASSERT_NE(cache.find("a"), nullptr);  // a is now the most recent
@@ -54,7 +65,7 @@ TEST(RouteCache, EvictsLeastRecentlyUsed) {
 TEST(RouteCache, AnOldEntryThatIsHitSurvivesEvictionInALargeCache) {
   // Large enough that recent hits are not reordered (RouteCache::find): old ones still are.
   constexpr std::size_t kCapacity = 100;
-  RouteCache cache(kCapacity);
+  RouteCache cache(kCapacity, kNoByteBound);
   for (std::size_t i = 0; i < kCapacity; ++i) {
     cache.insert(numbered("h", i), found("x"), kT0, 0);
   }
@@ -72,7 +83,7 @@ TEST(RouteCache, AnOldEntryThatIsHitSurvivesEvictionInALargeCache) {
 }
 
 TEST(RouteCache, InsertReplacesEraseAndClearForget) {
-  RouteCache cache(4);
+  RouteCache cache(4, kNoByteBound);
   cache.insert("a", found("old"), kT0, 1);
   cache.insert("a", found("new"), kT0, 2);
   EXPECT_EQ(cache.size(), 1u);
@@ -95,7 +106,7 @@ TEST(RouteCache, FindsEveryEntryThroughInsertsAndErasesInAnyOrder) {
                     i) +
            ".example.com";
   };
-  RouteCache cache(100000);
+  RouteCache cache(100000, kNoByteBound);
   std::unordered_map<std::string, std::string> model;
   std::mt19937 rng(12345);
   std::uniform_int_distribution<std::size_t> name(0, 299);
@@ -135,9 +146,89 @@ TEST(RouteCache, FindsEveryEntryThroughInsertsAndErasesInAnyOrder) {
 }
 
 TEST(RouteCache, ZeroCapacityStoresNothing) {
-  RouteCache cache(0);
+  RouteCache cache(0, kNoByteBound);
   cache.insert("a", found("a"), kT0, 0);
   EXPECT_EQ(cache.find("a"), nullptr);
+}
+
+TEST(RouteCache, EstimateCountsHostNameBackendStringsAndBackendList) {
+  const auto small = RouteCache::estimated_bytes("a.test", found("a"));
+  const std::string long_host(255, 'h');
+  EXPECT_GE(RouteCache::estimated_bytes(long_host, found("a")), small + 255);
+  const std::string long_url = "http://" + std::string(1000, 'b') + ":8080/";
+  // The URL, and the host and pool key parsed from it: three strings of ~1000 bytes.
+  EXPECT_GE(RouteCache::estimated_bytes("a.test", with_backends(1, long_url)), small + 3000);
+  const auto huge = RouteCache::estimated_bytes("a.test", with_backends(10000, "http://b:1"));
+  EXPECT_GE(huge, 10000 * sizeof(Backend));
+  RouteLookup unknown;  // not_found: no route
+  EXPECT_LT(RouteCache::estimated_bytes("a.test", unknown), small);
+}
+
+TEST(RouteCache, EvictsLeastRecentlyUsedUntilTheBytesFit) {
+  const auto entry = RouteCache::estimated_bytes("a", found("a"));  // names of one letter
+  RouteCache cache(1000, 3 * entry);
+  cache.insert("a", found("a"), kT0, 0);
+  cache.insert("b", found("b"), kT0, 0);
+  cache.insert("c", found("c"), kT0, 0);
+  EXPECT_EQ(cache.bytes(), 3 * entry);
+  // Far below the count bound, the byte bound decides, and hits still count as use.
+  ASSERT_NE(cache.find("a"), nullptr);
+  cache.insert("d", found("d"), kT0, 0);
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_EQ(cache.find("b"), nullptr);
+  EXPECT_NE(cache.find("a"), nullptr);
+  EXPECT_NE(cache.find("c"), nullptr);
+  EXPECT_NE(cache.find("d"), nullptr);
+  EXPECT_EQ(cache.bytes(), 3 * entry);
+
+  // A large entry pushes out as many as it needs, oldest first.
+  const std::string big_host(entry / 2, 'x');
+  const auto big = RouteCache::estimated_bytes(big_host, found("x"));
+  ASSERT_LE(big, 3 * entry);
+  cache.insert(big_host, found("x"), kT0, 0);
+  EXPECT_LE(cache.bytes(), 3 * entry);
+  EXPECT_NE(cache.find(big_host), nullptr);
+  EXPECT_EQ(cache.size(), 1 + (3 * entry - big) / entry);
+  EXPECT_NE(cache.find("d"), nullptr);  // the most recent of the others
+}
+
+TEST(RouteCache, TheCountBoundHoldsWhenTheBytesWouldFit) {
+  RouteCache cache(3, kNoByteBound);
+  for (std::size_t i = 0; i < 10; ++i) cache.insert(numbered("h", i), found("x"), kT0, 0);
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_EQ(cache.bytes(), 3 * RouteCache::estimated_bytes("h7", found("x")));
+  EXPECT_EQ(cache.find("h6"), nullptr);
+  EXPECT_NE(cache.find("h7"), nullptr);
+}
+
+TEST(RouteCache, AnEntryLargerThanTheWholeBudgetIsNotKept) {
+  const auto entry = RouteCache::estimated_bytes("a", found("a"));
+  RouteCache cache(1000, 4 * entry);
+  cache.insert("a", found("a"), kT0, 0);
+  cache.insert("h", found("old"), kT0, 0);
+  const auto huge = with_backends(100, "http://b:1");
+  ASSERT_GT(RouteCache::estimated_bytes("h", huge), 4 * entry);
+  cache.insert("h", huge, kT0, 0);
+  // Not kept, nothing else evicted for it; the outdated entry for that host is gone.
+  EXPECT_EQ(cache.find("h"), nullptr);
+  EXPECT_NE(cache.find("a"), nullptr);
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.bytes(), entry);
+}
+
+TEST(RouteCache, BytesFollowReplaceEraseAndClear) {
+  RouteCache cache(10, kNoByteBound);
+  const auto small = RouteCache::estimated_bytes("h", found("x"));
+  const auto big = RouteCache::estimated_bytes("h", with_backends(20, "http://b:1"));
+  cache.insert("h", found("x"), kT0, 0);
+  cache.insert("h", with_backends(20, "http://b:1"), kT0, 0);
+  EXPECT_EQ(cache.bytes(), big);
+  cache.insert("i", found("x"), kT0, 0);
+  EXPECT_EQ(cache.bytes(), big + small);
+  cache.erase("h");
+  EXPECT_EQ(cache.bytes(), small);
+  cache.clear();
+  EXPECT_EQ(cache.bytes(), 0u);
 }
 
 }  // namespace
