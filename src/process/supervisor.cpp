@@ -44,8 +44,11 @@ struct WorkerProcess {
   Clock::time_point started;
   std::optional<std::size_t> load_slot;  // in Supervisor::loads_
   std::optional<int> cpu;                // the CPU it is bound to (server.cpuAffinity)
-  bool draining = false;        // told to stop: no longer counted among the serving workers
+  bool draining = false;  // told to stop: no longer counted among the serving workers
+  Clock::time_point draining_since{};
   Clock::time_point kill_at{};  // SIGKILL if still alive by then (draining workers only)
+
+  bool killed() const { return kill_at == Clock::time_point::max(); }  // SIGKILL sent
 };
 
 std::string describe_exit(int status) {
@@ -315,7 +318,9 @@ class Supervisor {
 
   void drain(WorkerProcess& worker) {
     if (worker.draining) return;
+    if (!stopping_) make_room_for_a_drain();
     worker.draining = true;
+    worker.draining_since = Clock::now();
     // It stops accepting now: the others no longer compare themselves with it.
     if (worker.load_slot) loads_->publish(*worker.load_slot, WorkerLoads::kNotAccepting);
     worker.kill_at =
@@ -323,18 +328,52 @@ class Supervisor {
     ::kill(worker.pid, SIGTERM);
   }
 
+  // Each draining worker keeps its memory for up to gracefulWait, and forced recycling (a worker
+  // over memoryLimit again and again) or a burst of reloads would start drains without end. At
+  // most server.workers drain at once, so there are never more than twice the configured
+  // workers: the oldest draining one is stopped at once to make room.
+  void make_room_for_a_drain() {
+    const auto limit = std::max(1u, config_.server.workers);
+    const auto still_draining = [](const WorkerProcess& w) { return w.draining && !w.killed(); };
+    for (;;) {
+      const auto count = std::count_if(workers_.begin(), workers_.end(), still_draining);
+      if (static_cast<unsigned>(count) < limit) return;
+      auto oldest = workers_.end();
+      for (auto it = workers_.begin(); it != workers_.end(); ++it) {
+        if (still_draining(*it) &&
+            (oldest == workers_.end() || it->draining_since < oldest->draining_since)) {
+          oldest = it;
+        }
+      }
+      kill_now(*oldest, fmt::format("the oldest of {} draining workers, at most {} drain at once",
+                                    count, limit));
+    }
+  }
+
+  void kill_now(WorkerProcess& worker, const std::string& why) {
+    spdlog::warn("worker {} stopped at once (SIGKILL): {}", worker.pid, why);
+    ::kill(worker.pid, SIGKILL);
+    worker.kill_at = Clock::time_point::max();  // once; reap() removes it
+  }
+
   void kill_overdue(Clock::time_point now) {
     for (auto& worker : workers_) {
-      if (worker.draining && now >= worker.kill_at) {
-        spdlog::warn("worker {} did not stop in time; killing it", worker.pid);
-        ::kill(worker.pid, SIGKILL);
-        worker.kill_at = Clock::time_point::max();  // once; reap() removes it
-      }
+      if (worker.draining && now >= worker.kill_at) kill_now(worker, "did not stop in time");
     }
   }
 
   void check_memory() {
     const auto limit = static_cast<std::size_t>(config_.server.memory_limit_mb) * 1024 * 1024;
+    // A draining worker still growing (a client feeding it) would hold that memory for up to
+    // gracefulWait, beside its replacement: past twice the limit it goes at once. Checked before
+    // the serving ones, so a drain started below is first checked a whole interval later.
+    for (auto& worker : workers_) {
+      if (!worker.draining || worker.killed()) continue;
+      const auto rss = resident_bytes(worker.pid);
+      if (rss <= 2 * limit) continue;
+      kill_now(worker, fmt::format("draining, uses {} MB, over twice the {} MB limit",
+                                   rss / (1024 * 1024), config_.server.memory_limit_mb));
+    }
     // Index loop: spawn() appends to workers_.
     const auto count = workers_.size();
     for (std::size_t i = 0; i < count; ++i) {

@@ -413,6 +413,75 @@ class MemoryWatchdogTest(ProcessTestCase):
         self.assertTrue(alive(self.master()))
 
 
+class DrainBoundTest(ProcessTestCase):
+    """Draining workers do not pile up (docs/security.md): at most server.workers drain at
+    once, the oldest is killed to make room, and a draining worker over twice memoryLimit is
+    killed. Requests of 30 s keep every drain going until then."""
+
+    WORKERS = 2
+
+    def hold_requests(self, backend, count):
+        before = len(backend.requests)
+        flights = [InFlight(self.proxy.port, self.HOST, "/slow?delay=30") for _ in range(count)]
+        self.wait_backend_requests(backend, before + count)
+        return flights
+
+    def assert_settles_within_bound(self):
+        # A worker just killed may take a moment to disappear: the count must come down to
+        # the serving workers plus at most as many draining ones.
+        bound = 2 * self.WORKERS
+        settled = harness.wait_until(lambda: len(self.workers()) <= bound, 3)
+        self.assertTrue(settled, "%d worker processes, bound %d\n%s"
+                        % (len(self.workers()), bound, self.proxy.log()[-3000:]))
+
+    def test_reloads_with_requests_in_flight_keep_at_most_workers_draining(self):
+        backend = self.backend()
+        self.route(backend)
+        self.start_proxy(workers=self.WORKERS, memoryLimit=0, gracefulWait=60)
+        generations = [self.wait_for_workers(self.WORKERS)]
+        for _ in range(4):
+            self.hold_requests(backend, 6)
+            self.proxy.signal(signal.SIGHUP)
+            harness.wait_until(lambda: len(self.workers() - set().union(*generations))
+                               == self.WORKERS, 5)
+            generations.append(self.workers() - set().union(*generations))
+            self.assert_settles_within_bound()
+        # The oldest drains were the ones cut short (a worker that got no request exits by
+        # itself); the last reload's draining workers stay.
+        log = self.proxy.log()
+        killed = {int(pid) for pid in re.findall(
+            r"worker (\d+) stopped at once \(SIGKILL\): the oldest of 2 draining workers, "
+            r"at most 2 drain at once", log)}
+        older = generations[0] | generations[1] | generations[2]
+        self.assertGreaterEqual(len(killed), 2, log[-3000:])
+        self.assertLessEqual(killed, older, log[-3000:])
+        self.assertFalse(any(alive(pid) for pid in older), log[-3000:])
+        self.assertTrue(all(alive(pid) for pid in generations[3]), log[-3000:])
+        self.assertTrue(alive(self.master()))
+
+    def test_forced_recycling_does_not_pile_up_draining_workers(self):
+        # Every worker is over a 1 MB limit, so each check replaces both serving workers; the
+        # ones draining since the previous check are over twice the limit and are killed.
+        backend = self.backend()
+        self.route(backend)
+        self.start_proxy(workers=self.WORKERS, memoryLimit=1, memoryCheckInterval=1,
+                         gracefulWait=60)
+        self.wait_for_workers(self.WORKERS)
+        seen = set()
+        end = time.time() + 6
+        while time.time() < end:
+            self.hold_requests(backend, 3)
+            seen |= self.workers()
+            self.assert_settles_within_bound()
+            time.sleep(0.3)
+        self.assertGreaterEqual(len(seen), 8, "workers were not replaced: %s" % sorted(seen))
+        log = self.proxy.log()
+        twice = re.findall(r"worker (\d+) stopped at once \(SIGKILL\): draining, uses \d+ MB, "
+                           r"over twice the 1 MB limit", log)
+        self.assertGreaterEqual(len(twice), 4, log[-3000:])
+        self.assertTrue(alive(self.master()))
+
+
 class CpuAffinityTest(ProcessTestCase):
     def cpus_of(self, pids):
         return {pid: os.sched_getaffinity(pid) for pid in pids}
