@@ -3,8 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sys/stat.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -46,13 +46,18 @@ void append_seconds(std::string& out, std::chrono::milliseconds ms) {
   out.append(digits, len);
 }
 
-// Header values are attacker-controlled: keep one record per line and the quoting intact.
-void append_quoted_field(std::string& out, std::string_view value) {
+// Header values are attacker-controlled: keep one record per line and the quoting intact. A
+// field outside quotes (the remote address) has its spaces escaped too, or a client could add
+// fields of its own to the line.
+enum class Quoting { quoted, bare };
+
+void append_escaped_field(std::string& out, std::string_view value, Quoting quoting) {
   for (const char c : value) {
     if (c == '"' || c == '\\') {
       out += '\\';
       out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f ||
+               (c == ' ' && quoting == Quoting::bare)) {
       out += "\\x";
       constexpr const char* kHex = "0123456789abcdef";
       out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xf];
@@ -74,7 +79,7 @@ bool looks_like_ipv4(std::string_view text) {
 void format_access_line(const AccessLogEntry& e, std::string& out) {
   // Hipache listened dual-stack, so it saw IPv4 clients as IPv4-mapped IPv6 addresses.
   if (looks_like_ipv4(e.remote)) out += "::ffff:";
-  out += e.remote;
+  append_escaped_field(out, e.remote, Quoting::bare);
   out += " - - [";
   const std::time_t t = std::chrono::system_clock::to_time_t(e.when);
   std::tm tm{};
@@ -91,19 +96,19 @@ void format_access_line(const AccessLogEntry& e, std::string& out) {
   out += ':';
   append_two_digits(out, tm.tm_sec);
   out += " +0000] \"";
-  append_quoted_field(out, e.method);
+  append_escaped_field(out, e.method, Quoting::quoted);
   out += ' ';
-  append_quoted_field(out, e.target);
+  append_escaped_field(out, e.target, Quoting::quoted);
   out += e.version == 10 ? " HTTP/1.0\" " : " HTTP/1.1\" ";
   append_number(out, e.status);
   out += ' ';
   append_number(out, e.bytes_sent);
   out += " \"";
-  append_quoted_field(out, e.referer);
+  append_escaped_field(out, e.referer, Quoting::quoted);
   out += "\" \"";
-  append_quoted_field(out, e.user_agent);
+  append_escaped_field(out, e.user_agent, Quoting::quoted);
   out += "\" \"";
-  append_quoted_field(out, e.identifier);
+  append_escaped_field(out, e.identifier, Quoting::quoted);
   out += "\" ";
   append_seconds(out, e.total);
   out += ' ';
@@ -111,7 +116,9 @@ void format_access_line(const AccessLogEntry& e, std::string& out) {
   out += '\n';
 }
 
-AccessLog::AccessLog(std::string destination) : destination_(std::move(destination)) { open(); }
+AccessLog::AccessLog(std::string destination) : destination_(std::move(destination)) {
+  open();
+}
 
 AccessLog::~AccessLog() {
   flush();

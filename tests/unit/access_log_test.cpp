@@ -60,6 +60,22 @@ TEST(AccessLine, HostileHeaderValuesCannotBreakTheLine) {
   EXPECT_NE(line.find("\"evil\\\"agent\\x0asecond line\""), std::string::npos) << line;
 }
 
+TEST(AccessLine, ClientChosenRemoteCannotForgeFields) {
+  // With trustProxies null the remote field is the client's own X-Real-IP, written unquoted.
+  auto e = sample();
+  e.remote = "6.6.6.6 - - [01/Jan/2000:00:00:00 +0000] \"GET /admin HTTP/1.1\" 200 0\nforged";
+  const auto line = line_of(e);
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+  EXPECT_EQ(line.find(' '), line.find(" - - [23/Nov/2026:18:06:18 +0000]")) << line;
+  EXPECT_EQ(line.rfind("6.6.6.6\\x20-\\x20-\\x20[01/Jan/2000:00:00:00\\x20+0000]\\x20\\\"GET", 0),
+            0u)
+      << line;
+
+  const std::string controls("a\tb\"c\\d\x7f\x01", 9);  // e.remote is a view
+  e.remote = controls;
+  EXPECT_EQ(line_of(e).rfind("a\\x09b\\\"c\\\\d\\x7f\\x01 - - [", 0), 0u) << line_of(e);
+}
+
 TEST(AccessLine, MissingRefererIsEmptyQuotes) {
   auto e = sample();
   e.referer = {};
