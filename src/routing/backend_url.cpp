@@ -2,6 +2,7 @@
 #include <string>
 
 #include "hipache/route.hpp"
+#include "http/field_value.hpp"
 
 namespace hipache {
 
@@ -19,6 +20,9 @@ bool starts_with_nocase(std::string_view s, std::string_view prefix) {
 Backend parse_backend_url(const std::string& url) {
   Backend b;
   b.url = url;
+  // The URL goes into x-debug-backend-url: a byte not allowed in a field value (CR, LF, NUL,
+  // ...) would start a header of its own, even in the path that routing ignores.
+  if (!http::is_field_value(url)) return b;
   std::string_view rest = url;
   if (starts_with_nocase(rest, "http://")) {
     rest.remove_prefix(7);

@@ -46,5 +46,20 @@ TEST(ParseBackendUrl, RejectsGarbage) {
   }
 }
 
+TEST(ParseBackendUrl, BytesNotAllowedInAFieldValueMakeItInvalid) {
+  // RFC 9110 section 5.5: the URL is written into x-debug-backend-url.
+  using namespace std::string_literals;
+  for (const auto& bad : {"http://h:80/\r\nSet-Cookie: a=b"s, "http://h:80/\n"s, "http://h\r:80"s,
+                          "http://h:80/\x01"s, "http://h:80/\x7f"s, "http://h:80/\0x"s}) {
+    const auto b = parse_backend_url(bad);
+    EXPECT_FALSE(b.valid) << bad;
+    EXPECT_TRUE(b.pool_key.empty()) << bad;
+  }
+  // HTAB, SP and obs-text are allowed in a field value: the path is ignored as before.
+  for (const auto& good : {"http://h:80/a b"s, "http://h:80/\tx"s, "http://h:80/caf\xc3\xa9"s}) {
+    EXPECT_TRUE(parse_backend_url(good).valid) << good;
+  }
+}
+
 }  // namespace
 }  // namespace hipache
