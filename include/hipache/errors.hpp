@@ -9,16 +9,17 @@ namespace hipache {
 
 enum class Failure {
   // client side
-  bad_request,           // unparsable or ambiguous request (smuggling guards)
-  headers_too_large,     // request header block over the limit, or too many fields
-  uri_too_long,          // request target over the limit
-  overloaded,            // the worker is at server.maxConnections
-  missing_host,          // no Host header
-  frontend_not_found,    // no frontend list matched
+  bad_request,         // unparsable or ambiguous request (smuggling guards)
+  headers_too_large,   // request header block over the limit, or too many fields
+  uri_too_long,        // request target over the limit
+  overloaded,          // the worker is at server.maxConnections
+  missing_host,        // no Host header
+  host_too_long,       // a Host name longer than any DNS name
+  frontend_not_found,  // no frontend list matched
   // routing
-  no_live_backend,       // every backend dead or already tried
-  bad_backend_url,       // the picked backend URL cannot be parsed
-  store_unavailable,     // Redis could not answer
+  no_live_backend,    // every backend dead or already tried
+  bad_backend_url,    // the picked backend URL cannot be parsed
+  store_unavailable,  // Redis could not answer
   // backend side
   backend_refused,       // connect refused / unreachable
   backend_reset,         // connection reset or closed before a complete response header
@@ -32,11 +33,11 @@ enum class Failure {
 enum class FailureSource { client, routing, store, backend };
 
 struct FailureClass {
-  int status;              // HTTP status for the error page
+  int status;  // HTTP status for the error page
   FailureSource source;
-  bool marks_backend_dead; // counts as a passive health-check failure
-  bool backend_retryable;  // another backend may succeed (subject to request replayability)
-  std::string_view reason; // x-debug-error and log text
+  bool marks_backend_dead;  // counts as a passive health-check failure
+  bool backend_retryable;   // another backend may succeed (subject to request replayability)
+  std::string_view reason;  // x-debug-error and log text
 };
 
 constexpr FailureClass classify(Failure f) {
@@ -51,6 +52,8 @@ constexpr FailureClass classify(Failure f) {
       return {503, FailureSource::client, false, false, "Too many connections"};
     case Failure::missing_host:
       return {400, FailureSource::client, false, false, "Missing Host header"};
+    case Failure::host_too_long:
+      return {400, FailureSource::client, false, false, "Host name too long"};
     case Failure::frontend_not_found:
       return {400, FailureSource::routing, false, false, "Cannot find a frontend for this host"};
     case Failure::no_live_backend:

@@ -19,6 +19,11 @@
 #include "hipache/balancer.hpp"
 #include "hipache/errors.hpp"
 #include "hipache/router.hpp"
+#include "http/field_value.hpp"
+#include "http/fields.hpp"
+#include "http/framing.hpp"
+#include "http/message.hpp"
+#include "http/serialize.hpp"
 #include "net/stream.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/tunnel.hpp"
@@ -27,15 +32,18 @@ namespace hipache::proxy {
 
 namespace {
 
-namespace http = beast::http;
+namespace bhttp = beast::http;
 using boost::system::error_code;
+using http::HeaderMemory;
+using http::MessageParser;
+using http::Request;
+using http::RequestParser;
+using http::Response;
+using http::ResponseParser;
+using http::to_std;
 using Clock = std::chrono::steady_clock;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-const auto& kHttpErrors = http::make_error_code(http::error::end_of_stream).category();
-
-std::string_view to_std(beast::string_view s) {
-  return {s.data(), s.size()};
-}
+const auto& kHttpErrors = bhttp::make_error_code(bhttp::error::end_of_stream).category();
 
 // Request header block limit: beyond it the client gets 431 (Node's parser allowed 80 KB).
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
@@ -43,9 +51,12 @@ constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 constexpr std::size_t kFirstReadSize = 1024;
 // From this many requests on, a connection waits warm for its next one (wait_for_request).
 constexpr std::uint64_t kWarmAfterRequests = 2;
-// Beyond these a request is refused (414 / 431) before any routing: docs/security.md.
+// Beyond these a request is refused (414 / 431 / 400) before any routing: docs/security.md.
 constexpr std::size_t kMaxTargetLength = 8 * 1024;
 constexpr std::size_t kMaxHeaderFields = 100;
+constexpr std::size_t kMaxMethodLength = 32;
+// A DNS name has at most 253 characters; a longer Host would only fill the route caches.
+constexpr std::size_t kMaxHostLength = 255;
 // Most a client read buffer may hold: a full header block plus 16 KB (docs/security.md).
 constexpr std::size_t kReadBufferLimit = kHeaderLimit + 16 * 1024;
 // How long a backend that stopped reading an upload gets to send its answer (413, 401...).
@@ -54,102 +65,17 @@ constexpr std::size_t kMaxForwardedForLength = 8 * 1024;
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 256 * 1024;
 
-// Beast allocates every header field, and a request's target, on its own: a small request and
-// its answer took about eight mallocs and frees. A message's fields come from a HeaderMemory
-// instead.
-using FieldAllocator = std::pmr::polymorphic_allocator<char>;
-using MessageFields = http::basic_fields<FieldAllocator>;
-template <bool isRequest>
-using MessageParser = http::parser<isRequest, http::buffer_body, FieldAllocator>;
-template <bool isRequest>
-using MessageSerializer = http::serializer<isRequest, http::buffer_body, MessageFields>;
-using RequestParser = MessageParser<true>;
-using ResponseParser = MessageParser<false>;
-using Request = http::request<http::buffer_body, MessageFields>;
-using Response = http::response<http::buffer_body, MessageFields>;
-
-// Where one message's header fields live: a bump allocator over a block of the session's own
-// (more blocks from malloc when a header needs them), emptied whole once the message is done,
-// so a typical message allocates nothing. Freed fields are not reused until then; a message's
-// fields change a bounded number of times (hop-by-hop removal, Host), and a new parser, with
-// release() before it, is made for each message.
-class HeaderMemory {
- public:
-  FieldAllocator allocator() { return FieldAllocator(&resource_); }
-  // Only once nothing allocated from here is in use (the parser is gone).
-  void release() { resource_.release(); }
-
- private:
-  static constexpr std::size_t kBlockSize = 1024;
-  alignas(std::max_align_t) std::array<std::byte, kBlockSize> block_;
-  std::pmr::monotonic_buffer_resource resource_{block_.data(), block_.size()};
-};
-
-bool is_idempotent(http::verb method) {
+bool is_idempotent(bhttp::verb method) {
   switch (method) {
-    case http::verb::get:
-    case http::verb::head:
-    case http::verb::put:
-    case http::verb::delete_:
-    case http::verb::options:
-    case http::verb::trace:
+    case bhttp::verb::get:
+    case bhttp::verb::head:
+    case bhttp::verb::put:
+    case bhttp::verb::delete_:
+    case bhttp::verb::options:
+    case bhttp::verb::trace:
       return true;
     default:
       return false;
-  }
-}
-
-// The hop-by-hop fields every message loses, whatever its Connection field names.
-bool is_fixed_hop_by_hop(http::field name) {
-  switch (name) {
-    case http::field::connection:
-    case http::field::keep_alive:
-    case http::field::proxy_connection:
-    case http::field::te:
-    case http::field::trailer:
-    case http::field::upgrade:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Hop-by-hop headers (RFC 9110 section 7.6.1): those named by Connection, and the fixed set.
-// Transfer-Encoding is framing: the serializer re-creates it as needed. At most two passes over
-// the fields, no allocation: the names Connection lists are read in place (its fields go last).
-template <class Fields>
-void remove_hop_by_hop(Fields& fields) {
-  // Beast keeps same-named fields together; the one after them may be erased below, so the
-  // end of the Connection fields is found by name, not kept as an iterator. (A scan, not
-  // find(): Beast's lookup by enum is a case-insensitive tree search by name.)
-  const auto is_connection = [](const auto& field) {
-    return field.name() == http::field::connection;
-  };
-  const auto first = std::find_if(fields.begin(), fields.end(), is_connection);
-  const auto connection_tokens = [&](auto&& visit) {
-    for (auto it = first; it != fields.end() && is_connection(*it); ++it) {
-      for (const auto& token : http::token_list(it->value())) {
-        if (visit(token)) return true;
-      }
-    }
-    return false;
-  };
-  const auto named_by_connection = [&](beast::string_view name) {
-    return connection_tokens([&](beast::string_view token) { return beast::iequals(token, name); });
-  };
-  // "Connection: keep-alive" (most answers) names no other field: no pass per field for it.
-  // ("close" is an option, but a field of that name would be hop-by-hop too.)
-  const bool names_others = connection_tokens(
-      [](beast::string_view token) { return !is_fixed_hop_by_hop(http::string_to_field(token)); });
-  if (names_others) {
-    for (auto it = fields.begin(); it != fields.end();) {
-      const bool named =
-          it->name() != http::field::connection && named_by_connection(it->name_string());
-      it = named ? fields.erase(it) : std::next(it);
-    }
-  }
-  for (auto it = fields.begin(); it != fields.end();) {
-    it = is_fixed_hop_by_hop(it->name()) ? fields.erase(it) : std::next(it);
   }
 }
 
@@ -176,130 +102,6 @@ std::chrono::milliseconds elapsed_ms(Clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since);
 }
 
-// A header serialized into one contiguous buffer. Beast's serializer hands the socket one buffer
-// per field and walks that sequence several times per write (a visible share of a small
-// request's CPU); the framing it adds is only needed for chunked output, which still uses it.
-// Header fields this proxy adds to a message, kept apart from the message's own fields until its
-// header is written (as Beast fields they would cost an allocation each, on every request).
-struct AddedFields {
-  std::array<std::pair<std::string_view, std::string_view>, 5> fields{};
-  std::size_t count = 0;
-
-  void add(std::string_view name, std::string_view value) { fields.at(count++) = {name, value}; }
-  auto begin() const { return fields.begin(); }
-  auto end() const { return fields.begin() + static_cast<std::ptrdiff_t>(count); }
-};
-
-// What serve_one() checks in a request's header, found in one pass over its fields: Beast looks
-// a field up by name with a case-insensitive tree search, even by enum (a request has a handful
-// of fields, and the lookups were a visible share of a small request's CPU). The views are valid
-// until the request's fields change.
-struct RequestFields {
-  std::size_t count = 0;
-  std::size_t host_count = 0;
-  std::size_t content_length_count = 0;
-  bool transfer_encoding = false;
-  bool expect = false;
-  beast::string_view host;            // the first Host
-  beast::string_view content_length;  // the first Content-Length
-  beast::string_view expect_value;    // the first Expect
-
-  explicit RequestFields(const MessageFields& fields) {
-    for (const auto& field : fields) {
-      ++count;
-      switch (field.name()) {
-        case http::field::host:
-          if (host_count++ == 0) host = field.value();
-          break;
-        case http::field::content_length:
-          if (content_length_count++ == 0) content_length = field.value();
-          break;
-        case http::field::transfer_encoding:
-          transfer_encoding = true;
-          break;
-        case http::field::expect:
-          if (!expect) expect_value = field.value();
-          expect = true;
-          break;
-        default:
-          break;
-      }
-    }
-  }
-};
-
-// Bit i set: `fields` has a field named names[i], a name Beast's field enum does not know. One
-// pass over the fields (a request has a handful) instead of a case-insensitive tree search per
-// name: a visible share of a small request's CPU.
-template <std::size_t N>
-std::bitset<N> find_unknown_fields(const MessageFields& fields,
-                                   const std::array<std::string_view, N>& names) {
-  std::bitset<N> present;
-  for (const auto& field : fields) {
-    if (field.name() != http::field::unknown) continue;
-    const auto name = to_std(field.name_string());
-    for (std::size_t i = 0; i < N; ++i) {
-      if (name.size() == names[i].size() && beast::iequals(name, names[i])) present[i] = true;
-    }
-  }
-  return present;
-}
-
-// "name: value\r\n" lines, then the blank line. The size is counted first and the bytes copied
-// in place: four appends per field, each checking the capacity, cost more than the copying.
-void append_fields(const MessageFields& fields, const AddedFields& added, std::string& out) {
-  constexpr std::size_t kFraming = 4;  // ": " and CRLF
-  std::size_t size = 2;                // the final CRLF
-  for (const auto& field : fields) {
-    size += field.name_string().size() + field.value().size() + kFraming;
-  }
-  for (const auto& [name, value] : added) size += name.size() + value.size() + kFraming;
-  const auto start = out.size();
-  out.resize(start + size);
-  char* cursor = out.data() + start;
-  const auto put = [&cursor](std::string_view bytes) {
-    std::memcpy(cursor, bytes.data(), bytes.size());
-    cursor += bytes.size();
-  };
-  const auto put_field = [&put](std::string_view name, std::string_view value) {
-    put(name);
-    put(": ");
-    put(value);
-    put("\r\n");
-  };
-  for (const auto& field : fields) put_field(to_std(field.name_string()), to_std(field.value()));
-  for (const auto& [name, value] : added) put_field(name, value);
-  put("\r\n");
-}
-
-// A typical header fits: one allocation per session, not one per doubling.
-constexpr std::size_t kHeaderReserve = 1024;
-
-void serialize_header(const Request& request, const AddedFields& added, std::string& out) {
-  out.clear();
-  out.reserve(kHeaderReserve);
-  out.append(request.method_string());
-  out.push_back(' ');
-  out.append(request.target());
-  out.append(request.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-  append_fields(request, added, out);
-}
-
-void serialize_header(const Response& response, std::string& out) {
-  const unsigned status = response.result_int();
-  out.clear();
-  out.reserve(kHeaderReserve);
-  out.append(response.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  out.push_back(static_cast<char>('0' + status / 100 % 10));
-  out.push_back(static_cast<char>('0' + status / 10 % 10));
-  out.push_back(static_cast<char>('0' + status % 10));
-  out.push_back(' ');
-  const auto reason = response.reason();
-  out.append(reason.empty() ? http::obsolete_reason(response.result()) : reason);
-  out.append("\r\n");
-  append_fields(response, AddedFields{}, out);
-}
-
 // The outcome of copying one message body from `in` to `out`.
 struct BodyRelay {
   error_code read_error;
@@ -317,33 +119,51 @@ void make_room_for_body(beast::flat_buffer& in_buffer, const MessageParser<isReq
   if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
 }
 
-// What http::async_read_some does (the same errors, the same read sizes), as one coroutine
+// A backend's status line without a reason phrase gets the space Beast's parser needs (which
+// Beast needs before it parses anything: the whole header is buffered by then). A full buffer
+// is left as it is: the parser then refuses the line.
+void repair_status_line(beast::flat_buffer& buffer) {
+  const auto bytes = buffer.data();
+  const auto at = http::reasonless_status_line(
+      std::string_view(static_cast<const char*>(bytes.data()), bytes.size()));
+  if (!at || buffer.size() >= buffer.max_size()) return;
+  const auto size = buffer.size();
+  buffer.commit(asio::buffer_copy(buffer.prepare(1), asio::buffer(" ", 1)));
+  auto* data = static_cast<char*>(buffer.data().data());
+  std::memmove(data + *at + 1, data + *at, size - *at);
+  data[*at] = ' ';
+}
+
+// What bhttp::async_read_some does (the same errors, the same read sizes), as one coroutine
 // with plain reads underneath. Beast's composed operation nests three operations per read, and
 // when the bytes are already buffered (a header the warm wait read, a body that came with its
 // header) it still completes through the scheduler; here those bytes are parsed at once.
 template <class Stream, bool isRequest>
 asio::awaitable<std::tuple<error_code, std::size_t>> read_some(
-    Stream& stream, beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser) {
+    Stream& stream, beast::flat_buffer& buffer, bhttp::basic_parser<isRequest>& parser) {
   std::size_t used_total = 0;
   error_code ec;
   // Bytes already buffered are parsed before any read.
   for (bool parse = buffer.size() > 0;; parse = true) {
     if (parse) {
+      if constexpr (!isRequest) {
+        if (!parser.is_header_done()) repair_status_line(buffer);
+      }
       const auto used = parser.put(buffer.data(), ec);
       used_total += used;
       buffer.consume(used);
-      if (ec != http::error::need_more) co_return std::tuple{ec, used_total};
+      if (ec != bhttp::error::need_more) co_return std::tuple{ec, used_total};
       ec = {};
     }
     const auto room = beast::read_size(buffer, 65536);
-    if (room == 0) co_return std::tuple{error_code(http::error::buffer_overflow), used_total};
+    if (room == 0) co_return std::tuple{error_code(bhttp::error::buffer_overflow), used_total};
     auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(room), kUseTuple);
     buffer.commit(n);
     if (read_ec == asio::error::eof) {
       if (parser.got_some()) {
         parser.put_eof(ec);
       } else {
-        ec = http::error::end_of_stream;
+        ec = bhttp::error::end_of_stream;
       }
       co_return std::tuple{ec, used_total};
     }
@@ -351,12 +171,12 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_some(
   }
 }
 
-// http::async_read_header: read_some() itself. A parser that is not eager stops after each
+// bhttp::async_read_header: read_some() itself. A parser that is not eager stops after each
 // element it completes, and a fresh parser's first element is the header, so read_some() returns
 // with the whole header or an error. Not a coroutine: no frame of its own.
 template <class Stream, bool isRequest>
 asio::awaitable<std::tuple<error_code, std::size_t>> read_header(
-    Stream& stream, beast::flat_buffer& buffer, http::basic_parser<isRequest>& parser) {
+    Stream& stream, beast::flat_buffer& buffer, bhttp::basic_parser<isRequest>& parser) {
   return read_some(stream, buffer, parser);
 }
 
@@ -373,74 +193,36 @@ asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
     body.size = chunk.size();
     set_deadline(beast::get_lowest_layer(in), timeout);
     auto [ec, n] = co_await read_some(in, in_buffer, parser);
-    if (ec == http::error::need_buffer) ec = {};
+    if (ec == bhttp::error::need_buffer) ec = {};
     const std::size_t got = chunk.size() - body.size;
     // Otherwise only framing (a chunk header) was parsed: read on.
     if (ec || got > 0 || parser.is_done()) co_return std::tuple{ec, got};
   }
 }
 
-// Streams the body behind `parser` (whose header is already read) through `serializer`, which
-// frames it as chunked; one chunk buffer, so memory stays bounded whatever the size. A header
-// the serializer has not written yet goes out with the first piece of body.
+// Streams the body behind `parser` (whose header is already read) to `out`, framed as
+// `framing` says (our own chunked encoding, or the bytes as they are under a Content-Length or
+// a close); memory stays bounded whatever the size. `head`, if not empty, is a header not
+// written yet: it goes out with the first piece of body in one system call (a small answer costs
+// one send), and is left unsent if the body fails before any byte of it. A body larger than one
+// read moves through two chunks: the next piece is read while the last one is written, as nginx
+// and HAProxy do, instead of one side waiting for the other.
 template <bool isRequest, class In, class Out>
 asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
-                                      MessageParser<isRequest>& parser, Out& out,
-                                      MessageSerializer<isRequest>& serializer,
-                                      RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
-  BodyRelay result;
-  auto& body = parser.get().body();
-  make_room_for_body(in_buffer, parser);
-  while (!serializer.is_done()) {
-    if (!parser.is_done()) {
-      auto [ec, got] = co_await read_body_piece(in, in_buffer, parser, chunk, timeout);
-      // An empty piece must be signalled with a null pointer, or the chunked serializer
-      // writes the last-chunk marker twice.
-      body.data = got > 0 ? chunk.data() : nullptr;
-      body.size = got;
-      body.more = !parser.is_done();
-      result.body_started = result.body_started || got > 0;
-      if (ec) {
-        result.read_error = ec;
-        if (got == 0) co_return result;
-        body.more = true;  // a failed message is never completed towards `out`
-      }
-    } else {
-      body.data = nullptr;
-      body.size = 0;
-      body.more = false;
-    }
-    set_deadline(beast::get_lowest_layer(out), timeout);
-    auto [ec, n] = co_await http::async_write(out, serializer, kUseTuple);
-    result.bytes_written += n;
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) {
-      result.write_error = ec;
-      co_return result;
-    }
-    if (result.read_error) co_return result;
-  }
-  co_return result;
-}
-
-// Streams the body behind `parser` to `out` as it is: the framing is unchanged (Content-Length,
-// or the connection's close), so no serializer is needed. `head`, if not empty, is a header not
-// written yet: it goes out with the first piece of body in one system call (a small answer costs
-// one send). A body larger than one read moves through two chunks: the next piece is read while
-// the last one is written, as nginx and HAProxy do, instead of one side waiting for the other.
-template <bool isRequest, class In, class Out>
-asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
-                                          MessageParser<isRequest>& parser, Out& out,
-                                          std::string& head, RelayChunks& chunks,
-                                          RelayChunks::Lease& first, std::chrono::seconds timeout) {
+                                      MessageParser<isRequest>& parser, Out& out, std::string& head,
+                                      http::BodyFraming framing, RelayChunks& chunks,
+                                      RelayChunks::Lease& first, std::chrono::seconds timeout) {
   using namespace asio::experimental::awaitable_operators;
   BodyRelay result;
+  http::BodyEncoder encoder(framing);
   make_room_for_body(in_buffer, parser);
-  const auto write_piece =
-      [&](RelayChunks::Chunk& chunk,
-          std::size_t size) -> asio::awaitable<std::tuple<error_code, std::size_t>> {
-    const std::array<asio::const_buffer, 2> pieces{asio::buffer(head),
-                                                   asio::buffer(chunk.data(), size)};
+  const auto write_piece = [&](RelayChunks::Chunk& chunk, std::size_t size,
+                               bool last) -> asio::awaitable<std::tuple<error_code, std::size_t>> {
+    const auto prefix = encoder.prefix(size);
+    const auto suffix = encoder.suffix(size, last);
+    const std::array<asio::const_buffer, 4> pieces{
+        asio::buffer(head), asio::buffer(prefix.data(), prefix.size()),
+        asio::buffer(chunk.data(), size), asio::buffer(suffix.data(), suffix.size())};
     set_deadline(beast::get_lowest_layer(out), timeout);
     auto [ec, n] = co_await asio::async_write(out, pieces, kUseTuple);
     head.clear();
@@ -457,9 +239,12 @@ asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
     if (read_ec) result.read_error = read_ec;
     if (read_ec || parser.is_done()) {
       // The last piece (or all the bytes a failing peer sent); a failed message is never
-      // completed towards `out`, which a Content-Length or the close then tells.
-      if (got == 0 && (read_ec || head.empty())) co_return result;
-      auto [ec, n] = co_await write_piece(*filled, got);
+      // completed towards `out`, which a Content-Length, a missing last chunk or the close
+      // then tells.
+      const bool complete = !read_ec;
+      if (got == 0 && !complete) co_return result;
+      if (got == 0 && head.empty() && encoder.suffix(0, complete).empty()) co_return result;
+      auto [ec, n] = co_await write_piece(*filled, got, complete);
       result.bytes_written += n;
       result.write_error = ec;
       co_return result;
@@ -468,7 +253,7 @@ asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
     RelayChunks::Chunk* next = filled == &*first ? &*second : &*first;
     // (The operator splices the first result's elements into its own tuple.)
     auto [write_ec, written, read] = co_await (
-        write_piece(*filled, got) && read_body_piece(in, in_buffer, parser, *next, timeout));
+        write_piece(*filled, got, false) && read_body_piece(in, in_buffer, parser, *next, timeout));
     result.bytes_written += written;
     if (write_ec) {
       result.write_error = write_ec;
@@ -480,24 +265,24 @@ asio::awaitable<BodyRelay> relay_raw_body(In& in, beast::flat_buffer& in_buffer,
 }
 
 // The headers of every error page (SPEC section 7): never cached anywhere.
-void set_error_headers(http::response<http::string_body>& response) {
-  response.set(http::field::content_type, "text/html");
-  response.set(http::field::cache_control, "no-cache");
-  response.set(http::field::pragma, "no-cache");
-  response.set(http::field::expires, "-1");
+void set_error_headers(bhttp::response<bhttp::string_body>& response) {
+  response.set(bhttp::field::content_type, "text/html");
+  response.set(bhttp::field::cache_control, "no-cache");
+  response.set(bhttp::field::pragma, "no-cache");
+  response.set(bhttp::field::expires, "-1");
 }
 
 // A protocol violation by the peer, as opposed to the connection ending or failing.
 bool is_parse_error(const error_code& ec) {
-  return ec && ec.category() == kHttpErrors && ec != http::error::end_of_stream &&
-         ec != http::error::partial_message && ec != http::error::need_buffer;
+  return ec && ec.category() == kHttpErrors && ec != bhttp::error::end_of_stream &&
+         ec != bhttp::error::partial_message && ec != bhttp::error::need_buffer;
 }
 
 Failure classify_backend_error(const error_code& ec) {
   if (ec == beast::error::timeout) return Failure::backend_timeout;
-  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
       ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-      ec == http::error::partial_message || ec == asio::error::connection_aborted) {
+      ec == bhttp::error::partial_message || ec == asio::error::connection_aborted) {
     return Failure::backend_reset;
   }
   if (is_parse_error(ec)) return Failure::backend_bad_response;
@@ -598,6 +383,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     bool has_expect = false;        // an Expect field (ours to answer, never forwarded)
     bool expects_continue = false;  // Expect: 100-continue from an HTTP/1.1 client
     bool upgrade = false;           // Connection: upgrade + Upgrade (WebSocket and the like)
+    http::Framing framing;          // of the request, as it goes to the backend
   };
 
   // Returns whether the connection may carry another request.
@@ -666,7 +452,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         co_await client_.visit([&](auto& stream) { return read_header(stream, buffer_, parser); });
     ++requests_served_;
     if (ec) {
-      if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+      if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
         co_await send_error_without_request(Failure::headers_too_large);
       } else if (is_parse_error(ec)) {
         co_await send_error_without_request(Failure::bad_request);
@@ -674,7 +460,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       co_return false;  // closed, timed out, reset, or refused above
     }
     auto& request = parser.get();
-    const RequestFields fields(request);
+    const http::RequestFields fields(request);
     Exchange exchange;
     exchange.client_version = request.version();
     exchange.client_keep_alive = parser.keep_alive();
@@ -683,13 +469,12 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     exchange.expects_continue =
         beast::iequals(fields.expect_value, "100-continue") && request.version() >= 11;
 
-    // Smuggling guards Beast does not apply itself: a Transfer-Encoding that does not end in
-    // chunked cannot delimit a request body, and two Host headers make routing ambiguous.
-    // Identical duplicate Content-Lengths are legal but forwarding both invites disagreement
-    // downstream; nginx refuses them too.
-    if ((fields.transfer_encoding && !parser.chunked()) || fields.host_count > 1 ||
-        fields.content_length_count > 1 ||
-        fields.content_length.find_first_not_of("0123456789") != beast::string_view::npos) {
+    // The framing rules (http/framing.hpp) decide how the body is read and forwarded; two Host
+    // headers make routing ambiguous.
+    exchange.framing =
+        http::request_framing(fields.framing, request.version(), http::ParsedFraming::of(parser));
+    if (!exchange.framing.ok() || fields.host_count > 1 ||
+        request.method_string().size() > kMaxMethodLength) {
       co_await send_error(request, exchange, Failure::bad_request, false);
       co_return false;
     }
@@ -710,13 +495,17 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     }
 
     const auto host_header =
-        target_form == TargetForm::absolute ? request[http::field::host] : fields.host;
+        target_form == TargetForm::absolute ? request[bhttp::field::host] : fields.host;
     const auto host = normalize_host(host_header);
     if (host == "__ping__") {
       co_return co_await send_ping(request, parser);
     }
     if (host.empty()) {
       co_await send_error(request, exchange, Failure::missing_host, false);
+      co_return false;
+    }
+    if (host.size() > kMaxHostLength) {
+      co_await send_error(request, exchange, Failure::host_too_long, false);
       co_return false;
     }
 
@@ -771,7 +560,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
                            ? std::string("/")
                            : std::string(rest.substr(path_start));
     if (path.front() == '?') path.insert(path.begin(), '/');
-    request.set(http::field::host, authority);
+    request.set(bhttp::field::host, authority);
     request.target(path);
     return TargetForm::absolute;
   }
@@ -801,16 +590,16 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   }
 
   asio::awaitable<bool> send_ping(const Request& request, const RequestParser& parser) {
-    http::response<http::string_body> response{http::status::ok, 11};
-    response.set(http::field::content_type, "text/plain");
+    bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
+    response.set(bhttp::field::content_type, "text/plain");
     response.body() = "ok";
     const bool keep = request.keep_alive() && !body_pending(parser) && !ctx_.draining;
     response.keep_alive(keep);
-    if (keep && request.version() == 10) response.set(http::field::connection, "keep-alive");
+    if (keep && request.version() == 10) response.set(bhttp::field::connection, "keep-alive");
     response.prepare_payload();
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit(
-        [&](auto& stream) { return http::async_write(stream, response, kUseTuple); });
+        [&](auto& stream) { return bhttp::async_write(stream, response, kUseTuple); });
     co_return !ec && keep;
   }
 
@@ -878,19 +667,19 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   // Headers for the backend: hop-by-hop removed (but an upgrade stays an upgrade),
   // X-Forwarded-* added when absent. Also notes whether the client asked for X-Debug headers.
   void prepare_upstream_request(Request& request, Exchange& exchange) {
-    if (exchange.has_expect) request.erase(http::field::expect);  // we answer 100-continue
+    if (exchange.has_expect) request.erase(bhttp::field::expect);  // we answer 100-continue
     const bool upgrade = exchange.upgrade;
-    const std::string protocol(upgrade ? request[http::field::upgrade] : beast::string_view());
-    remove_hop_by_hop(request);
+    const std::string protocol(upgrade ? request[bhttp::field::upgrade] : beast::string_view());
+    http::remove_hop_by_hop(request);
     if (upgrade) {
-      request.set(http::field::connection, "Upgrade");
-      request.set(http::field::upgrade, protocol);
+      request.set(bhttp::field::connection, "Upgrade");
+      request.set(bhttp::field::upgrade, protocol);
     }
     // The fields added when absent, after X-Debug (Beast knows none of these names).
     static constexpr std::array<std::string_view, 6> kLookedFor = {
         "X-Debug",           "X-Forwarded-For",      "X-Real-IP",
         "X-Forwarded-Proto", "X-Forwarded-Protocol", "X-Forwarded-Port"};
-    auto present = find_unknown_fields(request, kLookedFor);
+    auto present = http::find_unknown_fields(request, kLookedFor);
     exchange.wants_debug = present[0];
     static constexpr std::string_view kForwardedHeaders[] = {
         "X-Forwarded-For",  "X-Real-IP",        "X-Forwarded-Proto", "X-Forwarded-Protocol",
@@ -913,7 +702,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     const char* scheme = client_.is_tls() ? "https" : "http";
     const std::array<std::string_view, kLookedFor.size()> values = {
         std::string_view(), remote_, remote_, scheme, scheme, local_port_};
-    forwarded_ = AddedFields{};
+    forwarded_ = http::AddedFields{};
     for (std::size_t i = 1; i < kLookedFor.size(); ++i) {
       if (!present[i]) forwarded_.add(kLookedFor[i], values[i]);
     }
@@ -951,29 +740,13 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     // An HTTP/1.1 request keeps alive unless told otherwise (and prepare_upstream_request() took
     // any Connection field but an upgrade's).
     if (!exchange.upgrade && !ctx_.config.server.http_keep_alive) {
-      request.set(http::field::connection, "close");
+      request.set(bhttp::field::connection, "close");
     }
-    request.body().data = nullptr;
-    request.body().size = 0;
-    request.body().more = !parser.is_done();
-    // Unless the body is chunked, the backend gets the client's framing as it is: our own
-    // one-buffer header, then the body bytes unchanged. (The serializers are allocated only
-    // when used: in this frame they would take it over the size Asio recycles, and every
-    // request would allocate it from malloc's slow path.)
-    const bool raw_request = !parser.chunked();
-    std::unique_ptr<MessageSerializer<true>> request_writer;
-    if (raw_request) {
-      serialize_header(request, forwarded_, head_);
-    } else {
-      request_writer = std::make_unique<MessageSerializer<true>>(request);
-      for (const auto& [name, value] : forwarded_) request.set(name, value);
-      forwarded_ = AddedFields{};  // they are the request's own fields now (a retry comes here too)
-    }
+    // Our own one-buffer header with our own framing field (http/framing.hpp), then the body.
+    serialize_header(request, forwarded_, exchange.framing, head_);
     set_deadline(upstream->stream, timeout_);
-    auto [write_ec, header_bytes] = co_await upstream->stream.visit([&](auto& stream) {
-      return raw_request ? asio::async_write(stream, asio::buffer(head_), kUseTuple)
-                         : http::async_write_header(stream, *request_writer, kUseTuple);
-    });
+    auto [write_ec, header_bytes] = co_await upstream->stream.visit(
+        [&](auto& stream) { return asio::async_write(stream, asio::buffer(head_), kUseTuple); });
     head_.clear();
     if (write_ec) {
       co_return fail_upstream(std::move(upstream), attempt, classify_backend_error(write_ec));
@@ -989,11 +762,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         if (ec) co_return fail_client(std::move(upstream), attempt);
       }
       auto relayed = co_await client_.visit_with(upstream->stream, [&](auto& in, auto& out) {
-        if (raw_request) {
-          return relay_raw_body(in, buffer_, parser, out, head_, ctx_.chunks, chunk_lease(),
-                                timeout_);
-        }
-        return relay_body(in, buffer_, parser, out, *request_writer, *chunk_lease(), timeout_);
+        return relay_body(in, buffer_, parser, out, head_, exchange.framing.framing, ctx_.chunks,
+                          chunk_lease(), timeout_);
       });
       attempt.body_consumed = relayed.body_started;
       if (is_parse_error(relayed.read_error)) {
@@ -1035,7 +805,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
                               std::make_tuple(response_memory_.allocator()));
       response_reader->body_limit(boost::none);
       response_reader->header_limit(kHeaderLimit);
-      if (request.method() == http::verb::head) response_reader->skip(true);
+      if (request.method() == bhttp::verb::head) response_reader->skip(true);
       set_deadline(upstream->stream, body_cut_short ? kEarlyAnswerWait : timeout_);
       const auto [ec, used] = co_await upstream->stream.visit(
           [&](auto& stream) { return read_header(stream, upstream->buffer, *response_reader); });
@@ -1050,7 +820,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       const auto status = response_reader->get().result_int();
       if (status >= 200 || status == 101) break;
       if (client_version >= 11 && !(status == 100 && exchange.expects_continue)) {
-        const auto wec = co_await send_interim(status, response_reader->get().reason());
+        const auto wec = co_await send_interim(response_reader->get());
         if (wec) co_return fail_client(std::move(upstream), attempt);
       }
     }
@@ -1059,62 +829,61 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     auto& response = response_reader->get();
     const auto status = response.result_int();
     exchange.status = status;
+    if (status == 101) {
+      // RFC 9110 section 7.8: only to an upgrade the request asked for, to a protocol it offered;
+      // anything else would have us read the new protocol's bytes as HTTP.
+      if (exchange.upgrade && http::upgrade_matches(to_std(request[bhttp::field::upgrade]),
+                                                    to_std(response[bhttp::field::upgrade]))) {
+        co_return co_await tunnel(std::move(upstream), request, response, route, host, exchange,
+                                  attempt);
+      }
+      spdlog::debug("backend {} of {}: 101 to a request that did not ask for it",
+                    current_.backend->url, host);
+      co_return fail_upstream(std::move(upstream), attempt, Failure::backend_bad_response);
+    }
+    // The framing rules (http/framing.hpp): how the answer is read and how it is forwarded.
+    const auto framing = http::response_framing(
+        http::read_framing_fields(response),
+        {status, response.version(), request.method() == bhttp::verb::head, client_version},
+        http::ParsedFraming::of(*response_reader));
+    if (!framing.ok()) {
+      spdlog::debug("backend {} of {}: {}", current_.backend->url, host,
+                    http::describe(framing.error));
+      co_return fail_upstream(std::move(upstream), attempt, Failure::backend_bad_response);
+    }
     // 500 counts only while passive checks are on (SPEC section 6); other 5xx always publish,
     // and the store leaves out SADD/EXPIRE while an external checker runs.
     // (Only a 5xx needs the Retry-After lookup.)
     const bool retry_after =
-        status >= 500 && response.find(http::field::retry_after) != response.end();
+        status >= 500 && response.find(bhttp::field::retry_after) != response.end();
     if (status_marks_dead(
             static_cast<int>(status), retry_after,
             ctx_.config.server.dead_backend_on_500 && ctx_.store.passive_checks_enabled())) {
       // The 5xx answer is still relayed; the backend is just taken out of rotation.
       ctx_.store.mark_dead(host, route, current_.index);
     }
-    if (status == 101 && exchange.upgrade) {
-      co_return co_await tunnel(std::move(upstream), request, response, route, host, exchange,
-                                attempt);
-    }
     const bool backend_reusable = response_reader->keep_alive();
 
-    // Framing towards the client.
-    remove_hop_by_hop(response);
-    bool close_after = !exchange.client_keep_alive || ctx_.draining;
-    const bool has_body = !response_reader->is_done();
-    if (has_body && !response_reader->chunked() && !response_reader->content_length()) {
-      // Delimited by the backend closing: re-chunk for HTTP/1.1 clients, close for 1.0.
-      if (client_version >= 11) {
-        response.chunked(true);
-      } else {
-        close_after = true;
-      }
-    } else if (has_body && response_reader->chunked() && client_version < 11) {
-      response.chunked(false);
-      close_after = true;
-    }
+    // Towards the client: our framing, and a close after a refused upgrade (the client may be
+    // sending the new protocol already) or a body that only the close delimits.
+    http::remove_hop_by_hop(response);
+    const bool close_after = !exchange.client_keep_alive || ctx_.draining || exchange.upgrade ||
+                             framing.framing == http::BodyFraming::close;
     // HTTP/1.1 keeps alive unless told otherwise; remove_hop_by_hop() took any Connection field.
     response.version(11);
-    if (close_after) response.set(http::field::connection, "close");
-    if (!close_after && client_version == 10) response.set(http::field::connection, "keep-alive");
+    if (close_after) response.set(bhttp::field::connection, "close");
+    if (!close_after && client_version == 10) response.set(bhttp::field::connection, "keep-alive");
     if (exchange.wants_debug) add_debug_headers(response, host, route, exchange);
+    serialize_header(response, framing, head_);
 
-    response.body().data = nullptr;
-    response.body().size = 0;
-    response.body().more = has_body;
-    // Chunked output needs Beast's serializer; anything else leaves with our one-buffer header.
-    const bool raw_response = !response.chunked();
-    std::unique_ptr<MessageSerializer<false>> response_writer;
-    if (raw_response) {
-      serialize_header(response, head_);
-    } else {
-      response_writer = std::make_unique<MessageSerializer<false>>(response);
-    }
-    attempt.response_started = true;  // from here on, the client gets this answer or a close
     // A body that came whole with its header (small answers) leaves with it in one send, straight
     // from the backend's read buffer: no relay buffer, no copy, no relay coroutines. (The parser
-    // stops after the header, so the body bytes are still in the buffer, unparsed.)
+    // stops after the header, so the body bytes are still in the buffer, unparsed.) Only a
+    // Content-Length body is forwarded as received.
     const auto body_remaining = response_reader->content_length_remaining();
-    bool body_done = !has_body;  // the backend's answer is read to its end
-    if (raw_response && has_body && body_remaining && *body_remaining <= upstream->buffer.size()) {
+    bool body_done = !framing.body;  // the backend's answer is read to its end
+    if (framing.body && framing.framing == http::BodyFraming::content_length && body_remaining &&
+        *body_remaining <= upstream->buffer.size()) {
       const auto body_size = static_cast<std::size_t>(*body_remaining);
       set_deadline(client_, timeout_);
       auto [ec, n] = co_await client_.visit([&](auto& stream) {
@@ -1123,32 +892,36 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         return asio::async_write(stream, pieces, kUseTuple);  // (copies `pieces`)
       });
       head_.clear();
+      attempt.response_started = true;
       upstream->buffer.consume(body_size);
       exchange.bytes_sent += n;
       if (ec) co_return fail_client(std::move(upstream), attempt);
       body_done = true;
-    } else if (!has_body || upstream->buffer.size() == 0) {
-      // Other body bytes that came with the header leave with it too (below). Otherwise the
-      // header goes out at once: a streaming answer's client sees it before the first byte.
+    } else if (!framing.body || upstream->buffer.size() == 0) {
+      // Other body bytes that came with the header leave with it (below), so that a body
+      // malformed from its first byte still gets a 502. Otherwise the header goes out at once:
+      // a streaming answer's client sees it before the first byte.
       set_deadline(client_, timeout_);
-      auto [hec, hn] = co_await client_.visit([&](auto& stream) {
-        return raw_response ? asio::async_write(stream, asio::buffer(head_), kUseTuple)
-                            : http::async_write_header(stream, *response_writer, kUseTuple);
-      });
+      auto [hec, hn] = co_await client_.visit(
+          [&](auto& stream) { return asio::async_write(stream, asio::buffer(head_), kUseTuple); });
       head_.clear();
+      attempt.response_started = true;
       exchange.bytes_sent += hn;
       if (hec) co_return fail_client(std::move(upstream), attempt);
     }
     if (!body_done) {
       auto relayed = co_await upstream->stream.visit_with(client_, [&](auto& in, auto& out) {
-        if (raw_response) {
-          return relay_raw_body(in, upstream->buffer, *response_reader, out, head_, ctx_.chunks,
-                                chunk_lease(), timeout_);
-        }
-        return relay_body(in, upstream->buffer, *response_reader, out, *response_writer,
-                          *chunk_lease(), timeout_);
+        return relay_body(in, upstream->buffer, *response_reader, out, head_, framing.framing,
+                          ctx_.chunks, chunk_lease(), timeout_);
       });
       exchange.bytes_sent += relayed.bytes_written;
+      if (relayed.read_error && !head_.empty()) {
+        // Not a byte of it reached the client: the backend's failure gets an error page.
+        head_.clear();
+        co_return fail_upstream(std::move(upstream), attempt,
+                                classify_backend_error(relayed.read_error));
+      }
+      attempt.response_started = true;  // from here on, the client gets this answer or a close
       if (relayed.read_error) {
         // The backend stopped mid-response: close the client connection, never fake success.
         log_exchange(request, exchange);
@@ -1161,21 +934,24 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     }
     exchange.backend_finished = Clock::now();
     log_exchange(request, exchange);
-    ctx_.pool.release(std::move(upstream), backend_reusable && body_done);
+    // Bytes after the answer were never asked for: they must not become the next request's.
+    ctx_.pool.release(std::move(upstream),
+                      backend_reusable && body_done && upstream->buffer.size() == 0);
     attempt.client_reusable = !close_after;
     co_return attempt;
   }
 
-  // A 1xx answer for the client, built from the number: Beast's status enum lacks some codes
-  // (103 Early Hints). A coroutine of its own, so forward()'s frame does not carry it.
-  asio::awaitable<error_code> send_interim(unsigned status, beast::string_view reason) {
-    http::response<http::empty_body> interim;
+  // An interim (1xx) answer for an HTTP/1.1 client, with its fields (103 Early Hints carries
+  // Link fields) but not the hop-by-hop ones. A coroutine of its own, so forward()'s frame does
+  // not carry it.
+  asio::awaitable<error_code> send_interim(Response& interim) {
+    http::remove_hop_by_hop(interim);
     interim.version(11);
-    interim.result(status);
-    interim.reason(reason);
+    serialize_header(interim, http::Framing{}, head_);
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit(
-        [&](auto& stream) { return http::async_write(stream, interim, kUseTuple); });
+        [&](auto& stream) { return asio::async_write(stream, asio::buffer(head_), kUseTuple); });
+    head_.clear();
     co_return ec;
   }
 
@@ -1185,13 +961,14 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
                                   const Request& request, Response& response, const Route& route,
                                   const std::string& host, Exchange& exchange, Attempt attempt) {
     if (exchange.wants_debug) add_debug_headers(response, host, route, exchange);
-    response.body().data = nullptr;
-    response.body().size = 0;
-    response.body().more = false;
-    MessageSerializer<false> writer{response};
+    // The handshake's Connection and Upgrade fields go on; framing fields have no place in it.
+    response.erase(bhttp::field::content_length);
+    response.erase(bhttp::field::transfer_encoding);
+    serialize_header(response, http::Framing{}, head_);
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit(
-        [&](auto& stream) { return http::async_write_header(stream, writer, kUseTuple); });
+        [&](auto& stream) { return asio::async_write(stream, asio::buffer(head_), kUseTuple); });
+    head_.clear();
     exchange.bytes_sent += n;
     attempt.response_started = true;
     if (ec) co_return fail_client(std::move(upstream), attempt);
@@ -1256,9 +1033,10 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   template <class Message>
   void add_debug_headers(Message& message, const std::string& host, const Route& route,
                          const Exchange& exchange) {
-    message.set("x-debug-backend-url", current_.backend->url);
+    // Both come from Redis: no byte of theirs may start a header line of its own.
+    message.set("x-debug-backend-url", http::escape_field_value(current_.backend->url));
     message.set("x-debug-backend-id", std::to_string(current_.index));
-    message.set("x-debug-vhost", route.identifier);
+    message.set("x-debug-vhost", http::escape_field_value(route.identifier));
     message.set("x-debug-frontend-key", host);
     message.set("x-debug-time-total", std::to_string(elapsed_ms(exchange.started).count()));
     const auto backend_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1272,7 +1050,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   asio::awaitable<bool> send_error(const Request& request, Exchange& exchange, Failure failure,
                                    bool unread_body) {
     const auto failure_class = classify(failure);
-    http::response<http::string_body> response{static_cast<http::status>(failure_class.status), 11};
+    bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(failure_class.status),
+                                                 11};
     set_error_headers(response);
     if (request.find("X-Debug") != request.end()) {
       response.set("x-debug-error", failure_class.reason);
@@ -1286,12 +1065,12 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
                       !exchange.upgrade && failure_class.source != FailureSource::client;
     response.keep_alive(keep);
     if (keep && exchange.client_version == 10) {
-      response.set(http::field::connection, "keep-alive");
+      response.set(bhttp::field::connection, "keep-alive");
     }
     response.prepare_payload();
     set_deadline(client_, timeout_);
     auto [ec, n] = co_await client_.visit(
-        [&](auto& stream) { return http::async_write(stream, response, kUseTuple); });
+        [&](auto& stream) { return bhttp::async_write(stream, response, kUseTuple); });
     exchange.status = failure_class.status;
     exchange.bytes_sent += n;
     if (exchange.backend_finished == Clock::time_point{}) {
@@ -1304,14 +1083,15 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   // A request too broken to be logged as one (unparsable or oversized headers).
   asio::awaitable<void> send_error_without_request(Failure failure) {
     const auto failure_class = classify(failure);
-    http::response<http::string_body> response{static_cast<http::status>(failure_class.status), 11};
+    bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(failure_class.status),
+                                                 11};
     set_error_headers(response);
     response.body() = ctx_.error_pages.body(failure_class.status);
     response.keep_alive(false);
     response.prepare_payload();
     set_deadline(client_, timeout_);
     co_await client_.visit(
-        [&](auto& stream) { return http::async_write(stream, response, kUseTuple); });
+        [&](auto& stream) { return bhttp::async_write(stream, response, kUseTuple); });
   }
 
   void log_exchange(const Request& request, const Exchange& exchange) {
@@ -1334,8 +1114,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     entry.version = exchange.client_version == 10 ? 10 : 11;
     entry.status = exchange.status;
     entry.bytes_sent = exchange.bytes_sent;
-    entry.referer = to_std(request[http::field::referer]);
-    entry.user_agent = to_std(request[http::field::user_agent]);
+    entry.referer = to_std(request[bhttp::field::referer]);
+    entry.user_agent = to_std(request[bhttp::field::user_agent]);
     entry.identifier = exchange.identifier;
     return entry;
   }
@@ -1365,7 +1145,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   std::optional<ResponseParser> response_reader_;  // the backend's answer to the current request
   // X-Forwarded-* fields for the backend that the client's request lacks (values: remote_,
   // local_port_ and literals, all outliving the request).
-  AddedFields forwarded_;
+  http::AddedFields forwarded_;
   std::string remote_;
   std::string local_port_;
   std::chrono::seconds timeout_{0};
@@ -1404,14 +1184,14 @@ asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& 
   net::TcpStream stream(std::move(socket));
   if (!tls) {  // a TLS client could not read a plain answer; it just sees the close
     const auto failure = classify(Failure::overloaded);
-    http::response<http::string_body> response{static_cast<http::status>(failure.status), 11};
+    bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(failure.status), 11};
     set_error_headers(response);
-    response.set(http::field::retry_after, "1");
+    response.set(bhttp::field::retry_after, "1");
     response.body() = ctx.error_pages.body(failure.status);
     response.keep_alive(false);
     response.prepare_payload();
     stream.expires_after(std::chrono::seconds(1));
-    co_await http::async_write(stream, response, kUseTuple);
+    co_await bhttp::async_write(stream, response, kUseTuple);
   }
   error_code ignored;
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
