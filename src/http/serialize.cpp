@@ -85,12 +85,13 @@ void serialize_header(const Response& response, const Framing& framing, std::str
   out.push_back(static_cast<char>('0' + status / 10 % 10));
   out.push_back(static_cast<char>('0' + status % 10));
   out.push_back(' ');
+  // Beast gives an empty reason as the standard one, and a code it does not know a
+  // placeholder: that becomes an empty reason phrase, which the grammar allows.
   const auto reason = response.reason();
-  if (!reason.empty()) {
+  if (bhttp::int_to_status(status) != bhttp::status::unknown ||
+      reason != bhttp::obsolete_reason(response.result())) {
     out.append(reason);
-  } else if (bhttp::int_to_status(status) != bhttp::status::unknown) {
-    out.append(bhttp::obsolete_reason(response.result()));
-  }  // else an empty reason phrase, which the grammar allows
+  }
   out.append("\r\n");
   append_fields(response, AddedFields{}, framing, out);
 }
