@@ -80,6 +80,12 @@ RequestFields::RequestFields(const MessageFields& fields) {
         if (!expect) expect_value = field.value();
         expect = true;
         break;
+      case bhttp::field::referer:
+        if (referer.empty()) referer = field.value();
+        break;
+      case bhttp::field::user_agent:
+        if (user_agent.empty()) user_agent = field.value();
+        break;
       default:
         break;
     }

@@ -26,6 +26,8 @@ struct RequestFields {
   bool expect = false;
   beast::string_view host;          // the first Host
   beast::string_view expect_value;  // the first Expect
+  beast::string_view referer;       // the first Referer, for the access log
+  beast::string_view user_agent;    // the first User-Agent, for the access log
   FramingFields framing;
 
   explicit RequestFields(const MessageFields& fields);

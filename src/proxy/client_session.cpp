@@ -384,6 +384,12 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     bool expects_continue = false;  // Expect: 100-continue from an HTTP/1.1 client
     bool upgrade = false;           // Connection: upgrade + Upgrade (WebSocket and the like)
     http::Framing framing;          // of the request, as it goes to the backend
+    // For the access log, taken from the header: the fields a chunked body's trailers add to
+    // the request must not stand in for them. (Views into the request's header memory, which
+    // frees nothing until the next request.)
+    std::string_view real_ip;  // X-Real-IP as forwarded, when the client's is kept
+    std::string_view referer;
+    std::string_view user_agent;
   };
 
   // Returns whether the connection may carry another request.
@@ -466,6 +472,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     exchange.client_keep_alive = parser.keep_alive();
     exchange.upgrade = parser.upgrade();
     exchange.has_expect = fields.expect;
+    exchange.referer = to_std(fields.referer);
+    exchange.user_agent = to_std(fields.user_agent);
+    exchange.real_ip = to_std(request["X-Real-IP"]);
     exchange.expects_continue =
         beast::iequals(fields.expect_value, "100-continue") && request.version() >= 11;
 
@@ -695,6 +704,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       } else {
         // Anyone else could claim any address: their forwarded headers are dropped.
         for (const auto name : kForwardedHeaders) request.erase(name);
+        exchange.real_ip = {};
         present.reset();
         present[0] = exchange.wants_debug;
       }
@@ -1107,15 +1117,14 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   // The access-log line of an exchange but its times, which the caller fills in.
   log::AccessLogEntry access_entry(const Request& request, const Exchange& exchange) const {
     log::AccessLogEntry entry;
-    const auto real_ip = request["X-Real-IP"];
-    entry.remote = real_ip.empty() ? std::string_view(remote_) : to_std(real_ip);
+    entry.remote = exchange.real_ip.empty() ? std::string_view(remote_) : exchange.real_ip;
     entry.method = to_std(request.method_string());
     entry.target = to_std(request.target());
     entry.version = exchange.client_version == 10 ? 10 : 11;
     entry.status = exchange.status;
     entry.bytes_sent = exchange.bytes_sent;
-    entry.referer = to_std(request[bhttp::field::referer]);
-    entry.user_agent = to_std(request[bhttp::field::user_agent]);
+    entry.referer = exchange.referer;
+    entry.user_agent = exchange.user_agent;
     entry.identifier = exchange.identifier;
     return entry;
   }

@@ -876,6 +876,25 @@ class AccessLogEscaping(FramingTestCase):
         self.assertEqual(m.group("identifier"), "ident")
 
 
+    def test_trailers_do_not_stand_in_for_logged_fields(self):
+        # A chunked body's trailers are parsed after the header: an X-Real-IP, Referer or
+        # User-Agent there must not become the logged remote address (trustProxies [] drops the
+        # client's own X-Real-IP) or the logged fields.
+        backend = self.http_backend()
+        self.redis.rpush("frontend:log.test", "ident", backend.url)
+        self.start_proxy(trustProxies=[])
+        response = self.exchange(
+            b"POST /trailer HTTP/1.1\r\nHost: log.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nhi\r\n0\r\nX-Real-IP: 6.6.6.6\r\nReferer: forged-ref\r\n"
+            b"User-Agent: forged-ua\r\n\r\n")
+        self.assertEqual(response.status, 200, response.head)
+        lines = self.access_log_lines(expected=1)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith("::ffff:127.0.0.1 "), lines[0])
+        self.assertNotIn("6.6.6.6", lines[0])
+        self.assertNotIn("forged", lines[0])
+
+
 # --------------------------------------------------------------------------- rules 14 and 15
 
 class Compatibility(FramingTestCase):
