@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <chrono>
 #include <utility>
 #include <variant>
 
@@ -51,5 +52,18 @@ class AnyStream {
  private:
   std::variant<TcpStream, TlsStream> stream_;
 };
+
+// tcpTimeout for the next operations on `stream`; 0 means none.
+inline void set_deadline(TcpStream& stream, std::chrono::seconds timeout) {
+  if (timeout.count() > 0) {
+    stream.expires_after(timeout);
+  } else {
+    stream.expires_never();
+  }
+}
+
+inline void set_deadline(AnyStream& stream, std::chrono::seconds timeout) {
+  set_deadline(stream.tcp(), timeout);
+}
 
 }  // namespace hipache::net

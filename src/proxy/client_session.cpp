@@ -19,13 +19,17 @@
 #include "hipache/balancer.hpp"
 #include "hipache/errors.hpp"
 #include "hipache/router.hpp"
+#include "http/error_response.hpp"
 #include "http/field_value.hpp"
 #include "http/fields.hpp"
 #include "http/framing.hpp"
 #include "http/message.hpp"
 #include "http/serialize.hpp"
 #include "net/stream.hpp"
+#include "proxy/backend_errors.hpp"
 #include "proxy/proxy_context.hpp"
+#include "proxy/relay.hpp"
+#include "proxy/retry_policy.hpp"
 #include "proxy/tunnel.hpp"
 
 namespace hipache::proxy {
@@ -41,9 +45,9 @@ using http::RequestParser;
 using http::Response;
 using http::ResponseParser;
 using http::to_std;
+using net::set_deadline;
 using Clock = std::chrono::steady_clock;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-const auto& kHttpErrors = bhttp::make_error_code(bhttp::error::end_of_stream).category();
 
 // Request header block limit: beyond it the client gets 431 (Node's parser allowed 80 KB).
 constexpr std::uint32_t kHeaderLimit = 64 * 1024;
@@ -79,18 +83,6 @@ bool is_idempotent(bhttp::verb method) {
   }
 }
 
-void set_deadline(net::TcpStream& stream, std::chrono::seconds timeout) {
-  if (timeout.count() > 0) {
-    stream.expires_after(timeout);
-  } else {
-    stream.expires_never();
-  }
-}
-
-void set_deadline(net::AnyStream& stream, std::chrono::seconds timeout) {
-  set_deadline(stream.tcp(), timeout);
-}
-
 std::string client_address(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
   // Hipache listened dual-stack, so IPv4 clients appeared as IPv4-mapped IPv6 addresses.
@@ -100,193 +92,6 @@ std::string client_address(const asio::ip::tcp::endpoint& endpoint) {
 
 std::chrono::milliseconds elapsed_ms(Clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since);
-}
-
-// The outcome of copying one message body from `in` to `out`.
-struct BodyRelay {
-  error_code read_error;
-  error_code write_error;
-  std::uint64_t bytes_written = 0;
-  bool body_started = false;  // at least one body byte was consumed from `in`
-};
-
-// Beast sizes each read by the buffer's free capacity (at least 512 bytes): without room for a
-// whole chunk, a body would move 512 bytes per system call. A body that arrived with its header
-// needs no room at all (a pooled backend connection would keep the 64 KB).
-template <bool isRequest>
-void make_room_for_body(beast::flat_buffer& in_buffer, const MessageParser<isRequest>& parser) {
-  const auto remaining = parser.content_length_remaining();
-  if (!remaining || *remaining > in_buffer.size()) in_buffer.reserve(RelayChunks::kChunkSize);
-}
-
-// A backend's status line without a reason phrase gets the space Beast's parser needs (which
-// Beast needs before it parses anything: the whole header is buffered by then). A full buffer
-// is left as it is: the parser then refuses the line.
-void repair_status_line(beast::flat_buffer& buffer) {
-  const auto bytes = buffer.data();
-  const auto at = http::reasonless_status_line(
-      std::string_view(static_cast<const char*>(bytes.data()), bytes.size()));
-  if (!at || buffer.size() >= buffer.max_size()) return;
-  const auto size = buffer.size();
-  buffer.commit(asio::buffer_copy(buffer.prepare(1), asio::buffer(" ", 1)));
-  auto* data = static_cast<char*>(buffer.data().data());
-  std::memmove(data + *at + 1, data + *at, size - *at);
-  data[*at] = ' ';
-}
-
-// What bhttp::async_read_some does (the same errors, the same read sizes), as one coroutine
-// with plain reads underneath. Beast's composed operation nests three operations per read, and
-// when the bytes are already buffered (a header the warm wait read, a body that came with its
-// header) it still completes through the scheduler; here those bytes are parsed at once.
-template <class Stream, bool isRequest>
-asio::awaitable<std::tuple<error_code, std::size_t>> read_some(
-    Stream& stream, beast::flat_buffer& buffer, bhttp::basic_parser<isRequest>& parser) {
-  std::size_t used_total = 0;
-  error_code ec;
-  // Bytes already buffered are parsed before any read.
-  for (bool parse = buffer.size() > 0;; parse = true) {
-    if (parse) {
-      if constexpr (!isRequest) {
-        if (!parser.is_header_done()) repair_status_line(buffer);
-      }
-      const auto used = parser.put(buffer.data(), ec);
-      used_total += used;
-      buffer.consume(used);
-      if (ec != bhttp::error::need_more) co_return std::tuple{ec, used_total};
-      ec = {};
-    }
-    const auto room = beast::read_size(buffer, 65536);
-    if (room == 0) co_return std::tuple{error_code(bhttp::error::buffer_overflow), used_total};
-    auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(room), kUseTuple);
-    buffer.commit(n);
-    if (read_ec == asio::error::eof) {
-      if (parser.got_some()) {
-        parser.put_eof(ec);
-      } else {
-        ec = bhttp::error::end_of_stream;
-      }
-      co_return std::tuple{ec, used_total};
-    }
-    if (read_ec) co_return std::tuple{read_ec, used_total};
-  }
-}
-
-// bhttp::async_read_header: read_some() itself. A parser that is not eager stops after each
-// element it completes, and a fresh parser's first element is the header, so read_some() returns
-// with the whole header or an error. Not a coroutine: no frame of its own.
-template <class Stream, bool isRequest>
-asio::awaitable<std::tuple<error_code, std::size_t>> read_header(
-    Stream& stream, beast::flat_buffer& buffer, bhttp::basic_parser<isRequest>& parser) {
-  return read_some(stream, buffer, parser);
-}
-
-// Reads the next piece of the body behind `parser` into `chunk`: whatever has arrived (read_some,
-// not read: streaming answers flow, and the bytes a failing peer did send still reach the other
-// side). Returns the bytes now in `chunk`; none only at the end of the body or with an error.
-template <bool isRequest, class In>
-asio::awaitable<std::tuple<error_code, std::size_t>> read_body_piece(
-    In& in, beast::flat_buffer& in_buffer, MessageParser<isRequest>& parser,
-    RelayChunks::Chunk& chunk, std::chrono::seconds timeout) {
-  auto& body = parser.get().body();
-  for (;;) {
-    body.data = chunk.data();
-    body.size = chunk.size();
-    set_deadline(beast::get_lowest_layer(in), timeout);
-    auto [ec, n] = co_await read_some(in, in_buffer, parser);
-    if (ec == bhttp::error::need_buffer) ec = {};
-    const std::size_t got = chunk.size() - body.size;
-    // Otherwise only framing (a chunk header) was parsed: read on.
-    if (ec || got > 0 || parser.is_done()) co_return std::tuple{ec, got};
-  }
-}
-
-// Streams the body behind `parser` (whose header is already read) to `out`, framed as
-// `framing` says (our own chunked encoding, or the bytes as they are under a Content-Length or
-// a close); memory stays bounded whatever the size. `head`, if not empty, is a header not
-// written yet: it goes out with the first piece of body in one system call (a small answer costs
-// one send), and is left unsent if the body fails before any byte of it. A body larger than one
-// read moves through two chunks: the next piece is read while the last one is written, as nginx
-// and HAProxy do, instead of one side waiting for the other.
-template <bool isRequest, class In, class Out>
-asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
-                                      MessageParser<isRequest>& parser, Out& out, std::string& head,
-                                      http::BodyFraming framing, RelayChunks& chunks,
-                                      RelayChunks::Lease& first, std::chrono::seconds timeout) {
-  using namespace asio::experimental::awaitable_operators;
-  BodyRelay result;
-  http::BodyEncoder encoder(framing);
-  make_room_for_body(in_buffer, parser);
-  const auto write_piece = [&](RelayChunks::Chunk& chunk, std::size_t size,
-                               bool last) -> asio::awaitable<std::tuple<error_code, std::size_t>> {
-    const auto prefix = encoder.prefix(size);
-    const auto suffix = encoder.suffix(size, last);
-    const std::array<asio::const_buffer, 4> pieces{
-        asio::buffer(head), asio::buffer(prefix.data(), prefix.size()),
-        asio::buffer(chunk.data(), size), asio::buffer(suffix.data(), suffix.size())};
-    set_deadline(beast::get_lowest_layer(out), timeout);
-    auto [ec, n] = co_await asio::async_write(out, pieces, kUseTuple);
-    head.clear();
-    // A read overlapping this write must not outlast it (the exchange is over).
-    if (ec) beast::get_lowest_layer(in).cancel();
-    co_return std::tuple{ec, n};
-  };
-
-  RelayChunks::Lease second;  // taken once the body needs more than one read
-  RelayChunks::Chunk* filled = &*first;
-  auto [read_ec, got] = co_await read_body_piece(in, in_buffer, parser, *filled, timeout);
-  for (;;) {
-    result.body_started = result.body_started || got > 0;
-    if (read_ec) result.read_error = read_ec;
-    if (read_ec || parser.is_done()) {
-      // The last piece (or all the bytes a failing peer sent); a failed message is never
-      // completed towards `out`, which a Content-Length, a missing last chunk or the close
-      // then tells.
-      const bool complete = !read_ec;
-      if (got == 0 && !complete) co_return result;
-      if (got == 0 && head.empty() && encoder.suffix(0, complete).empty()) co_return result;
-      auto [ec, n] = co_await write_piece(*filled, got, complete);
-      result.bytes_written += n;
-      result.write_error = ec;
-      co_return result;
-    }
-    if (!second) second = chunks.take();
-    RelayChunks::Chunk* next = filled == &*first ? &*second : &*first;
-    // (The operator splices the first result's elements into its own tuple.)
-    auto [write_ec, written, read] = co_await (
-        write_piece(*filled, got, false) && read_body_piece(in, in_buffer, parser, *next, timeout));
-    result.bytes_written += written;
-    if (write_ec) {
-      result.write_error = write_ec;
-      co_return result;
-    }
-    std::tie(read_ec, got) = read;
-    filled = next;
-  }
-}
-
-// The headers of every error page (SPEC section 7): never cached anywhere.
-void set_error_headers(bhttp::response<bhttp::string_body>& response) {
-  response.set(bhttp::field::content_type, "text/html");
-  response.set(bhttp::field::cache_control, "no-cache");
-  response.set(bhttp::field::pragma, "no-cache");
-  response.set(bhttp::field::expires, "-1");
-}
-
-// A protocol violation by the peer, as opposed to the connection ending or failing.
-bool is_parse_error(const error_code& ec) {
-  return ec && ec.category() == kHttpErrors && ec != bhttp::error::end_of_stream &&
-         ec != bhttp::error::partial_message && ec != bhttp::error::need_buffer;
-}
-
-Failure classify_backend_error(const error_code& ec) {
-  if (ec == beast::error::timeout) return Failure::backend_timeout;
-  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-      ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-      ec == bhttp::error::partial_message || ec == asio::error::connection_aborted) {
-    return Failure::backend_reset;
-  }
-  if (is_parse_error(ec)) return Failure::backend_bad_response;
-  return Failure::backend_reset;
 }
 
 class ClientSession final : public DrainableSession, public IdleConnections::Waiter {
@@ -454,8 +259,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
     parser.body_limit(boost::none);  // bodies stream; no size cap
     // One deadline for the whole header block (slowloris): trickling bytes does not extend it.
     set_deadline(client_, header_timeout());
-    const auto [ec, used] =
-        co_await client_.visit([&](auto& stream) { return read_header(stream, buffer_, parser); });
+    const auto [ec, used] = co_await client_.visit(
+        [&](auto& stream) { return http::read_header(stream, buffer_, parser); });
     ++requests_served_;
     if (ec) {
       if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
@@ -620,14 +425,12 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
 
     std::vector<bool> excluded;  // sized at the first failure: most requests never need it
     std::optional<Failure> last_failure;
-    bool body_consumed = false;
-    bool stale_retry_used = false;
-    const bool has_body = !parser.is_done();
-    const bool replayable_after_send = !has_body && is_idempotent(request.method());
-    unsigned retries_left = ctx_.config.server.retry_on_error;
+    RetryBudget budget;
+    budget.replayable_after_send = parser.is_done() && is_idempotent(request.method());
+    budget.retries_left = ctx_.config.server.retry_on_error;
 
     for (;;) {
-      // The stale retry goes to the backend whose pooled connection failed.
+      // The replay on a fresh connection goes to the backend whose pooled connection failed.
       const auto index = fresh_connection_ ? std::optional<std::size_t>(current_.index)
                                            : pick_backend(route, excluded, ctx_.rng);
       if (!index) {
@@ -643,33 +446,34 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       current_ = {&backend, *index};
 
       Attempt attempt = co_await forward(parser, host, backend, route, exchange);
-      body_consumed = body_consumed || attempt.body_consumed;
+      budget.body_consumed = budget.body_consumed || attempt.body_consumed;
       if (!attempt.failure) co_return attempt.client_reusable;
 
-      const auto failure_class = classify(*attempt.failure);
-      if (failure_class.marks_backend_dead && !attempt.stale_reuse && !attempt.no_dead_mark) {
-        spdlog::warn("backend {} of {} failed: {}", backend.url, host, failure_class.reason);
+      const auto decision =
+          decide_retry({*attempt.failure, attempt.request_sent, attempt.response_started,
+                        attempt.stale_reuse, attempt.no_dead_mark},
+                       budget);
+      if (decision.mark_dead) {
+        spdlog::warn("backend {} of {} failed: {}", backend.url, host,
+                     classify(*attempt.failure).reason);
         ctx_.store.mark_dead(host, route, *index);
       }
-      if (attempt.response_started) co_return false;  // nothing sane left to tell the client
       last_failure = attempt.failure;
-      const bool replayable = !body_consumed && (!attempt.request_sent || replayable_after_send);
-      if (attempt.stale_reuse && replayable && !stale_retry_used) {
-        // A pooled connection the backend had closed: once, on a new connection to it.
-        stale_retry_used = true;
-        fresh_connection_ = true;
-        continue;
-      }
-      if (attempt.stale_reuse) {
-        // Not retried after all: a real failure of this backend.
-        ctx_.store.mark_dead(host, route, *index);
+      switch (decision.next) {
+        case NextStep::close_client:
+          co_return false;
+        case NextStep::retry_on_fresh_connection:
+          budget.fresh_retry_used = true;
+          fresh_connection_ = true;
+          continue;
+        case NextStep::error_page:
+          co_return co_await send_error(request, exchange, *attempt.failure, body_pending(parser));
+        case NextStep::retry_elsewhere:
+          break;
       }
       excluded.resize(route.backends.size());
       excluded[*index] = true;
-      if (!failure_class.backend_retryable || !replayable || retries_left == 0) {
-        co_return co_await send_error(request, exchange, *attempt.failure, body_pending(parser));
-      }
-      --retries_left;
+      --budget.retries_left;
     }
   }
 
@@ -759,7 +563,8 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         [&](auto& stream) { return asio::async_write(stream, asio::buffer(head_), kUseTuple); });
     head_.clear();
     if (write_ec) {
-      co_return fail_upstream(std::move(upstream), attempt, classify_backend_error(write_ec));
+      co_return fail_upstream(std::move(upstream), attempt,
+                              backend_failure(write_ec, BackendPhase::exchange));
     }
     attempt.request_sent = true;
     if (!parser.is_done()) {
@@ -817,8 +622,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
       response_reader->header_limit(kHeaderLimit);
       if (request.method() == bhttp::verb::head) response_reader->skip(true);
       set_deadline(upstream->stream, body_cut_short ? kEarlyAnswerWait : timeout_);
-      const auto [ec, used] = co_await upstream->stream.visit(
-          [&](auto& stream) { return read_header(stream, upstream->buffer, *response_reader); });
+      const auto [ec, used] = co_await upstream->stream.visit([&](auto& stream) {
+        return http::read_header(stream, upstream->buffer, *response_reader);
+      });
       if (ec && body_cut_short) {
         // No answer: the upload failed, but that alone does not make the backend dead.
         attempt.failure = Failure::backend_reset;
@@ -826,7 +632,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         ctx_.pool.release(std::move(upstream), false);
         co_return attempt;
       }
-      if (ec) co_return fail_upstream(std::move(upstream), attempt, classify_backend_error(ec));
+      if (ec)
+        co_return fail_upstream(std::move(upstream), attempt,
+                                backend_failure(ec, BackendPhase::exchange));
       const auto status = response_reader->get().result_int();
       if (status >= 200 || status == 101) break;
       if (client_version >= 11 && !(status == 100 && exchange.expects_continue)) {
@@ -929,7 +737,7 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         // Not a byte of it reached the client: the backend's failure gets an error page.
         head_.clear();
         co_return fail_upstream(std::move(upstream), attempt,
-                                classify_backend_error(relayed.read_error));
+                                backend_failure(relayed.read_error, BackendPhase::exchange));
       }
       attempt.response_started = true;  // from here on, the client gets this answer or a close
       if (relayed.read_error) {
@@ -1060,48 +868,43 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
   asio::awaitable<bool> send_error(const Request& request, Exchange& exchange, Failure failure,
                                    bool unread_body) {
     const auto failure_class = classify(failure);
-    bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(failure_class.status),
-                                                 11};
-    set_error_headers(response);
-    if (request.find("X-Debug") != request.end()) {
-      response.set("x-debug-error", failure_class.reason);
-      response.set("x-debug-version-hipache", HIPACHE_VERSION);
-    }
-    response.body() = ctx_.error_pages.body(failure_class.status);
     // After a refused upgrade the client may already be sending the new protocol's bytes:
     // they must never be read as the next HTTP request.
     // The client's own keep-alive wish: `request` may already be rewritten for a backend.
     const bool keep = exchange.client_keep_alive && !unread_body && !ctx_.draining &&
                       !exchange.upgrade && failure_class.source != FailureSource::client;
-    response.keep_alive(keep);
-    if (keep && exchange.client_version == 10) {
-      response.set(bhttp::field::connection, "keep-alive");
-    }
-    response.prepare_payload();
-    set_deadline(client_, timeout_);
-    auto [ec, n] = co_await client_.visit(
-        [&](auto& stream) { return bhttp::async_write(stream, response, kUseTuple); });
+    http::ErrorResponse error;
+    error.status = static_cast<unsigned>(failure_class.status);
+    error.body = ctx_.error_pages.body(failure_class.status);
+    error.keep_alive = keep;
+    error.http10_client = exchange.client_version == 10;
+    if (request.find("X-Debug") != request.end()) error.debug_reason = failure_class.reason;
+    const auto n = co_await write_error(error);
     exchange.status = failure_class.status;
-    exchange.bytes_sent += n;
+    exchange.bytes_sent += n.value_or(0);
     if (exchange.backend_finished == Clock::time_point{}) {
       exchange.backend_finished = exchange.backend_started;
     }
     log_exchange(request, exchange);
-    co_return !ec && keep;
+    co_return n.has_value() && keep;
   }
 
   // A request too broken to be logged as one (unparsable or oversized headers).
   asio::awaitable<void> send_error_without_request(Failure failure) {
-    const auto failure_class = classify(failure);
-    bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(failure_class.status),
-                                                 11};
-    set_error_headers(response);
-    response.body() = ctx_.error_pages.body(failure_class.status);
-    response.keep_alive(false);
-    response.prepare_payload();
+    http::ErrorResponse error;
+    error.status = static_cast<unsigned>(classify(failure).status);
+    error.body = ctx_.error_pages.body(classify(failure).status);
+    co_await write_error(error);
+  }
+
+  // The bytes written, or nothing when the write failed.
+  asio::awaitable<std::optional<std::size_t>> write_error(const http::ErrorResponse& error) {
+    head_ = http::serialize_error_response(error);
     set_deadline(client_, timeout_);
-    co_await client_.visit(
-        [&](auto& stream) { return bhttp::async_write(stream, response, kUseTuple); });
+    auto [ec, n] = co_await client_.visit(
+        [&](auto& stream) { return asio::async_write(stream, asio::buffer(head_), kUseTuple); });
+    head_.clear();
+    co_return ec ? std::nullopt : std::optional<std::size_t>(n);
   }
 
   void log_exchange(const Request& request, const Exchange& exchange) {
@@ -1192,15 +995,13 @@ void log_connection_exception(const std::exception_ptr& error) {
 asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& ctx, bool tls) {
   net::TcpStream stream(std::move(socket));
   if (!tls) {  // a TLS client could not read a plain answer; it just sees the close
-    const auto failure = classify(Failure::overloaded);
-    bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(failure.status), 11};
-    set_error_headers(response);
-    response.set(bhttp::field::retry_after, "1");
-    response.body() = ctx.error_pages.body(failure.status);
-    response.keep_alive(false);
-    response.prepare_payload();
+    http::ErrorResponse error;
+    error.status = static_cast<unsigned>(classify(Failure::overloaded).status);
+    error.body = ctx.error_pages.body(classify(Failure::overloaded).status);
+    error.retry_after = true;
+    const auto response = http::serialize_error_response(error);
     stream.expires_after(std::chrono::seconds(1));
-    co_await bhttp::async_write(stream, response, kUseTuple);
+    co_await asio::async_write(stream, asio::buffer(response), kUseTuple);
   }
   error_code ignored;
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

@@ -1,6 +1,7 @@
 #include "proxy/upstream_pool.hpp"
 
 #include "net/tls.hpp"
+#include "proxy/backend_errors.hpp"
 
 #include <sys/socket.h>
 
@@ -108,16 +109,11 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     }
   }
   auto& tcp = connection->stream.tcp();
-  if (timeout_.count() > 0) {
-    tcp.expires_after(timeout_);
-  } else {
-    tcp.expires_never();
-  }
+  net::set_deadline(tcp, timeout_);
   std::tie(ec, std::ignore) = co_await tcp.async_connect(endpoints, kUseTuple);
   if (ec) {
     release(std::move(connection), false);
-    co_return Acquired{
-        ec == beast::error::timeout ? Failure::backend_timeout : Failure::backend_refused, nullptr};
+    co_return Acquired{backend_failure(ec, BackendPhase::connect), nullptr};
   }
   tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   if (auto* tls = connection->stream.tls()) {
@@ -129,9 +125,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     std::tie(ec) = co_await tls->async_handshake(net::ssl::stream_base::client, kUseTuple);
     if (ec) {
       release(std::move(connection), false);
-      co_return Acquired{
-          ec == beast::error::timeout ? Failure::backend_timeout : Failure::backend_tls_failed,
-          nullptr};
+      co_return Acquired{backend_failure(ec, BackendPhase::tls_handshake), nullptr};
     }
   }
   co_return Acquired{std::nullopt, std::move(connection)};

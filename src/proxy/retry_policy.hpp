@@ -1,0 +1,40 @@
+// What happens after a failed attempt to forward a request (SPEC section 6): retry on a fresh
+// connection to the same backend, retry on another backend, answer an error page, or close the
+// client connection; and whether the backend is marked dead. Pure, table-tested
+// (tests/unit/retry_policy_test.cpp); the request path calls mark_dead from the one place that
+// applies this decision.
+#pragma once
+
+#include "hipache/errors.hpp"
+
+namespace hipache::proxy {
+
+// One failed attempt, as the request path saw it.
+struct AttemptFailure {
+  Failure failure = Failure::backend_reset;
+  bool request_sent = false;      // some byte of the request reached the backend
+  bool response_started = false;  // some byte of the response reached the client
+  // A pooled connection failed before any byte of the answer: the backend may just have closed
+  // it while idle, which says nothing about its health; replayed once, on a fresh connection.
+  bool reused_connection = false;
+  bool health_unknown = false;  // a failure that says nothing about the backend's health
+};
+
+// What the request allows so far.
+struct RetryBudget {
+  bool body_consumed = false;          // a body byte was read from the client: not replayable
+  bool replayable_after_send = false;  // no body and an idempotent method
+  unsigned retries_left = 0;           // on other backends (server.retryOnError)
+  bool fresh_retry_used = false;       // the one replay on a fresh connection is spent
+};
+
+enum class NextStep { retry_on_fresh_connection, retry_elsewhere, error_page, close_client };
+
+struct RetryDecision {
+  NextStep next;
+  bool mark_dead;
+};
+
+RetryDecision decide_retry(const AttemptFailure& attempt, const RetryBudget& budget);
+
+}  // namespace hipache::proxy

@@ -1,0 +1,36 @@
+#include <gtest/gtest.h>
+
+#include "http/error_response.hpp"
+
+namespace hipache::http {
+namespace {
+
+TEST(ErrorResponse, TheHeadersOfEveryErrorPage) {
+  ErrorResponse error;
+  error.status = 502;
+  error.body = "<p>bad</p>";
+  EXPECT_EQ(serialize_error_response(error),
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nCache-Control: no-cache\r\n"
+            "Pragma: no-cache\r\nExpires: -1\r\nConnection: close\r\nContent-Length: 10\r\n\r\n"
+            "<p>bad</p>");
+}
+
+TEST(ErrorResponse, KeepAliveDebugAndRetryAfter) {
+  ErrorResponse error;
+  error.status = 503;
+  error.body = "x";
+  error.keep_alive = true;
+  error.http10_client = true;
+  error.debug_reason = "Too many connections";
+  error.retry_after = true;
+  const auto bytes = serialize_error_response(error);
+  EXPECT_NE(bytes.find("\r\nx-debug-error: Too many connections\r\n"), std::string::npos);
+  EXPECT_NE(bytes.find("\r\nx-debug-version-hipache: "), std::string::npos);
+  EXPECT_NE(bytes.find("\r\nRetry-After: 1\r\n"), std::string::npos);
+  EXPECT_NE(bytes.find("\r\nConnection: keep-alive\r\n"), std::string::npos);
+  error.http10_client = false;  // HTTP/1.1 keeps alive unless told otherwise
+  EXPECT_EQ(serialize_error_response(error).find("Connection:"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hipache::http
