@@ -1,5 +1,6 @@
 // The configuration value type and its loader. Loading is the only place that reads the JSON
 // file; everything else receives a validated Config. See docs/configuration.md for every key.
+// A member's initializer is its key's default (src/config/config_keys.cpp reads it from here).
 #pragma once
 
 #include <cstdint>
@@ -39,8 +40,8 @@ struct ListenAddress {
 };
 
 struct LruCacheSettings {
-  std::size_t size = 0;
-  double ttl_seconds = 0;
+  std::size_t size = 1000;
+  double ttl_seconds = 5;
 };
 
 // A parsed driver URL: redis://[:password@]host[:port][/db][#prefix]
