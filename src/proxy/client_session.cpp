@@ -636,7 +636,9 @@ class ClientSession final : public DrainableSession, public IdleConnections::Wai
         co_return fail_upstream(std::move(upstream), attempt,
                                 backend_failure(ec, BackendPhase::exchange));
       const auto status = response_reader->get().result_int();
-      if (status >= 200 || status == 101) break;
+      if (!http::status_is_valid(status))
+        co_return fail_upstream(std::move(upstream), attempt, Failure::backend_bad_response);
+      if (!http::status_is_interim(status)) break;
       if (client_version >= 11 && !(status == 100 && exchange.expects_continue)) {
         const auto wec = co_await send_interim(response_reader->get());
         if (wec) co_return fail_client(std::move(upstream), attempt);

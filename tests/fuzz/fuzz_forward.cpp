@@ -380,9 +380,9 @@ void forward_response(Wire& wire, std::uint8_t flags, std::size_t chunk_size) {
     if (read_some(wire, *parser)) return;  // 502
     auto& response = parser->get();
     const unsigned status = response.result_int();
-    // As relay_response(): any status below 200 but 101 is taken as interim (even 0xx, which
-    // Beast's parser gives a body: the read-back then finds the interim answer incomplete).
-    if (status >= 200 || status == 101) break;
+    // As relay_response(): a status below 100 is 502, 1xx but 101 are interim answers.
+    if (!http::status_is_valid(status)) return;
+    if (!http::status_is_interim(status)) break;
     if (client_version < 11) continue;
     // send_interim(): no framing field, no body.
     const auto named = connection_tokens(response);

@@ -577,6 +577,10 @@ BAD_RESPONSES = {
     "/content-length-5-comma-6": b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nSECRET",
     "/malformed-first-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                               b"zz\r\nSECRET\r\n0\r\n\r\n",
+    # Below 100 is no status (RFC 9110 section 15): neither an interim nor a final answer.
+    "/status-000": b"HTTP/1.1 000 OK\r\nContent-Length: 6\r\n\r\nSECRET",
+    "/status-099-after-103": b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                             b"HTTP/1.1 099 OK\r\nContent-Length: 6\r\n\r\nSECRET",
 }
 
 
