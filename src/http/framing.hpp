@@ -88,8 +88,8 @@ struct ResponseContext {
 Framing response_framing(const FramingFields& fields, const ResponseContext& context,
                          const ParsedFraming& parsed);
 
-// RFC 9110 section 15: a status is three digits from 100 (600 to 999 are passed on, as nginx
-// and HAProxy do); below 100 a backend's answer is refused (502).
+// RFC 9110 section 15: a status is three digits from 100; 600 to 999, outside the registry
+// but used, are passed on. Below 100 a backend's answer is refused (502).
 constexpr bool status_is_valid(unsigned status) { return status >= 100 && status <= 999; }
 
 // Interim answers (1xx but 101) come before the final one and carry no body.

@@ -601,6 +601,14 @@ class ResponseFramingErrors(FramingTestCase):
                     response = client.read_response()
                 self.assert_502_page(response, client)
 
+    def test_status_600_to_999_is_relayed(self):
+        self.scripted("odd.test", lambda path, head: b"HTTP/1.1 %s Odd\r\nContent-Length: 2\r\n"
+                      b"\r\nok" % path[1:].encode())
+        self.start_proxy()
+        for status in (600, 999):
+            response = self.exchange(b"GET /%d HTTP/1.1\r\nHost: odd.test\r\n\r\n" % status)
+            self.assertEqual((response.status, response.body), (status, b"ok"), response.head)
+
 
 # --------------------------------------------------------------------------- rules 5 and 6
 
