@@ -90,10 +90,14 @@ Framing response_framing(const FramingFields& fields, const ResponseContext& con
 
 // RFC 9110 section 15: a status is three digits from 100; 600 to 999, outside the registry
 // but used, are passed on. Below 100 a backend's answer is refused (502).
-constexpr bool status_is_valid(unsigned status) { return status >= 100 && status <= 999; }
+constexpr bool status_is_valid(unsigned status) {
+  return status >= 100 && status <= 999;
+}
 
 // Interim answers (1xx but 101) come before the final one and carry no body.
-constexpr bool status_is_interim(unsigned status) { return status < 200 && status != 101; }
+constexpr bool status_is_interim(unsigned status) {
+  return status < 200 && status != 101;
+}
 
 // RFC 9110 section 7.8: a 101 is valid only for a request that asked to upgrade, and only to
 // protocols it offered. `offered`: the request's Upgrade field; `chosen`: the response's.

@@ -12,12 +12,17 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/basic_parser.hpp>
+#include <cstdint>
 #include <cstring>
 #include <tuple>
 
 #include "http/framing.hpp"
 
 namespace hipache::http {
+
+// A header block's limit, for requests and responses alike: beyond it a client gets 431 and a
+// backend's answer is a 502 (Node's parser allowed 80 KB).
+inline constexpr std::uint32_t kHeaderLimit = 64 * 1024;
 
 // A backend's status line without a reason phrase gets the space Beast's parser needs. Beast
 // parses nothing before the whole header is buffered, so the line is all there by then. A full

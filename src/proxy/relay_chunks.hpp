@@ -7,7 +7,7 @@
 // in flight (wrk's 64 connections: about 32 per worker), so up to kKeep stay cached, and the
 // chunks no transfer took since the last release_unused() (once a second, worker.cpp) are freed:
 // a burst does not pin its memory for good.
-// Tunnels borrow smaller chunks, only while bytes queue up (client_session.cpp, pump()).
+// Tunnels borrow smaller chunks, only while bytes queue up (splice.hpp).
 #pragma once
 
 #include <algorithm>

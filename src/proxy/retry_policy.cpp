@@ -21,4 +21,19 @@ RetryDecision decide_retry(const AttemptFailure& attempt, const RetryBudget& bud
   return {NextStep::retry_elsewhere, mark_dead};
 }
 
+bool is_idempotent(boost::beast::http::verb method) {
+  using boost::beast::http::verb;
+  switch (method) {
+    case verb::get:
+    case verb::head:
+    case verb::put:
+    case verb::delete_:
+    case verb::options:
+    case verb::trace:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace hipache::proxy

@@ -5,6 +5,8 @@
 // applies this decision.
 #pragma once
 
+#include <boost/beast/http/verb.hpp>
+
 #include "hipache/errors.hpp"
 
 namespace hipache::proxy {
@@ -36,5 +38,8 @@ struct RetryDecision {
 };
 
 RetryDecision decide_retry(const AttemptFailure& attempt, const RetryBudget& budget);
+
+// RFC 9110 section 9.2.2: a request with one of these methods may be sent again.
+bool is_idempotent(boost::beast::http::verb method);
 
 }  // namespace hipache::proxy

@@ -31,14 +31,14 @@ namespace hipache::proxy {
 
 inline constexpr std::size_t kTunnelInlineBuffer = 512;
 
-template <class ClientSide, class BackendSide>
+template <class ClientStream, class BackendStream>
 class Splice {
   using Clock = std::chrono::steady_clock;
   using error_code = boost::system::error_code;
 
  public:
   // `done`: the timer the owner waits on, cancelled once both directions are done.
-  Splice(ClientSide& client, BackendSide& backend, TunnelChunks& chunks,
+  Splice(ClientStream& client, BackendStream& backend, TunnelChunks& chunks,
          boost::asio::steady_timer& done)
       : to_backend_(*this, client, backend, false),
         to_client_(*this, backend, client, true),
@@ -134,8 +134,8 @@ class Splice {
     std::array<char, kTunnelInlineBuffer> inline_buffer;
   };
 
-  Direction<ClientSide, BackendSide> to_backend_;
-  Direction<BackendSide, ClientSide> to_client_;
+  Direction<ClientStream, BackendStream> to_backend_;
+  Direction<BackendStream, ClientStream> to_client_;
   TunnelChunks& chunks_;
   boost::asio::steady_timer& done_;
   Clock::time_point last_activity_ = Clock::now();

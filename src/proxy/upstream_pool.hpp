@@ -93,7 +93,7 @@ class UpstreamPool {
   // watch_idle) at most this long afterwards, if still idle then: under load it is taken again
   // well before, and a watch started and cancelled per request was a system call per request.
   // A backend's close within this time is met by the request that takes the connection: one
-  // that can be replayed is sent again on a fresh connection (ClientSession::proxy, stale
+  // that can be replayed is sent again on a fresh connection (Exchange::proxy, stale
   // reuse); one that cannot peeks first (acquire).
   static constexpr std::chrono::milliseconds kWatchDelay{100};
 

@@ -1,4 +1,5 @@
-// Fuzz target: our forwarding path (src/http/), driven as src/proxy/client_session.cpp drives it.
+// Fuzz target: our forwarding path (src/http/), driven as src/proxy/ (the HTTP/1 connection and
+// the exchange) drives it.
 // A message as received (from a client or a backend) is parsed by the proxy's parser, judged by
 // our framing rules, stripped of hop-by-hop fields, serialised by serialize_header() and its body
 // re-encoded through BodyEncoder; the bytes we would send are then read back by a fresh, standard
@@ -19,7 +20,7 @@
 //   the rest          the bytes as received: up to kMaxMessages requests, or interim (1xx)
 //                     answers and then the final answer
 //
-// Left out (client_session.cpp, not reachable from here): absolute-form targets, the length
+// Left out (proxy/exchange.cpp, not reachable from here): absolute-form targets, the length
 // limits on method, target and field count, Connection: close when keep-alive is off, the
 // x-debug fields, Connection on responses (close/keep-alive), and the 101 tunnel. A close-
 // delimited body cut short is not checked: to an HTTP/1.0 client it reads as complete anyway.
@@ -47,7 +48,7 @@ namespace bhttp = boost::beast::http;
 namespace http = hipache::http;
 using boost::system::error_code;
 
-constexpr std::uint32_t kHeaderLimit = 64 * 1024;        // as client_session.cpp
+using http::kHeaderLimit;
 constexpr std::size_t kUpstreamBufferLimit = 80 * 1024;  // as upstream_pool.hpp
 constexpr std::size_t kMaxMessages = 4;                  // pipelined requests on one connection
 constexpr std::size_t kMaxInterim = 8;                   // interim answers before the final one

@@ -19,7 +19,7 @@ namespace http = boost::beast::http;
 
 namespace {
 
-constexpr std::uint32_t kHeaderLimit = 64 * 1024;  // as src/proxy/client_session.cpp
+constexpr std::uint32_t kHeaderLimit = 64 * 1024;  // as src/http/read.hpp
 constexpr int kMaxRequests = 8;
 
 void check(bool condition) {
@@ -36,8 +36,8 @@ void route_header(const http::request<http::buffer_body>& request) {
     check(!candidates.empty() && candidates.front() == host);
     check(candidates.size() <= 7);
     for (std::size_t i = 1; i < candidates.size(); ++i) {
-      check(candidates[i] == "*" || (candidates[i].rfind("*.", 0) == 0 &&
-                                     candidates[i].size() - 2 < host.size()));
+      check(candidates[i] == "*" ||
+            (candidates[i].rfind("*.", 0) == 0 && candidates[i].size() - 2 < host.size()));
     }
   }
   const auto target = request.target();

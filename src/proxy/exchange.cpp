@@ -1,0 +1,327 @@
+// The exchange's checks, routing and attempt loop, its error pages and its access-log line.
+// Failures are classified once (hipache/errors.hpp); that class decides retry, dead marking
+// (proxy/retry_policy.hpp) and the error page.
+#include "proxy/exchange.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/beast/core/string.hpp>
+#include <vector>
+
+#include "hipache/address_range.hpp"
+#include "hipache/balancer.hpp"
+#include "hipache/router.hpp"
+#include "http/error_response.hpp"
+#include "http/field_value.hpp"
+#include "http/fields.hpp"
+#include "proxy/retry_policy.hpp"
+
+namespace hipache::proxy {
+
+namespace {
+
+namespace bhttp = boost::beast::http;
+using http::to_std;
+
+// Beyond these a request is refused (414 / 431 / 400) before any routing: docs/security.md.
+constexpr std::size_t kMaxTargetLength = 8 * 1024;
+constexpr std::size_t kMaxHeaderFields = 100;
+constexpr std::size_t kMaxMethodLength = 32;
+// A DNS name has at most 253 characters; a longer Host would only fill the route caches.
+constexpr std::size_t kMaxHostLength = 255;
+constexpr std::size_t kMaxForwardedForLength = 8 * 1024;
+
+std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               since);
+}
+
+enum class TargetForm { other, absolute, invalid };
+
+// RFC 9112 section 3.2.2: "GET http://host:port/path HTTP/1.1" is routed by (and forwarded with
+// as Host) the target's authority; the backend gets the usual origin-form. An absolute-form
+// target without an authority is invalid.
+TargetForm use_absolute_form_authority(http::Request& request) {
+  const auto target = request.target();
+  std::size_t scheme_length = 0;
+  if (beast::iequals(target.substr(0, 7), "http://")) {
+    scheme_length = 7;
+  } else if (beast::iequals(target.substr(0, 8), "https://")) {
+    scheme_length = 8;
+  } else {
+    return TargetForm::other;  // origin-form (or "*" / authority-form): nothing to do
+  }
+  const auto rest = target.substr(scheme_length);
+  const auto path_start = rest.find_first_of("/?");
+  auto authority = rest.substr(0, path_start);
+  if (const auto at = authority.rfind('@'); at != beast::string_view::npos) {
+    authority = authority.substr(at + 1);
+  }
+  if (authority.empty()) return TargetForm::invalid;
+  std::string path = path_start == beast::string_view::npos ? std::string("/")
+                                                            : std::string(rest.substr(path_start));
+  if (path.front() == '?') path.insert(path.begin(), '/');
+  request.set(bhttp::field::host, authority);
+  request.target(path);
+  return TargetForm::absolute;
+}
+
+}  // namespace
+
+Exchange::Exchange(ProxyContext& ctx, ClientSide& client, ExchangeScratch& scratch)
+    : ctx_(ctx), client_(client), scratch_(scratch), timeout_(ctx.config.server.tcp_timeout_s) {}
+
+asio::awaitable<bool> Exchange::serve(ReceivedRequest received) {
+  request_ = &received.request;
+  auto& request = *request_;
+  const http::RequestFields fields(request);
+  client_version_ = request.version();
+  client_keep_alive_ = received.keep_alive;
+  upgrade_ = received.upgrade;
+  has_expect_ = fields.expect;
+  referer_ = to_std(fields.referer);
+  user_agent_ = to_std(fields.user_agent);
+  real_ip_ = to_std(request["X-Real-IP"]);
+  expects_continue_ = beast::iequals(fields.expect_value, "100-continue") && client_version_ >= 11;
+
+  // The framing rules (http/framing.hpp) decide how the body is read and forwarded; two Host
+  // headers make routing ambiguous.
+  framing_ = http::request_framing(fields.framing, client_version_, received.parsed_framing);
+  if (!framing_.ok() || fields.host_count > 1 ||
+      request.method_string().size() > kMaxMethodLength) {
+    co_await send_error(Failure::bad_request);
+    co_return false;
+  }
+  if (request.target().size() > kMaxTargetLength) {
+    co_await send_error(Failure::uri_too_long);
+    co_return false;
+  }
+  if (fields.count > kMaxHeaderFields) {
+    co_await send_error(Failure::headers_too_large);
+    co_return false;
+  }
+  const auto target_form = use_absolute_form_authority(request);
+  if (target_form == TargetForm::invalid) {
+    co_await send_error(Failure::bad_request);
+    co_return false;
+  }
+
+  const auto host_header =
+      target_form == TargetForm::absolute ? request[bhttp::field::host] : fields.host;
+  const auto host = normalize_host(host_header);
+  if (host == "__ping__") co_return co_await send_ping();
+  if (host.empty()) {
+    co_await send_error(Failure::missing_host);
+    co_return false;
+  }
+  if (host.size() > kMaxHostLength) {
+    co_await send_error(Failure::host_too_long);
+    co_return false;
+  }
+  co_return co_await route(host);
+}
+
+asio::awaitable<bool> Exchange::route(const std::string& host) {
+  // (Not `cached ? std::move(*cached) : co_await ...`: built by GCC 12, that form served routes
+  // older than a write the request had waited for; test_route_cache caught it.)
+  RouteLookup lookup;
+  if (auto cached = ctx_.store.cached(host)) {
+    lookup = std::move(*cached);
+  } else {
+    lookup = co_await ctx_.store.lookup(host);
+  }
+  if (lookup.status != RouteLookup::Status::found) {
+    co_return co_await send_error(lookup.status == RouteLookup::Status::unavailable
+                                      ? Failure::store_unavailable
+                                      : Failure::frontend_not_found);
+  }
+  identifier_ = lookup.route->identifier;
+  co_return co_await proxy(host, *lookup.route);
+}
+
+// The answer to a health check of the proxy itself (Host __ping__), never logged.
+asio::awaitable<bool> Exchange::send_ping() {
+  const bool keep = client_keep_alive_ && !body_pending() && !ctx_.draining;
+  scratch_.head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n";
+  if (!keep) {
+    scratch_.head += "Connection: close\r\n";
+  } else if (client_version_ == 10) {
+    scratch_.head += "Connection: keep-alive\r\n";
+  }
+  scratch_.head += "Content-Length: 2\r\n\r\nok";
+  const auto written = co_await send_head();
+  co_return !written.error && keep;
+}
+
+// Forwards the request, retrying on another backend when that is safe (SPEC section 6).
+asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& route) {
+  auto& request = *request_;
+  prepare_upstream_request();
+
+  std::vector<bool> excluded;  // sized at the first failure: most requests never need it
+  std::optional<Failure> last_failure;
+  RetryBudget budget;
+  budget.replayable_after_send = !body_pending() && is_idempotent(request.method());
+  budget.retries_left = ctx_.config.server.retry_on_error;
+
+  for (;;) {
+    // The replay on a fresh connection goes to the backend whose pooled connection failed.
+    const auto index = fresh_connection_ ? std::optional<std::size_t>(backend_index_)
+                                         : pick_backend(route, excluded, ctx_.rng);
+    if (!index) co_return co_await send_error(last_failure.value_or(Failure::no_live_backend));
+    const Backend& backend = route.backends[*index];
+    if (!backend.valid) co_return co_await send_error(Failure::bad_backend_url);
+    backend_ = &backend;
+    backend_index_ = *index;
+
+    Attempt attempt = co_await forward(host, route);
+    budget.body_consumed = budget.body_consumed || attempt.body_consumed;
+    if (!attempt.failure) co_return attempt.client_reusable;
+
+    const auto decision =
+        decide_retry({*attempt.failure, attempt.request_sent, attempt.response_started,
+                      attempt.stale_reuse, attempt.no_dead_mark},
+                     budget);
+    if (decision.mark_dead) {
+      spdlog::warn("backend {} of {} failed: {}", backend.url, host,
+                   classify(*attempt.failure).reason);
+      ctx_.store.mark_dead(host, route, *index);
+    }
+    last_failure = attempt.failure;
+    switch (decision.next) {
+      case NextStep::close_client:
+        co_return false;
+      case NextStep::retry_on_fresh_connection:
+        budget.fresh_retry_used = true;
+        fresh_connection_ = true;
+        continue;
+      case NextStep::error_page:
+        co_return co_await send_error(*attempt.failure);
+      case NextStep::retry_elsewhere:
+        break;
+    }
+    excluded.resize(route.backends.size());
+    excluded[*index] = true;
+    --budget.retries_left;
+  }
+}
+
+// Headers for the backend: hop-by-hop removed (but an upgrade stays an upgrade), X-Forwarded-*
+// added when absent. Also notes whether the client asked for X-Debug headers.
+void Exchange::prepare_upstream_request() {
+  auto& request = *request_;
+  if (has_expect_) request.erase(bhttp::field::expect);  // we answer 100-continue
+  const std::string protocol(upgrade_ ? request[bhttp::field::upgrade] : beast::string_view());
+  http::remove_hop_by_hop(request);
+  if (upgrade_) {
+    request.set(bhttp::field::connection, "Upgrade");
+    request.set(bhttp::field::upgrade, protocol);
+  }
+  // The fields added when absent, after X-Debug (Beast knows none of these names).
+  static constexpr std::array<std::string_view, 6> kLookedFor = {
+      "X-Debug",           "X-Forwarded-For",      "X-Real-IP",
+      "X-Forwarded-Proto", "X-Forwarded-Protocol", "X-Forwarded-Port"};
+  auto present = http::find_unknown_fields(request, kLookedFor);
+  wants_debug_ = present[0];
+  static constexpr std::string_view kForwardedHeaders[] = {
+      "X-Forwarded-For",  "X-Real-IP",        "X-Forwarded-Proto", "X-Forwarded-Protocol",
+      "X-Forwarded-Port", "X-Forwarded-Host", "Forwarded"};
+  const auto& client = client_.info();
+  if (const auto& trusted = ctx_.config.server.trust_proxies) {
+    if (address_in_ranges(client.remote, *trusted)) {
+      // A trusted proxy in front of us: keep its headers, append the hop it came from.
+      const auto forwarded_for = request["X-Forwarded-For"];
+      // Beast caps a field at 64 KB; a chain that long is not worth extending.
+      if (!forwarded_for.empty() && forwarded_for.size() < kMaxForwardedForLength) {
+        request.set("X-Forwarded-For", std::string(forwarded_for) + ", " + client.remote);
+      }
+    } else {
+      // Anyone else could claim any address: their forwarded headers are dropped.
+      for (const auto name : kForwardedHeaders) request.erase(name);
+      real_ip_ = {};
+      present.reset();
+      present[0] = wants_debug_;
+    }
+  }
+  const char* scheme = client.tls ? "https" : "http";
+  const std::array<std::string_view, kLookedFor.size()> values = {
+      std::string_view(), client.remote, client.remote, scheme, scheme, client.local_port};
+  scratch_.forwarded = http::AddedFields{};
+  for (std::size_t i = 1; i < kLookedFor.size(); ++i) {
+    if (!present[i]) scratch_.forwarded.add(kLookedFor[i], values[i]);
+  }
+  request.version(11);
+}
+
+void Exchange::add_debug_headers(http::Response& message, const std::string& host,
+                                 const Route& route) const {
+  // Both come from Redis: no byte of theirs may start a header line of its own.
+  message.set("x-debug-backend-url", http::escape_field_value(backend_->url));
+  message.set("x-debug-backend-id", std::to_string(backend_index_));
+  message.set("x-debug-vhost", http::escape_field_value(route.identifier));
+  message.set("x-debug-frontend-key", host);
+  message.set("x-debug-time-total", std::to_string(elapsed_ms(started_).count()));
+  const auto backend_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(backend_finished_ - backend_started_);
+  message.set("x-debug-time-backend", std::to_string(backend_ms.count()));
+  message.set("x-debug-version-hipache", HIPACHE_VERSION);
+}
+
+// Error page (SPEC section 7). If the request body was not read, the connection cannot be
+// reused (its bytes would be taken for the next request), so it is closed after the answer.
+asio::awaitable<bool> Exchange::send_error(Failure failure) {
+  const auto failure_class = classify(failure);
+  // After a refused upgrade the client may already be sending the new protocol's bytes: they
+  // must never be read as the next HTTP request. The client's own keep-alive wish counts: the
+  // request may already be rewritten for a backend.
+  const bool keep = client_keep_alive_ && !body_pending() && !ctx_.draining && !upgrade_ &&
+                    failure_class.source != FailureSource::client;
+  http::ErrorResponse error;
+  error.status = static_cast<unsigned>(failure_class.status);
+  error.body = ctx_.error_pages.body(failure_class.status);
+  error.keep_alive = keep;
+  error.http10_client = client_version_ == 10;
+  if (request_->find("X-Debug") != request_->end()) error.debug_reason = failure_class.reason;
+  scratch_.head = http::serialize_error_response(error);
+  const auto written = co_await send_head();
+  status_ = failure_class.status;
+  bytes_sent_ += written.error ? 0 : written.bytes;
+  if (backend_finished_ == Clock::time_point{}) backend_finished_ = backend_started_;
+  log_exchange();
+  co_return !written.error && keep;
+}
+
+asio::awaitable<WriteResult> Exchange::send_head() {
+  const std::array<asio::const_buffer, 1> pieces{asio::buffer(scratch_.head)};
+  const auto written = co_await client_.send(pieces);
+  scratch_.head.clear();
+  co_return written;
+}
+
+void Exchange::log_exchange() const {
+  if (!ctx_.access_log.enabled()) return;
+  auto entry = access_entry();
+  entry.total = elapsed_ms(started_);
+  entry.backend =
+      std::chrono::duration_cast<std::chrono::milliseconds>(backend_finished_ - backend_started_);
+  entry.when = std::chrono::system_clock::now();
+  ctx_.access_log.write(entry);
+}
+
+// The access-log line of the exchange but its times, which the caller fills in.
+log::AccessLogEntry Exchange::access_entry() const {
+  log::AccessLogEntry entry;
+  entry.remote = real_ip_.empty() ? std::string_view(client_.info().remote) : real_ip_;
+  entry.method = to_std(request_->method_string());
+  entry.target = to_std(request_->target());
+  entry.version = client_version_ == 10 ? 10 : 11;
+  entry.status = status_;
+  entry.bytes_sent = bytes_sent_;
+  entry.referer = referer_;
+  entry.user_agent = user_agent_;
+  entry.identifier = identifier_;
+  return entry;
+}
+
+}  // namespace hipache::proxy

@@ -1,0 +1,135 @@
+// One request's life on the proxy: checks, route lookup, the attempts on backends with the retry
+// policy (proxy/retry_policy.hpp), the response relay, the 101 hand-off, the error page and the
+// access-log line. It talks to its client only through ClientSide (proxy/client_side.hpp).
+//
+// Its methods are spread by role: exchange.cpp (checks, routing, attempts, error pages, log),
+// upstream_attempt.cpp (one attempt: connect, send the request and its body) and
+// response_relay.cpp (the backend's answer to the client, and the 101 hand-off).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "hipache/errors.hpp"
+#include "hipache/route.hpp"
+#include "http/framing.hpp"
+#include "http/message.hpp"
+#include "http/serialize.hpp"
+#include "log/access_log.hpp"
+#include "proxy/client_side.hpp"
+#include "proxy/proxy_context.hpp"
+
+namespace hipache::proxy {
+
+// Memory an exchange uses, kept by its client connection from one request to the next so that
+// coroutine frames stay small (Asio recycles frames up to ~1 KB; larger ones are a malloc).
+struct ExchangeScratch {
+  std::string head;  // a header serialized for sending, until it is written
+  // Declared before the parser whose fields it holds, so destroyed after it.
+  http::HeaderMemory response_memory;
+  std::optional<http::ResponseParser> response_reader;  // the backend's answer
+  // X-Forwarded-* fields for the backend that the request lacks (values outlive the request).
+  http::AddedFields forwarded;
+
+  // Between requests: the last answer's parser and fields go.
+  void release() {
+    response_reader.reset();
+    response_memory.release();
+  }
+};
+
+// What the client connection's parser found besides the request itself.
+struct ReceivedRequest {
+  http::Request& request;
+  bool keep_alive = true;  // the client's own wish
+  bool upgrade = false;    // Connection: upgrade + Upgrade
+  http::ParsedFraming parsed_framing;
+};
+
+class Exchange {
+ public:
+  Exchange(ProxyContext& ctx, ClientSide& client, ExchangeScratch& scratch);
+
+  // Serves the request: returns whether the client connection may carry another one.
+  boost::asio::awaitable<bool> serve(ReceivedRequest received);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  // One attempt on one backend, as the attempt loop sees it.
+  struct Attempt {
+    std::optional<Failure> failure;
+    bool request_sent = false;      // some byte of the request reached the backend
+    bool body_consumed = false;     // some body byte was read from the client
+    bool response_started = false;  // some byte of the response reached the client
+    bool stale_reuse = false;       // a pooled connection failed before any response byte
+    bool no_dead_mark = false;      // a failure that says nothing about the backend's health
+    bool client_reusable = false;
+  };
+
+  // exchange.cpp
+  boost::asio::awaitable<bool> route(const std::string& host);
+  boost::asio::awaitable<bool> send_ping();
+  boost::asio::awaitable<bool> proxy(const std::string& host, const Route& route);
+  void prepare_upstream_request();
+  boost::asio::awaitable<bool> send_error(Failure failure);
+  void add_debug_headers(http::Response& message, const std::string& host,
+                         const Route& route) const;
+  void log_exchange() const;
+  log::AccessLogEntry access_entry() const;
+  bool body_pending() const { return !client_.request_body_done(); }
+  boost::asio::awaitable<WriteResult> send_head();
+
+  // upstream_attempt.cpp
+  boost::asio::awaitable<Attempt> forward(const std::string& host, const Route& route);
+  Attempt fail_upstream(std::unique_ptr<UpstreamConnection> upstream, Attempt attempt,
+                        Failure failure);
+  Attempt fail_client(std::unique_ptr<UpstreamConnection> upstream, Attempt attempt);
+
+  // response_relay.cpp
+  boost::asio::awaitable<Attempt> relay_response(std::unique_ptr<UpstreamConnection> upstream,
+                                                 const std::string& host, const Route& route,
+                                                 Attempt attempt, bool body_cut_short);
+  boost::asio::awaitable<boost::system::error_code> send_interim(http::Response& interim);
+  boost::asio::awaitable<Attempt> tunnel(std::unique_ptr<UpstreamConnection> upstream,
+                                         http::Response& response, const Route& route,
+                                         const std::string& host, Attempt attempt);
+
+  ProxyContext& ctx_;
+  ClientSide& client_;
+  ExchangeScratch& scratch_;
+  http::Request* request_ = nullptr;  // set by serve(); rewritten in place for the backend
+  std::chrono::seconds timeout_;
+
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point backend_started_{};
+  Clock::time_point backend_finished_{};
+  unsigned status_ = 0;
+  std::uint64_t bytes_sent_ = 0;
+  std::string_view identifier_ = "-";  // the route's, which outlives the exchange
+  // Facts about the client's request, taken before it is rewritten for the backend.
+  unsigned client_version_ = 11;
+  bool client_keep_alive_ = true;
+  bool wants_debug_ = false;       // X-Debug present
+  bool has_expect_ = false;        // an Expect field (ours to answer, never forwarded)
+  bool expects_continue_ = false;  // Expect: 100-continue from an HTTP/1.1 client
+  bool upgrade_ = false;           // Connection: upgrade + Upgrade (WebSocket and the like)
+  http::Framing framing_;          // of the request, as it goes to the backend
+  // For the access log, taken from the header: the fields a chunked body's trailers add to the
+  // request must not stand in for them. (Views into the request's header memory.)
+  std::string_view real_ip_;  // X-Real-IP as forwarded, when the client's is kept
+  std::string_view referer_;
+  std::string_view user_agent_;
+
+  // The backend the current attempt goes to (for dead marking and x-debug headers).
+  const Backend* backend_ = nullptr;
+  std::size_t backend_index_ = 0;
+  bool fresh_connection_ = false;  // the next attempt must not take a pooled connection
+};
+
+}  // namespace hipache::proxy
