@@ -1,5 +1,5 @@
-// Where routes come from (SPEC section 3). The proxy only knows this interface; the Redis
-// implementation lives in src/store/.
+// Where routes come from (SPEC section 3) and where failed backends are reported (section 6).
+// The proxy only knows these interfaces; the implementations live in src/store/.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -29,15 +29,23 @@ class RouteStore {
   // What lookup() would answer, when that needs no I/O (a fresh cached entry); nullopt: call
   // lookup(). The common path then costs no coroutine frame.
   virtual std::optional<RouteLookup> cached(const std::string& host) = 0;
+};
 
-  // Passive health check: records that backend `index` of `route` failed for `host`.
-  // Does nothing for single-backend frontends (SPEC section 6).
+// Passive health checks (SPEC section 6): where the proxy reports a failed backend.
+class BackendHealth {
+ public:
+  virtual ~BackendHealth() = default;
+
+  // Records that backend `index` of `route` failed for `host`. Does nothing unless
+  // can_mark_dead(route, index): a single-backend frontend is never marked.
   virtual void mark_dead(const std::string& host, const Route& route, std::size_t index) = 0;
 
   // False while an external health checker announces itself through hchecker_ping.
   virtual bool passive_checks_enabled() const = 0;
-
-  virtual void stop() = 0;
 };
+
+inline bool can_mark_dead(const Route& route, std::size_t index) {
+  return route.backends.size() > 1 && index < route.backends.size();
+}
 
 }  // namespace hipache

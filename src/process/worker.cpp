@@ -158,14 +158,15 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   // One thread per worker: the reactor's I/O locking is dead weight. (Scheduler locking stays:
   // the resolver's helper thread posts completions back.)
   asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
-  auto store = store::make_redis_route_store(io.get_executor(), config);
+  store::RedisRouteStore store(io.get_executor(), config);
   proxy::UpstreamPool pool(
       io.get_executor(), config.server.max_sockets, config.server.http_keep_alive,
       std::chrono::seconds(config.server.tcp_timeout_s), config.server.backend_tls_verify);
   const proxy::ErrorPages error_pages(config.server.static_dir);
   log::AccessLog access_log(config.server.access_log.value_or(""));
   proxy::IdleConnections idle(io.get_executor(), std::chrono::seconds(config.server.tcp_timeout_s));
-  proxy::ProxyContext ctx{config, *store, pool, error_pages, access_log, idle};
+  proxy::ProxyContext ctx{config, store.routes(), store.health(), pool, error_pages, access_log,
+                          idle};
 
   std::vector<asio::ip::tcp::acceptor> acceptors;
   std::vector<net::ssl::context*> acceptor_tls;
@@ -196,7 +197,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
 
   // Stopping: SIGTERM drains, SIGINT (or SIGTERM again) stops at once.
   const auto stop_now = [&] {
-    store->stop();
+    store.stop();
     io.stop();
   };
   asio::steady_timer drain_timer(io);

@@ -186,7 +186,7 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     if (decision.mark_dead) {
       spdlog::warn("backend {} of {} failed: {}", backend.url, host,
                    classify(*attempt.failure).reason);
-      ctx_.store.mark_dead(host, route, *index);
+      ctx_.health.mark_dead(host, route, *index);
     }
     last_failure = attempt.failure;
     switch (decision.next) {

@@ -31,6 +31,7 @@ class DrainableSession {
 struct ProxyContext {
   const Config& config;
   RouteStore& store;
+  BackendHealth& health;  // passive checks: where failed backends are reported
   UpstreamPool& pool;
   const ErrorPages& error_pages;
   log::AccessLog& access_log;

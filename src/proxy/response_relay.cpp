@@ -100,9 +100,9 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
       status >= 500 && response.find(bhttp::field::retry_after) != response.end();
   if (status_marks_dead(
           static_cast<int>(status), retry_after,
-          ctx_.config.server.dead_backend_on_500 && ctx_.store.passive_checks_enabled())) {
+          ctx_.config.server.dead_backend_on_500 && ctx_.health.passive_checks_enabled())) {
     // The 5xx answer is still relayed; the backend is just taken out of rotation.
-    ctx_.store.mark_dead(host, route, backend_index_);
+    ctx_.health.mark_dead(host, route, backend_index_);
   }
   const bool backend_reusable = response_reader->keep_alive();
 

@@ -13,6 +13,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
 
 namespace hipache::store {
 
@@ -89,6 +90,13 @@ bool is_pubsub_message(const redisReply* r) {
 }
 
 }  // namespace
+
+std::optional<long long> RedisReply::text_as_integer() const {
+  long long value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
 
 bool decode_replies(std::string_view input, RedisReplies& out) {
   std::unique_ptr<redisReader, void (*)(redisReader*)> reader(new_reader(), &redisReaderFree);

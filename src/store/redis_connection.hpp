@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -36,6 +37,9 @@ struct RedisReply {
   std::string text;  // status, error or string payload
   long long integer = 0;
   std::vector<RedisReply> elements;
+
+  // `text` read as a whole decimal integer (Redis keeps set members and values as strings).
+  std::optional<long long> text_as_integer() const;
 };
 
 using RedisCommand = std::vector<std::string>;
@@ -77,9 +81,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // command (a subscriber has none to send).
   void set_on_connected(std::function<void()> hook) { on_connected_ = std::move(hook); }
   void set_on_disconnected(std::function<void()> hook) { on_disconnected_ = std::move(hook); }
-  void set_push_handler(std::function<void(RedisReply)> handler) {
-    on_push_ = std::move(handler);
-  }
+  void set_push_handler(std::function<void(RedisReply)> handler) { on_push_ = std::move(handler); }
   void set_keep_connected(bool keep) { keep_connected_ = keep; }
   // Closes the socket and fails everything pending; no reconnection afterwards.
   void stop();
@@ -92,7 +94,6 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
     return state_ == State::connected && socket_.available(ec) > 0;
   }
   const RedisEndpoint& endpoint() const { return endpoint_; }
-
 
  private:
   enum class State { idle, connecting, connected, backing_off, stopped };

@@ -1,3 +1,6 @@
+// The store a worker uses, wired: the route cache (caching_route_store.hpp) in front of routes
+// read from Redis (redis_route_source.hpp), and dead marks through the cache to Redis
+// (redis_health.hpp). Reads go to the first driver URL, dead marks to the last.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -8,8 +11,29 @@
 
 namespace hipache::store {
 
-// The Redis-backed RouteStore: reads go to the first driver URL, dead marks to the last.
-std::shared_ptr<RouteStore> make_redis_route_store(boost::asio::any_io_executor executor,
-                                                   const Config& config);
+class CachingRouteStore;
+class RedisConnection;
+class RedisHealth;
+class RedisRouteSource;
+
+class RedisRouteStore {
+ public:
+  RedisRouteStore(boost::asio::any_io_executor executor, const Config& config);
+  ~RedisRouteStore();
+  RedisRouteStore(const RedisRouteStore&) = delete;
+  RedisRouteStore& operator=(const RedisRouteStore&) = delete;
+
+  RouteStore& routes();
+  BackendHealth& health();  // applies a mark locally too
+  void stop();              // closes the Redis connections
+
+ private:
+  std::shared_ptr<RedisConnection> reader_;
+  std::shared_ptr<RedisConnection> writer_;
+  std::shared_ptr<RedisConnection> subscriber_;
+  std::shared_ptr<RedisRouteSource> source_;
+  std::shared_ptr<RedisHealth> redis_health_;
+  std::unique_ptr<CachingRouteStore> cache_;
+};
 
 }  // namespace hipache::store
