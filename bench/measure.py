@@ -87,6 +87,23 @@ def rss_of(pid):
     return 0
 
 
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_tree(root):
+    """User + system CPU time of a process and all its descendants, in seconds."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / CLOCK_TICK
+
+
 def rss_tree(root):
     """Resident memory of a process and all its descendants, in bytes."""
     return sum(rss_of(p) for p in process_tree(root))
@@ -252,6 +269,7 @@ class Redis:
 # --------------------------------------------------------------------------- wrk
 
 WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+WRK_TOTAL = re.compile(r"(\d+) requests in ")
 WRK_P99 = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", re.M)
 WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 WRK_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
@@ -267,8 +285,8 @@ def run_wrk(port, seconds, lua=None, host=SMALL_HOST):
     env = dict(os.environ, BENCH_VHOSTS=str(VHOSTS))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env,
                          timeout=seconds + 60).stdout
-    rps, p99 = WRK_RPS.search(out), WRK_P99.search(out)
-    if not rps or not p99:
+    rps, p99, total = WRK_RPS.search(out), WRK_P99.search(out), WRK_TOTAL.search(out)
+    if not rps or not p99 or not total:
         raise RuntimeError("could not parse wrk output:\n" + out)
     bad = WRK_NON2XX.search(out)
     errors = WRK_ERRORS.search(out)
@@ -277,7 +295,8 @@ def run_wrk(port, seconds, lua=None, host=SMALL_HOST):
         problems.append("%s non-2xx responses" % bad.group(1))
     if errors and any(int(x) for x in errors.groups()):
         problems.append(errors.group(0))
-    return float(rps.group(1)), float(p99.group(1)) * UNIT_MS[p99.group(2)], problems
+    return (float(rps.group(1)), float(p99.group(1)) * UNIT_MS[p99.group(2)], problems,
+            int(total.group(1)))
 
 
 # --------------------------------------------------------------------------- idle keep-alive
@@ -664,12 +683,14 @@ def throughput_phase(targets, res, put):
         for r in range(ROUNDS):
             for p in proxies:       # rounds interleaved, so background noise hits all alike
                 log("%s round %d/%d: %s (%gs)" % (metric, r + 1, ROUNDS, p["name"], SECONDS))
+                cpu_before = cpu_seconds_tree(p["pid"])
                 out = guarded(res, p, metric, lambda: run_wrk(p["port"], SECONDS, lua=lua))
                 if isinstance(out, str):
                     per[p["name"]].append(out)
                     continue
-                rps, p99, problems = out
-                per[p["name"]].append([rps, p99])
+                rps, p99, problems, total = out
+                cpu_us = (cpu_seconds_tree(p["pid"]) - cpu_before) * 1e6 / max(total, 1)
+                per[p["name"]].append([rps, p99, round(cpu_us, 2)])
                 for problem in problems:
                     res["notes"].append("%s, %s round %d: %s" % (p["name"], metric, r + 1,
                                                                  problem))
@@ -677,11 +698,12 @@ def throughput_phase(targets, res, put):
         for n, rounds in per.items():
             ok = [x for x in rounds if not isinstance(x, str)]
             if not ok:
-                put(metric + "_rps", n, rounds[0])
-                put(metric + "_p99", n, rounds[0])
+                for suffix in ("_rps", "_p99", "_cpu"):
+                    put(metric + suffix, n, rounds[0])
                 continue
             put(metric + "_rps", n, statistics.median(x[0] for x in ok))
             put(metric + "_p99", n, statistics.median(x[1] for x in ok))
+            put(metric + "_cpu", n, statistics.median(x[2] for x in ok))
 
 
 def route_phase(targets, res, put):
@@ -714,9 +736,12 @@ MiB = 1 << 20
 ROWS = [
     ("small_rps", "Small responses: throughput (req/s)", lambda v: "{:,.0f}".format(v), "+"),
     ("small_p99", "Small responses: p99 latency (ms)", lambda v: "%.2f" % v, "-"),
+    ("small_cpu", "Small responses: proxy CPU per request (µs)", lambda v: "%.1f" % v, "-"),
     ("vhosts_rps", "{vhosts} vhosts at random: throughput (req/s)",
      lambda v: "{:,.0f}".format(v), "+"),
     ("vhosts_p99", "{vhosts} vhosts at random: p99 latency (ms)", lambda v: "%.2f" % v, "-"),
+    ("vhosts_cpu", "{vhosts} vhosts at random: proxy CPU per request (µs)",
+     lambda v: "%.1f" % v, "-"),
     ("idle_rss_per_conn", "{idle} idle keep-alive conns: RSS per connection (bytes)",
      lambda v: "{:,.0f}".format(v), "-"),
     ("idle_rss_after", "{idle} idle keep-alive conns: total RSS (MiB)",
@@ -804,7 +829,7 @@ def render(res):
         out.extend("- " + x for x in res["notes"] + errors)
         out.append("")
     if res.get("rounds"):
-        out.append("Per-round figures (req/s, p99 ms; messages/s):")
+        out.append("Per-round figures (req/s, p99 ms, proxy CPU µs per request; messages/s):")
         for metric, per in res["rounds"].items():
             for n, rounds in per.items():
                 out.append("- %s %s: %s" % (metric, n, json.dumps(rounds)))

@@ -21,63 +21,92 @@ enum class Failure {
   bad_backend_url,    // the picked backend URL cannot be parsed
   store_unavailable,  // Redis could not answer
   // backend side
-  backend_refused,       // connect refused / unreachable
-  backend_reset,         // connection reset or closed before a complete response header
-  backend_timeout,       // connect or response wait exceeded tcpTimeout
-  backend_bad_response,  // the backend answered something that is not HTTP
-  backend_tls_failed,    // TLS handshake with an https:// backend failed (or its certificate)
-  backend_broken_body,   // the backend failed mid-response (client connection is closed)
-  pool_exhausted,        // waited too long for one of maxSockets connections
+  backend_refused,          // connect refused / unreachable
+  backend_reset,            // connection reset or closed before a complete response header
+  backend_timeout,          // connect or response wait exceeded tcpTimeout
+  backend_bad_response,     // the backend answered something that is not HTTP
+  backend_tls_failed,       // TLS handshake with an https:// backend failed (or its certificate)
+  backend_broken_body,      // the backend failed mid-response (client connection is closed)
+  backend_stopped_reading,  // the backend stopped taking the request body and never answered
+  pool_exhausted,           // waited too long for one of maxSockets connections
 };
 
 enum class FailureSource { client, routing, store, backend };
+
+// What another try may do after a failure, when the request can be replayed and the budget
+// allows (proxy/retry_policy.hpp).
+enum class RetryKind {
+  none,       // not retried
+  elsewhere,  // on another backend
+  // On a connection taken from the pool: once more on a fresh connection to the same backend,
+  // without a dead mark, since the backend may only have closed it while idle (Pingora's
+  // RetryType::ReusedOnly). On a fresh connection: like `elsewhere`.
+  fresh_if_reused,
+};
+
+// How far an attempt on a backend got when it failed.
+enum class AttemptPhase {
+  connecting,      // no byte of the request reached the backend
+  request_sent,    // some of the request did, none of the answer reached the client
+  answer_started,  // some of the answer reached the client: only a close is left
+};
 
 struct FailureClass {
   int status;  // HTTP status for the error page
   FailureSource source;
   bool marks_backend_dead;  // counts as a passive health-check failure
-  bool backend_retryable;   // another backend may succeed (subject to request replayability)
+  RetryKind retry;
   std::string_view reason;  // x-debug-error and log text
 };
 
 constexpr FailureClass classify(Failure f) {
   switch (f) {
     case Failure::bad_request:
-      return {400, FailureSource::client, false, false, "Bad request"};
+      return {400, FailureSource::client, false, RetryKind::none, "Bad request"};
     case Failure::headers_too_large:
-      return {431, FailureSource::client, false, false, "Request header fields too large"};
+      return {431, FailureSource::client, false, RetryKind::none,
+              "Request header fields too large"};
     case Failure::uri_too_long:
-      return {414, FailureSource::client, false, false, "Request URI too long"};
+      return {414, FailureSource::client, false, RetryKind::none, "Request URI too long"};
     case Failure::overloaded:
-      return {503, FailureSource::client, false, false, "Too many connections"};
+      return {503, FailureSource::client, false, RetryKind::none, "Too many connections"};
     case Failure::missing_host:
-      return {400, FailureSource::client, false, false, "Missing Host header"};
+      return {400, FailureSource::client, false, RetryKind::none, "Missing Host header"};
     case Failure::host_too_long:
-      return {400, FailureSource::client, false, false, "Host name too long"};
+      return {400, FailureSource::client, false, RetryKind::none, "Host name too long"};
     case Failure::frontend_not_found:
-      return {400, FailureSource::routing, false, false, "Cannot find a frontend for this host"};
+      return {400, FailureSource::routing, false, RetryKind::none,
+              "Cannot find a frontend for this host"};
     case Failure::no_live_backend:
-      return {502, FailureSource::routing, false, false, "Cannot find a live backend"};
+      return {502, FailureSource::routing, false, RetryKind::none, "Cannot find a live backend"};
     case Failure::bad_backend_url:
-      return {502, FailureSource::routing, false, false, "Backend URL is invalid"};
+      return {502, FailureSource::routing, false, RetryKind::none, "Backend URL is invalid"};
     case Failure::store_unavailable:
-      return {503, FailureSource::store, false, false, "Routing store unavailable"};
+      return {503, FailureSource::store, false, RetryKind::none, "Routing store unavailable"};
     case Failure::backend_refused:
-      return {502, FailureSource::backend, true, true, "Backend refused the connection"};
+      return {502, FailureSource::backend, true, RetryKind::elsewhere,
+              "Backend refused the connection"};
     case Failure::backend_reset:
-      return {502, FailureSource::backend, true, true, "Backend closed the connection"};
+      return {502, FailureSource::backend, true, RetryKind::fresh_if_reused,
+              "Backend closed the connection"};
     case Failure::backend_timeout:
-      return {504, FailureSource::backend, true, true, "Backend timed out"};
+      return {504, FailureSource::backend, true, RetryKind::elsewhere, "Backend timed out"};
     case Failure::backend_bad_response:
-      return {502, FailureSource::backend, true, true, "Backend sent an invalid response"};
+      return {502, FailureSource::backend, true, RetryKind::elsewhere,
+              "Backend sent an invalid response"};
     case Failure::backend_tls_failed:
-      return {502, FailureSource::backend, true, true, "TLS handshake with the backend failed"};
+      return {502, FailureSource::backend, true, RetryKind::elsewhere,
+              "TLS handshake with the backend failed"};
     case Failure::backend_broken_body:
-      return {502, FailureSource::backend, false, false, "Backend failed mid-response"};
+      return {502, FailureSource::backend, false, RetryKind::none, "Backend failed mid-response"};
+    case Failure::backend_stopped_reading:
+      return {502, FailureSource::backend, false, RetryKind::elsewhere,
+              "Backend stopped reading the request"};
     case Failure::pool_exhausted:
-      return {504, FailureSource::backend, false, false, "No backend connection available"};
+      return {504, FailureSource::backend, false, RetryKind::none,
+              "No backend connection available"};
   }
-  return {500, FailureSource::client, false, false, "Internal error"};
+  return {500, FailureSource::client, false, RetryKind::none, "Internal error"};
 }
 
 // Whether a backend's HTTP status counts as a passive health-check failure (SPEC section 6).

@@ -2,10 +2,9 @@
 
 #include <malloc.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <memory>
 #include <optional>
 
 #include <boost/asio/as_tuple.hpp>
@@ -17,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "net/accept_loop.hpp"
 #include "process/cpu_spread.hpp"
 #include "proxy/proxy_context.hpp"
 #include "store/redis_route_store.hpp"
@@ -33,74 +33,46 @@ constexpr auto kDrainPollInterval = 50ms;
 constexpr auto kHeapTrimInterval = 1s;
 constexpr std::size_t kHeapTrimThreshold = 1024 * 1024;
 
-// Takes one pending connection without waiting (the listening socket is non-blocking): the
-// socket, or an error, would_block when there is none (another worker took it). Not Asio's
-// synchronous accept: after ECONNABORTED that one polls, blocking, for the next connection.
-asio::ip::tcp::socket accept_pending(asio::ip::tcp::acceptor& acceptor,
-                                     const asio::ip::tcp& protocol, boost::system::error_code& ec) {
-  asio::ip::tcp::socket socket(acceptor.get_executor());
-  for (;;) {
-    const int fd =
-        ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      socket.assign(protocol, fd, ec);
-      if (ec) ::close(fd);
-      return socket;
-    }
-    // Gone before it was accepted, or interrupted: the next one, if any.
-    if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR) continue;
-    ec.assign(errno == EAGAIN ? EWOULDBLOCK : errno, boost::system::system_category());
-    return socket;
-  }
-}
+// One listener's accepts in this worker: AcceptTurn decides who takes a pending connection,
+// and each accepted one is served, or refused with a 503 at server.maxConnections.
+class WorkerAccepts final : public net::AcceptHandler {
+ public:
+  WorkerAccepts(proxy::ProxyContext& ctx, net::ssl::context* tls, AcceptTurn& turn)
+      : ctx_(ctx), tls_(tls), turn_(turn) {}
 
-// Waits for a pending connection, then takes it unless another worker should (AcceptTurn);
-// takes the ones queued behind it while this worker stays within its share.
-asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, asio::ip::tcp protocol,
-                                  proxy::ProxyContext& ctx, net::ssl::context* tls,
-                                  AcceptTurn& turn) {
-  auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer pause(executor);
-  // Sessions register themselves when they start, after the accept loop has moved on.
-  std::int64_t not_started = 0;
-  const auto connections = [&] {
-    return static_cast<std::int64_t>(ctx.open_connections()) + not_started;
-  };
-  boost::system::error_code ec;
-  while (acceptor.is_open()) {
-    not_started = 0;
-    std::tie(ec) = co_await acceptor.async_wait(asio::ip::tcp::acceptor::wait_read, kUseTuple);
-    if (!ec) {
-      const auto yield = turn.before_accept(connections());
-      if (yield.count() > 0) {
-        pause.expires_after(yield);
-        co_await pause.async_wait(kUseTuple);
-      }
-      for (bool more = true; more && acceptor.is_open();) {
-        auto socket = accept_pending(acceptor, protocol, ec);
-        if (ec) break;
-        const auto limit = ctx.config.server.max_connections;
-        if (limit > 0 && ctx.open_connections() >= limit) {
-          // A clear 503 rather than collapse; other workers may still have room.
-          asio::co_spawn(executor, proxy::refuse_client(std::move(socket), ctx, tls != nullptr),
-                         proxy::log_connection_exception);
-        } else {
-          // Accepted just before a drain closed the acceptor still gets served.
-          asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx, tls),
-                         proxy::log_connection_exception);
-          ++not_started;
-        }
-        more = turn.may_accept_more(connections());
-      }
-      // All pending ones taken (by this worker or another), or enough for this worker's share.
-      if (!ec || ec == asio::error::would_block) continue;
-    }
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-    spdlog::error("accept failed: {}", ec.message());  // out of descriptors, memory, ...
-    pause.expires_after(50ms);
-    co_await pause.async_wait(kUseTuple);
+  std::chrono::microseconds before_accept() override {
+    // Sessions register themselves when they start: those accepted before have by now.
+    not_started_ = 0;
+    return turn_.before_accept(connections());
   }
-}
+
+  void accepted(asio::ip::tcp::socket socket) override {
+    const auto executor = socket.get_executor();
+    const auto limit = ctx_.config.server.max_connections;
+    if (limit > 0 && ctx_.open_connections() >= limit) {
+      // A clear 503 rather than collapse; other workers may still have room.
+      asio::co_spawn(executor, proxy::refuse_client(std::move(socket), ctx_, tls_ != nullptr),
+                     proxy::log_connection_exception);
+      return;
+    }
+    // Accepted just before a drain closed the acceptor still gets served.
+    asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx_, tls_),
+                   proxy::log_connection_exception);
+    ++not_started_;
+  }
+
+  bool may_accept_more() override { return turn_.may_accept_more(connections()); }
+
+ private:
+  std::int64_t connections() const {
+    return static_cast<std::int64_t>(ctx_.open_connections()) + not_started_;
+  }
+
+  proxy::ProxyContext& ctx_;
+  net::ssl::context* tls_;
+  AcceptTurn& turn_;
+  std::int64_t not_started_ = 0;  // accepted, not yet in ctx_.sessions
+};
 
 // The count the other workers compare against changes as connections close too, and the report
 // is the worker's sign of life (WorkerLoads::kStaleReport).
@@ -183,8 +155,10 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
     protocols.push_back(protocol);
     acceptor_tls.push_back(i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr);
   }
+  std::vector<std::unique_ptr<WorkerAccepts>> accepts;
   for (std::size_t i = 0; i < acceptors.size(); ++i) {
-    asio::co_spawn(io, accept_loop(acceptors[i], protocols[i], ctx, acceptor_tls[i], turn),
+    accepts.push_back(std::make_unique<WorkerAccepts>(ctx, acceptor_tls[i], turn));
+    asio::co_spawn(io, net::accept_loop(acceptors[i], protocols[i], *accepts.back()),
                    asio::detached);
   }
   asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);

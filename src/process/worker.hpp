@@ -1,6 +1,6 @@
-// One worker: an event loop serving the listening sockets it is given. Today main() runs a
-// single worker in-process; the master/worker supervisor forks several and passes the same
-// descriptors (see ARCHITECTURE.md, process/).
+// One worker: a single-threaded event loop serving the listening sockets the master bound and
+// forked it with (process/supervisor.hpp). It only wires: the accept loops (net/accept_loop),
+// the client connections (proxy/), the store (store/), the access log, signals and the drain.
 #pragma once
 
 #include <vector>

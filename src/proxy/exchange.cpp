@@ -180,14 +180,8 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     if (!attempt.failure) co_return attempt.client_reusable;
 
     const auto decision =
-        decide_retry({*attempt.failure, attempt.request_sent, attempt.response_started,
-                      attempt.stale_reuse, attempt.no_dead_mark},
-                     budget);
-    if (decision.mark_dead) {
-      spdlog::warn("backend {} of {} failed: {}", backend.url, host,
-                   classify(*attempt.failure).reason);
-      ctx_.health.mark_dead(host, route, *index);
-    }
+        decide_retry({*attempt.failure, attempt.phase, attempt.reused_connection}, budget);
+    if (decision.mark_dead) mark_backend_dead(host, route, classify(*attempt.failure).reason);
     last_failure = attempt.failure;
     switch (decision.next) {
       case NextStep::close_client:
@@ -205,6 +199,17 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     excluded[*index] = true;
     --budget.retries_left;
   }
+}
+
+// The one place a backend is reported dead: a failed attempt (decide_retry) or a 5xx answer
+// (status_marks_dead), both for the backend of the current attempt. A failure's reason is
+// logged; a 5xx answer is in the access log already.
+void Exchange::mark_backend_dead(const std::string& host, const Route& route,
+                                 std::string_view failure_reason) {
+  if (!failure_reason.empty()) {
+    spdlog::warn("backend {} of {} failed: {}", backend_->url, host, failure_reason);
+  }
+  ctx_.health.mark_dead(host, route, backend_index_);
 }
 
 // Headers for the backend: hop-by-hop removed (but an upgrade stays an upgrade), X-Forwarded-*

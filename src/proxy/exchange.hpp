@@ -61,14 +61,13 @@ class Exchange {
  private:
   using Clock = std::chrono::steady_clock;
 
-  // One attempt on one backend, as the attempt loop sees it.
+  // One attempt on one backend, as the attempt loop sees it. No failure: done, the client has
+  // its answer (or has gone away).
   struct Attempt {
     std::optional<Failure> failure;
-    bool request_sent = false;      // some byte of the request reached the backend
-    bool body_consumed = false;     // some body byte was read from the client
-    bool response_started = false;  // some byte of the response reached the client
-    bool stale_reuse = false;       // a pooled connection failed before any response byte
-    bool no_dead_mark = false;      // a failure that says nothing about the backend's health
+    AttemptPhase phase = AttemptPhase::connecting;
+    bool reused_connection = false;  // the backend connection came from the pool
+    bool body_consumed = false;      // some body byte was read from the client
     bool client_reusable = false;
   };
 
@@ -76,6 +75,8 @@ class Exchange {
   boost::asio::awaitable<bool> route(const std::string& host);
   boost::asio::awaitable<bool> send_ping();
   boost::asio::awaitable<bool> proxy(const std::string& host, const Route& route);
+  void mark_backend_dead(const std::string& host, const Route& route,
+                         std::string_view failure_reason);
   void prepare_upstream_request();
   boost::asio::awaitable<bool> send_error(Failure failure);
   void add_debug_headers(http::Response& message, const std::string& host,

@@ -49,10 +49,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
     });
     if (ec && body_cut_short) {
       // No answer: the upload failed, but that alone does not make the backend dead.
-      attempt.failure = Failure::backend_reset;
-      attempt.no_dead_mark = true;
-      ctx_.pool.release(std::move(upstream), false);
-      co_return attempt;
+      co_return fail_upstream(std::move(upstream), attempt, Failure::backend_stopped_reading);
     }
     if (ec) {
       co_return fail_upstream(std::move(upstream), attempt,
@@ -102,7 +99,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
           static_cast<int>(status), retry_after,
           ctx_.config.server.dead_backend_on_500 && ctx_.health.passive_checks_enabled())) {
     // The 5xx answer is still relayed; the backend is just taken out of rotation.
-    ctx_.health.mark_dead(host, route, backend_index_);
+    mark_backend_dead(host, route, {});
   }
   const bool backend_reusable = response_reader->keep_alive();
 
@@ -131,7 +128,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
         asio::buffer(head), asio::buffer(upstream->buffer.data().data(), body_size)};
     const auto written = co_await client_.send(pieces);
     head.clear();
-    attempt.response_started = true;
+    attempt.phase = AttemptPhase::answer_started;
     upstream->buffer.consume(body_size);
     bytes_sent_ += written.bytes;
     if (written.error) co_return fail_client(std::move(upstream), attempt);
@@ -141,7 +138,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
     // malformed from its first byte still gets a 502. Otherwise the header goes out at once: a
     // streaming answer's client sees it before the first byte.
     const auto written = co_await send_head();
-    attempt.response_started = true;
+    attempt.phase = AttemptPhase::answer_started;
     bytes_sent_ += written.bytes;
     if (written.error) co_return fail_client(std::move(upstream), attempt);
   }
@@ -155,7 +152,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
       co_return fail_upstream(std::move(upstream), attempt,
                               backend_failure(relayed.read_error, BackendPhase::exchange));
     }
-    attempt.response_started = true;  // from here on, the client gets this answer or a close
+    attempt.phase = AttemptPhase::answer_started;  // the client gets this answer or a close
     if (relayed.read_error) {
       // The backend stopped mid-response: close the client connection, never fake success.
       log_exchange();
@@ -197,7 +194,7 @@ asio::awaitable<Exchange::Attempt> Exchange::tunnel(std::unique_ptr<UpstreamConn
   serialize_header(response, http::Framing{}, scratch_.head);
   const auto written = co_await send_head();
   bytes_sent_ += written.bytes;
-  attempt.response_started = true;
+  attempt.phase = AttemptPhase::answer_started;
   if (written.error) co_return fail_client(std::move(upstream), attempt);
 
   status_ = 101;

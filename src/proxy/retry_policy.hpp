@@ -14,12 +14,8 @@ namespace hipache::proxy {
 // One failed attempt, as the request path saw it.
 struct AttemptFailure {
   Failure failure = Failure::backend_reset;
-  bool request_sent = false;      // some byte of the request reached the backend
-  bool response_started = false;  // some byte of the response reached the client
-  // A pooled connection failed before any byte of the answer: the backend may just have closed
-  // it while idle, which says nothing about its health; replayed once, on a fresh connection.
-  bool reused_connection = false;
-  bool health_unknown = false;  // a failure that says nothing about the backend's health
+  AttemptPhase phase = AttemptPhase::connecting;
+  bool reused_connection = false;  // the connection came from the pool
 };
 
 // What the request allows so far.

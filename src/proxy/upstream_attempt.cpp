@@ -29,6 +29,7 @@ asio::awaitable<Exchange::Attempt> Exchange::forward(const std::string& host, co
     co_return attempt;
   }
   auto upstream = std::move(acquired.connection);
+  attempt.reused_connection = upstream->reused;
 
   // An HTTP/1.1 request keeps alive unless told otherwise (and prepare_upstream_request() took
   // any Connection field but an upgrade's).
@@ -47,7 +48,7 @@ asio::awaitable<Exchange::Attempt> Exchange::forward(const std::string& host, co
     co_return fail_upstream(std::move(upstream), attempt,
                             backend_failure(write_ec, BackendPhase::exchange));
   }
-  attempt.request_sent = true;
+  attempt.phase = AttemptPhase::request_sent;
   if (body_pending()) {
     if (expects_continue_) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -76,14 +77,10 @@ asio::awaitable<Exchange::Attempt> Exchange::forward(const std::string& host, co
   co_return co_await relay_response(std::move(upstream), host, route, attempt, body_cut_short);
 }
 
-// The backend connection failed (a write, a read, or garbage) before the answer started.
+// The backend connection failed (a write, a read, garbage, or a body cut short).
 Exchange::Attempt Exchange::fail_upstream(std::unique_ptr<UpstreamConnection> upstream,
                                           Attempt attempt, Failure failure) {
   attempt.failure = failure;
-  // Only a close or reset before any answer looks like a pooled connection gone stale; a
-  // timeout or garbage is the backend's own doing.
-  attempt.stale_reuse =
-      upstream->reused && !attempt.response_started && failure == Failure::backend_reset;
   ctx_.pool.release(std::move(upstream), false);
   return attempt;
 }
@@ -92,9 +89,8 @@ Exchange::Attempt Exchange::fail_upstream(std::unique_ptr<UpstreamConnection> up
 Exchange::Attempt Exchange::fail_client(std::unique_ptr<UpstreamConnection> upstream,
                                         Attempt attempt) {
   ctx_.pool.release(std::move(upstream), false);
-  attempt.response_started = true;  // stops retries and error pages
   attempt.client_reusable = false;
-  attempt.failure.reset();
+  attempt.failure.reset();  // no retry, no error page
   return attempt;
 }
 

@@ -22,13 +22,19 @@ TEST(Classify, OnlyBackendFailuresBeforeAResponseMarkDeadAndRetry) {
   for (const auto f : {Failure::backend_refused, Failure::backend_reset, Failure::backend_timeout,
                        Failure::backend_bad_response, Failure::backend_tls_failed}) {
     EXPECT_TRUE(classify(f).marks_backend_dead);
-    EXPECT_TRUE(classify(f).backend_retryable);
+    EXPECT_NE(classify(f).retry, RetryKind::none);
   }
+  // Only a close can be a pooled connection gone stale; a timeout or garbage is the backend's.
+  EXPECT_EQ(classify(Failure::backend_reset).retry, RetryKind::fresh_if_reused);
+  EXPECT_EQ(classify(Failure::backend_timeout).retry, RetryKind::elsewhere);
+  EXPECT_EQ(classify(Failure::backend_bad_response).retry, RetryKind::elsewhere);
+  // A backend that stopped reading an upload: says nothing about its health.
+  EXPECT_FALSE(classify(Failure::backend_stopped_reading).marks_backend_dead);
   for (const auto f :
        {Failure::bad_request, Failure::frontend_not_found, Failure::no_live_backend,
         Failure::store_unavailable, Failure::backend_broken_body, Failure::pool_exhausted}) {
     EXPECT_FALSE(classify(f).marks_backend_dead);
-    EXPECT_FALSE(classify(f).backend_retryable);
+    EXPECT_EQ(classify(f).retry, RetryKind::none);
   }
 }
 

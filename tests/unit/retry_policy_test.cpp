@@ -17,7 +17,7 @@ struct Row {
 AttemptFailure failed(Failure failure, bool sent = false) {
   AttemptFailure attempt;
   attempt.failure = failure;
-  attempt.request_sent = sent;
+  attempt.phase = sent ? AttemptPhase::request_sent : AttemptPhase::connecting;
   return attempt;
 }
 
@@ -35,11 +35,14 @@ TEST(RetryPolicy, RulesOfSpecSection6) {
   auto reused_spent = budget(3, true);
   reused_spent.fresh_retry_used = true;
   auto started = failed(Failure::backend_broken_body, true);
-  started.response_started = true;
+  started.phase = AttemptPhase::answer_started;
   auto reset_after_answer_started = failed(Failure::backend_reset, true);
-  reset_after_answer_started.response_started = true;
-  auto cut_upload = failed(Failure::backend_reset, true);
-  cut_upload.health_unknown = true;
+  reset_after_answer_started.phase = AttemptPhase::answer_started;
+  auto reused_reset_mid_answer = reset_after_answer_started;
+  reused_reset_mid_answer.reused_connection = true;
+  auto reused_timeout = failed(Failure::backend_timeout, true);
+  reused_timeout.reused_connection = true;
+  const auto cut_upload = failed(Failure::backend_stopped_reading, true);
 
   const Row rows[] = {
       {"refused before any byte: another backend, and dead", failed(Failure::backend_refused),
@@ -64,6 +67,10 @@ TEST(RetryPolicy, RulesOfSpecSection6) {
        NextStep::close_client, false},
       {"reset mid-answer: close, and dead", reset_after_answer_started, budget(3, true),
        NextStep::close_client, true},
+      {"reset mid-answer on a reused connection: not stale, close, and dead",
+       reused_reset_mid_answer, budget(3, true), NextStep::close_client, true},
+      {"a timeout on a reused connection is the backend's own: elsewhere, and dead", reused_timeout,
+       budget(3, true), NextStep::retry_elsewhere, true},
       {"a backend that stopped reading an upload and never answered: not dead", cut_upload,
        budget(3), NextStep::error_page, false},
       {"pool exhausted: not retried, not dead", failed(Failure::pool_exhausted), budget(3),
