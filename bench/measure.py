@@ -54,20 +54,26 @@ def log(msg):
 
 # --------------------------------------------------------------------------- /proc
 
+def stat_fields(pid):
+    """The fields of /proc/<pid>/stat after "(comm)" (state is [0], ppid [1]), or None."""
+    try:
+        with open("/proc/%s/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may contain spaces and parentheses
+    return stat[stat.rfind(b")") + 2:].split()
+
+
 def process_tree(root):
     """root and all its descendants (pids)."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open("/proc/%s/stat" % entry, "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces and parentheses
-        fields = stat[stat.rfind(b")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
+        fields = stat_fields(entry)
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -94,13 +100,9 @@ def cpu_seconds_tree(root):
     """User + system CPU time of a process and all its descendants, in seconds."""
     ticks = 0
     for pid in process_tree(root):
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        fields = stat_fields(pid)
+        if fields:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / CLOCK_TICK
 
 
