@@ -3,7 +3,9 @@
 
 #include <boost/container/small_vector.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace hipache {
 
@@ -29,5 +31,8 @@ struct Route {
 
 // Parses a backend URL "http://host[:port][/path]" or "https://...". Never throws.
 Backend parse_backend_url(const std::string& url);
+
+// A URL's port as written: decimal digits only, 1 to 65535; nullopt otherwise.
+std::optional<std::uint16_t> parse_port(std::string_view digits);
 
 }  // namespace hipache

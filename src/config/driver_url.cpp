@@ -3,7 +3,9 @@
 // Hipache handed these URLs to Node's url.parse and read hostname, port, auth, path and hash
 // from the result. This parser accepts the same forms but refuses what Node silently turned into
 // something else (a query string, an unbracketed IPv6 address, a non-numeric database), because a
-// proxy that quietly talks to the wrong Redis is worse than one that refuses to start.
+// proxy that quietly talks to the wrong Redis is worse than one that refuses to start. Not
+// Boost.URL: its RFC 3986 grammar refuses a password with a raw '@' (or other characters outside
+// the userinfo grammar) that Node took, so configs that ran under Hipache would stop working.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <boost/beast/core/string.hpp>
+#include <boost/url/parse.hpp>
 #include <vector>
 
 #include "hipache/address_range.hpp"
@@ -44,25 +45,29 @@ enum class TargetForm { other, absolute, invalid };
 // target without an authority is invalid.
 TargetForm use_absolute_form_authority(http::Request& request) {
   const auto target = request.target();
-  std::size_t scheme_length = 0;
-  if (beast::iequals(target.substr(0, 7), "http://")) {
-    scheme_length = 7;
-  } else if (beast::iequals(target.substr(0, 8), "https://")) {
-    scheme_length = 8;
-  } else {
+  if (!beast::iequals(target.substr(0, 7), "http://") &&
+      !beast::iequals(target.substr(0, 8), "https://")) {
     return TargetForm::other;  // origin-form (or "*" / authority-form): nothing to do
   }
-  const auto rest = target.substr(scheme_length);
-  const auto path_start = rest.find_first_of("/?");
-  auto authority = rest.substr(0, path_start);
-  if (const auto at = authority.rfind('@'); at != beast::string_view::npos) {
-    authority = authority.substr(at + 1);
+  // Parsed strictly (RFC 3986 absolute-URI): this target is client input that becomes our Host.
+  // Boost.URL 1.81 reads "http://h:8x/" as port 8 and path "x/": the port and the path's
+  // first byte are checked here as well.
+  const auto uri = boost::urls::parse_absolute_uri(target);
+  if (!uri || uri->encoded_host().empty()) return TargetForm::invalid;
+  if (uri->has_port() && !uri->port().empty() && !parse_port(uri->port())) {
+    return TargetForm::invalid;
   }
-  if (authority.empty()) return TargetForm::invalid;
-  std::string path = path_start == beast::string_view::npos ? std::string("/")
-                                                            : std::string(rest.substr(path_start));
-  if (path.front() == '?') path.insert(path.begin(), '/');
-  request.set(bhttp::field::host, authority);
+  const auto encoded_path = uri->encoded_path();
+  if (!encoded_path.empty() && encoded_path.front() != '/') return TargetForm::invalid;
+  std::string path = encoded_path.empty() ? std::string("/")
+                                          : std::string(encoded_path.data(), encoded_path.size());
+  if (uri->has_query()) {
+    path += '?';
+    path += uri->encoded_query();
+  }
+  // The userinfo, if any, is dropped: the Host is host and port only.
+  const auto authority = uri->encoded_host_and_port();
+  request.set(bhttp::field::host, std::string_view(authority.data(), authority.size()));
   request.target(path);
   return TargetForm::absolute;
 }

@@ -58,8 +58,7 @@ std::optional<AddressRange> parse_address_range(std::string_view text) {
     const auto bits = text.substr(slash + 1);
     unsigned value = 0;
     const auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), value);
-    if (bits.empty() || ec != std::errc() || end != bits.data() + bits.size() ||
-        value > max_bits) {
+    if (bits.empty() || ec != std::errc() || end != bits.data() + bits.size() || value > max_bits) {
       return std::nullopt;
     }
     range.prefix_bits = value;

@@ -1,3 +1,4 @@
+#include <boost/url/parse.hpp>
 #include <charconv>
 #include <string>
 
@@ -17,6 +18,15 @@ bool starts_with_nocase(std::string_view s, std::string_view prefix) {
 }
 }  // namespace
 
+std::optional<std::uint16_t> parse_port(std::string_view digits) {
+  unsigned value = 0;
+  const auto* end = digits.data() + digits.size();
+  if (digits.empty() || digits.front() < '0' || digits.front() > '9') return std::nullopt;
+  const auto [stop, ec] = std::from_chars(digits.data(), end, value);
+  if (ec != std::errc() || stop != end || value == 0 || value > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(value);
+}
+
 Backend parse_backend_url(const std::string& url) {
   Backend b;
   b.url = url;
@@ -34,34 +44,32 @@ Backend parse_backend_url(const std::string& url) {
   } else {
     return b;
   }
-  // The authority ends at the first '/', '?' or '#'; the path is ignored (as Hipache did).
+  // The authority ends at the first '/', '?' or '#'; the path is ignored (as Hipache did), and
+  // so is any userinfo, up to the last '@' (Node's url.parse took a raw '@' in a password).
   rest = rest.substr(0, rest.find_first_of("/?#"));
   if (const auto at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
-  std::string_view host = rest;
-  std::string_view port;
-  if (!rest.empty() && rest.front() == '[') {
-    const auto close = rest.find(']');
-    if (close == std::string_view::npos) return b;
-    host = rest.substr(1, close - 1);
-    const auto after = rest.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return b;
-      port = after.substr(1);
-    }
-  } else if (const auto colon = rest.find(':'); colon != std::string_view::npos) {
-    host = rest.substr(0, colon);
-    port = rest.substr(colon + 1);
+  const auto authority = boost::urls::parse_authority(rest);
+  if (!authority) return b;
+  std::string host;
+  switch (authority->host_type()) {
+    case boost::urls::host_type::ipv6:
+      host = authority->host_ipv6_address().to_string();
+      break;
+    case boost::urls::host_type::ipv4:
+    case boost::urls::host_type::name:
+      host = std::string(authority->encoded_host());  // as written: it goes to the resolver
+      break;
+    default:
+      return b;  // IPvFuture, or no host
   }
   if (host.empty()) return b;
-  if (!port.empty()) {
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
-      return b;
-    }
-    b.port = static_cast<std::uint16_t>(value);
+  // An empty port ("http://h:") means the scheme's default, as it did for Node.
+  if (const std::string_view port = authority->port(); !port.empty()) {
+    const auto value = parse_port(port);
+    if (!value) return b;
+    b.port = *value;
   }
-  b.host = std::string(host);
+  b.host = std::move(host);
   b.pool_key = b.host + ":" + std::to_string(b.port) + (b.tls ? "+tls" : "");
   b.valid = true;
   return b;

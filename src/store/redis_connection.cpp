@@ -13,7 +13,9 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
+#include <new>
 
 namespace hipache::store {
 
@@ -146,17 +148,19 @@ void RedisConnection::submit(std::vector<RedisCommand> commands, Handler handler
 }
 
 void RedisConnection::append_command(const RedisCommand& command) {
-  // RESP multi-bulk, written directly: binary safe and no allocation beyond the outbox.
-  outbox_ += '*';
-  outbox_ += std::to_string(command.size());
-  outbox_ += "\r\n";
+  // hiredis's own RESP encoder (multi-bulk: binary safe); it allocates the encoded command.
+  boost::container::small_vector<const char*, 16> argv;
+  boost::container::small_vector<std::size_t, 16> lengths;
   for (const auto& arg : command) {
-    outbox_ += '$';
-    outbox_ += std::to_string(arg.size());
-    outbox_ += "\r\n";
-    outbox_ += arg;
-    outbox_ += "\r\n";
+    argv.push_back(arg.data());
+    lengths.push_back(arg.size());
   }
+  char* encoded = nullptr;
+  const auto length =
+      redisFormatCommandArgv(&encoded, static_cast<int>(argv.size()), argv.data(), lengths.data());
+  const std::unique_ptr<char, void (*)(char*)> owner(encoded, &redisFreeCommand);
+  if (length < 0) throw std::bad_alloc();  // hiredis fails only to allocate
+  outbox_.append(encoded, static_cast<std::size_t>(length));
 }
 
 void RedisConnection::connect() {

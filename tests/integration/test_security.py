@@ -839,6 +839,23 @@ class Smuggling(SecurityTestCase):
     def test_absolute_form_without_authority(self):
         self.assert_refused(b"GET http:///p HTTP/1.1\r\nHost: a.test\r\n\r\n")
 
+    def test_absolute_form_userinfo_is_not_forwarded(self):
+        raw = self.raw(b"GET http://user:pw@b.test HTTP/1.1\r\nHost: a.test\r\n"
+                       b"Connection: close\r\n\r\n")
+        self.assertEqual(parse_status(raw), 200)
+        self.settle()
+        head = self.backend.heads()[-1]
+        self.assertTrue(head.startswith(b"GET / HTTP/1.1\r\n"), head)
+        self.assertEqual(re.findall(rb"(?im)^host:[ \t]*(.*?)[ \t]*\r?$", head), [b"b.test"])
+        self.assertNotIn(b"pw", head)
+
+    def test_absolute_form_that_is_not_an_absolute_uri(self):
+        # RFC 9112 section 3.2.2: absolute-URI, which has no fragment; its authority becomes Host.
+        for target in (b"http://b.test/p#frag", b"http://b.te{st/", b"http://[::1/p",
+                       b"http://b.test:8x/", b"http://b.test:99999/", b"http://b.test:8x"):
+            with self.subTest(target=target):
+                self.assert_refused(b"GET " + target + b" HTTP/1.1\r\nHost: a.test\r\n\r\n")
+
 
 # --------------------------------------------------------------------------- X-Forwarded-*
 

@@ -39,9 +39,27 @@ TEST(ParseBackendUrl, Ipv6Literal) {
   EXPECT_EQ(b.port, 9000);
 }
 
+TEST(ParseBackendUrl, Ipv6LiteralIsValidatedAndNormalised) {
+  EXPECT_FALSE(parse_backend_url("http://[zzz]:9000").valid);
+  EXPECT_FALSE(parse_backend_url("http://[v1.x]:9000").valid);  // IPvFuture: nothing to dial
+  const auto b = parse_backend_url("http://[0:0::1]:9000");
+  EXPECT_TRUE(b.valid);
+  EXPECT_EQ(b.host, "::1");
+  EXPECT_EQ(b.pool_key, "::1:9000");
+}
+
+TEST(ParseBackendUrl, UserinfoEndsAtTheLastAtSignAndAnEmptyPortIsTheDefault) {
+  const auto b = parse_backend_url("http://us@er:p@ss@backend:8081/");
+  EXPECT_TRUE(b.valid);
+  EXPECT_EQ(b.host, "backend");
+  EXPECT_EQ(b.port, 8081);
+  EXPECT_EQ(parse_backend_url("https://backend:").port, 443);
+}
+
 TEST(ParseBackendUrl, RejectsGarbage) {
   for (const char* bad : {"", "127.0.0.1:80", "ftp://x", "http://", "http://:80", "http://h:0",
-                          "http://h:65536", "http://h:8o", "http://[::1", "http://[::1]x"}) {
+                          "http://h:65536", "http://h:8o", "http://[::1", "http://[::1]x",
+                          "http://a b:80", "http://h\"x:80", "http://h:80:81", "http://h:+80"}) {
     EXPECT_FALSE(parse_backend_url(bad).valid) << bad;
   }
 }
