@@ -132,7 +132,8 @@ class RouteCache {
   // The index is an open-addressing table (linear probing, at most half full) of the host's
   // hash, its entry and its route. A hit reads one slot, then the entry (name included) and the
   // route side by side: a node-based map would add its bucket's chain and a separately
-  // allocated key, each one more cache miss per request when thousands of hosts take turns.
+  // allocated key, each one more cache miss per request when thousands of hosts take turns; a
+  // flat map cannot prefetch the route before its key compares (bench/README.md, decisions).
   struct Slot {
     std::size_t hash = 0;  // 0: empty (hash_of never returns 0)
     std::list<Entry>::iterator entry;
