@@ -8,6 +8,7 @@
 #include <array>
 #include <boost/beast/core/string.hpp>
 #include <boost/url/parse.hpp>
+#include <cassert>
 #include <vector>
 
 #include "hipache/address_range.hpp"
@@ -211,6 +212,7 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
 // logged; a 5xx answer is in the access log already.
 void Exchange::mark_backend_dead(const std::string& host, const Route& route,
                                  std::string_view failure_reason) {
+  assert(backend_ == &route.backends[backend_index_]);
   if (!failure_reason.empty()) {
     spdlog::warn("backend {} of {} failed: {}", backend_->url, host, failure_reason);
   }

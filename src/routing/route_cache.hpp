@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -94,12 +95,14 @@ class RouteCache {
     while (entries_.size() > capacity_ || bytes_ > byte_budget_) {
       erase(entries_.back().host.view());
     }
+    assert(entries_.size() <= capacity_ && bytes_ <= byte_budget_);
     update_move_distance();
   }
 
   void erase(std::string_view host) {
     const auto slot = find_slot(host, hash_of(host));
     if (slot == kNone) return;
+    assert(bytes_ >= slots_[slot].entry->bytes);
     bytes_ -= slots_[slot].entry->bytes;
     entries_.erase(slots_[slot].entry);
     vacate(slot);
@@ -209,6 +212,7 @@ class RouteCache {
   }
 
   void place(const Slot& slot) {
+    assert(entries_.size() * 2 <= slots_.size());  // at most half full: probes end
     auto i = slot.hash & mask();
     while (slots_[i].hash != 0) i = (i + 1) & mask();
     slots_[i] = slot;

@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cassert>
 
 namespace hipache::store {
 
@@ -90,6 +91,7 @@ asio::awaitable<RouteLookup> CachingRouteStore::lookup(const std::string& host) 
     flights_.erase(it);
   }
   flight->result = result;
+  assert(result.status != RouteLookup::Status::found || result.route != nullptr);
   for (auto* waiter : flight->waiters) waiter->cancel();
   co_return with_local_marks(host, std::move(result));
 }
