@@ -1,4 +1,5 @@
 // argv -> config -> listeners -> master (which forks the workers). Nothing else lives here.
+// After an in-place upgrade (process/upgrade.hpp) the listeners and ticket keys are inherited.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "net/tls.hpp"
 #include "process/privileges.hpp"
 #include "process/supervisor.hpp"
+#include "process/upgrade.hpp"
 
 namespace {
 
@@ -72,6 +74,10 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("hipache");
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e [%P] %l: %v");
   spdlog::set_default_logger(logger);
+  hipache::process::MasterStart start;
+  start.argv.assign(argv, argv + argc);
+  start.binary = hipache::process::own_binary_path();
+  start.inherited = hipache::process::take_inheritance();
 
   hipache::Config config;
   try {
@@ -83,7 +89,14 @@ int main(int argc, char** argv) {
   std::shared_ptr<hipache::net::ServerTls> tls;
   try {
     // TLS material is loaded before anything is bound, so a bad key fails like a bad config.
-    tls = hipache::net::make_server_tls(config, nullptr, config.warnings);
+    // An upgraded master keeps the ticket keys: sessions resume across the upgrade.
+    hipache::net::ServerTls previous;
+    if (start.inherited && start.inherited->ticket_keys) {
+      previous.ticket_keys = *start.inherited->ticket_keys;
+    }
+    tls = hipache::net::make_server_tls(
+        config, start.inherited && start.inherited->ticket_keys ? &previous : nullptr,
+        config.warnings);
   } catch (const std::exception& error) {
     std::cerr << "hipache: " << error.what() << "\n";
     return 1;
@@ -97,7 +110,8 @@ int main(int argc, char** argv) {
 
   std::vector<hipache::net::BoundListener> listeners;
   try {
-    listeners = hipache::net::bind_listeners(config);
+    listeners = start.inherited ? hipache::process::adopt_listeners(config, *start.inherited)
+                                : hipache::net::bind_listeners(config);
     hipache::process::drop_privileges(config.user, config.group);
   } catch (const std::exception& error) {
     std::cerr << "hipache: " << error.what() << "\n";
@@ -108,5 +122,5 @@ int main(int argc, char** argv) {
                  listener.address.address, listener.address.port);
   }
   return hipache::process::run_supervisor(options.config_path, std::move(config),
-                                          std::move(listeners), std::move(tls));
+                                          std::move(listeners), std::move(tls), std::move(start));
 }

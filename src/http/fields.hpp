@@ -6,6 +6,7 @@
 #include <bitset>
 #include <string_view>
 
+#include "http/ascii.hpp"
 #include "http/framing.hpp"
 #include "http/message.hpp"
 
@@ -44,7 +45,7 @@ std::bitset<N> find_unknown_fields(const MessageFields& fields,
     if (field.name() != bhttp::field::unknown) continue;
     const auto name = to_std(field.name_string());
     for (std::size_t i = 0; i < N; ++i) {
-      if (name.size() == names[i].size() && beast::iequals(name, names[i])) present[i] = true;
+      if (name.size() == names[i].size() && iequals(name, names[i])) present[i] = true;
     }
   }
   return present;

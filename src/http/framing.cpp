@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "http/ascii.hpp"
+
 namespace hipache::http {
 
 namespace {
@@ -27,15 +29,6 @@ void for_each_element(std::string_view list, Visit&& visit) {
     if (comma == std::string_view::npos) return;
     list.remove_prefix(comma + 1);
   }
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
 }
 
 std::optional<std::uint64_t> parse_decimal(std::string_view digits) {

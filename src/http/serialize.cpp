@@ -1,5 +1,6 @@
 #include "http/serialize.hpp"
 
+#include <cassert>
 #include <charconv>
 #include <cstring>
 
@@ -100,6 +101,7 @@ std::string_view BodyEncoder::prefix(std::size_t size) {
   if (!chunked_ || size == 0) return {};
   auto* const first = size_line_.data();
   auto [end, ec] = std::to_chars(first, first + size_line_.size() - 2, size, 16);
+  assert(ec == std::errc{});  // 16 hex digits hold any size_t
   *end++ = '\r';
   *end++ = '\n';
   return {first, static_cast<std::size_t>(end - first)};

@@ -45,6 +45,7 @@ struct WorkerProcess {
   std::optional<std::size_t> load_slot;  // in Supervisor::loads_
   std::optional<int> cpu;                // the CPU it is bound to (server.cpuAffinity)
   bool draining = false;  // told to stop: no longer counted among the serving workers
+  bool old_generation = false;  // an upgraded master's predecessor's: drained once ours are ready
   Clock::time_point draining_since{};
   Clock::time_point kill_at{};  // SIGKILL if still alive by then (draining workers only)
 
@@ -73,15 +74,26 @@ bool same_listeners(const Config& a, const Config& b) {
 class Supervisor {
  public:
   Supervisor(std::string config_path, Config config, std::vector<net::BoundListener> listeners,
-             std::shared_ptr<net::ServerTls> tls)
+             std::shared_ptr<net::ServerTls> tls, MasterStart start)
       : config_path_(std::move(config_path)),
         config_(std::move(config)),
         listeners_(std::move(listeners)),
-        tls_(std::move(tls)) {
+        tls_(std::move(tls)),
+        start_(std::move(start)) {
     try {
       loads_ = std::make_unique<WorkerLoads>();
     } catch (const std::exception& error) {
       spdlog::warn("workers will accept without balancing: {}", error.what());
+    }
+    if (start_.inherited) {
+      handover_ = start_.inherited->handover;
+      adopt_old_generation(*start_.inherited);
+    } else {
+      try {
+        handover_ = proxy::HandoverSocket::create();
+      } catch (const std::exception& error) {
+        spdlog::warn("replaced workers will close their idle connections: {}", error.what());
+      }
     }
   }
 
@@ -95,9 +107,15 @@ class Supervisor {
 
   int run() {
     sigemptyset(&signals_);
-    for (const int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals_, sig);
+    for (const int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) {
+      sigaddset(&signals_, sig);
+    }
     // Signals are taken synchronously from a signalfd: no handlers, no races with fork().
     sigprocmask(SIG_BLOCK, &signals_, &original_mask_);
+    // An upgraded image starts with them blocked already: its workers must not inherit that.
+    for (const int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) {
+      sigdelset(&original_mask_, sig);
+    }
     signal_fd_ = ::signalfd(-1, &signals_, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signal_fd_ < 0) {
       spdlog::critical("cannot create a signalfd: {}", std::strerror(errno));
@@ -173,6 +191,9 @@ class Supervisor {
         spdlog::info("master: SIGUSR1, workers reopen their logs");
         for (const auto& worker : workers_) ::kill(worker.pid, SIGUSR1);
         break;
+      case SIGUSR2:
+        if (!stopping_) upgrade();
+        break;
       default:  // SIGCHLD: reaping follows in the main loop
         break;
     }
@@ -183,8 +204,9 @@ class Supervisor {
   }
 
   unsigned serving_count() const {
-    return static_cast<unsigned>(
-        std::count_if(workers_.begin(), workers_.end(), [](const auto& w) { return !w.draining; }));
+    return static_cast<unsigned>(std::count_if(workers_.begin(), workers_.end(), [](const auto& w) {
+      return !w.draining && !w.old_generation;
+    }));
   }
 
   // `cpu`: where a replacement goes (its predecessor's CPU) when workers are bound to CPUs.
@@ -243,7 +265,7 @@ class Supervisor {
     // Back to the original mask, except the signals the worker handles: they stay blocked (and
     // pending) until run_worker has its handlers in place.
     sigset_t mask = original_mask_;
-    for (const int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaddset(&mask, sig);
+    for (const int sig : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) sigaddset(&mask, sig);
     sigprocmask(SIG_SETMASK, &mask, nullptr);
     // A worker must not outlive its master (it would hold the ports with nobody to manage it).
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -261,7 +283,7 @@ class Supervisor {
     }
     int code = 1;
     try {
-      code = run_worker(config_, listeners_, *tls_, ready_write_, turn);
+      code = run_worker(config_, listeners_, *tls_, ready_write_, turn, handover_);
     } catch (const std::exception& error) {
       spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
     }
@@ -310,22 +332,27 @@ class Supervisor {
     }
     if (awaiting_ready_ > 0 && ready_count_ >= awaiting_ready_) {
       spdlog::info("master {}: {} worker(s) ready", ::getpid(), serving_count());
-      sd_notify("READY=1\nSTATUS=serving\nMAINPID=" + std::to_string(::getpid()));
       awaiting_ready_ = 0;
       ready_count_ = 0;
+      drain_old_generation();
+      sd_notify("READY=1\nSTATUS=serving\nMAINPID=" + std::to_string(::getpid()));
     }
   }
 
-  void drain(WorkerProcess& worker) {
+  // `replaced`: a successor serves already, so the worker hands its idle keep-alive connections
+  // over (SIGUSR2) instead of closing them (SIGTERM): a close would race the client's next
+  // request (proxy/handover.hpp).
+  void drain(WorkerProcess& worker, bool replaced) {
     if (worker.draining) return;
     if (!stopping_) make_room_for_a_drain();
     worker.draining = true;
+    worker.old_generation = false;
     worker.draining_since = Clock::now();
     // It stops accepting now: the others no longer compare themselves with it.
     if (worker.load_slot) loads_->publish(*worker.load_slot, WorkerLoads::kNotAccepting);
     worker.kill_at =
         Clock::now() + std::chrono::seconds(config_.server.graceful_wait_s) + kKillGrace;
-    ::kill(worker.pid, SIGTERM);
+    ::kill(worker.pid, replaced && handover_.valid() ? SIGUSR2 : SIGTERM);
   }
 
   // Each draining worker keeps its memory for up to gracefulWait, and forced recycling (a worker
@@ -377,7 +404,7 @@ class Supervisor {
     // Index loop: spawn() appends to workers_.
     const auto count = workers_.size();
     for (std::size_t i = 0; i < count; ++i) {
-      if (workers_[i].draining) continue;
+      if (workers_[i].draining || workers_[i].old_generation) continue;
       const auto rss = resident_bytes(workers_[i].pid);
       if (rss <= limit) continue;
       spdlog::warn("worker {} uses {} MB, over the {} MB limit: replacing it", workers_[i].pid,
@@ -387,7 +414,7 @@ class Supervisor {
       spawn(workers_[i].cpu);
       const auto old = std::find_if(workers_.begin(), workers_.end(),
                                     [old_pid](const auto& w) { return w.pid == old_pid; });
-      if (old != workers_.end()) drain(*old);
+      if (old != workers_.end()) drain(*old, true);
     }
   }
 
@@ -396,7 +423,7 @@ class Supervisor {
                  config_.server.graceful_wait_s);
     stopping_ = true;
     sd_notify("STOPPING=1");
-    for (auto& worker : workers_) drain(worker);
+    for (auto& worker : workers_) drain(worker, false);
     net::close_listeners(listeners_);  // new clients are refused, not queued for nobody
   }
 
@@ -446,7 +473,68 @@ class Supervisor {
     ready_count_ = 0;
     for (unsigned i = 0; i < config_.server.workers; ++i) spawn();
     for (auto& worker : workers_) {
-      if (std::find(old.begin(), old.end(), worker.pid) != old.end()) drain(worker);
+      if (std::find(old.begin(), old.end(), worker.pid) != old.end()) drain(worker, true);
+    }
+  }
+
+  // SIGUSR2: re-execute the binary file in place (process/upgrade.hpp). Refused, with the old
+  // image serving on, when the listen addresses changed or the new binary fails its check.
+  void upgrade() {
+    spdlog::info("master: SIGUSR2, upgrading to {}", start_.binary);
+    std::string refused;
+    try {
+      if (!same_listeners(config_, load_config(config_path_))) {
+        refused = "listen addresses changed; they take effect on restart only";
+      }
+    } catch (const std::exception& error) {
+      refused = error.what();
+    }
+    if (refused.empty()) refused = check_binary(start_.binary, config_path_);
+    if (refused.empty()) {
+      Inheritance inheritance{listeners_, handover_, tls_->ticket_keys, {}, {}};
+      for (const auto& worker : workers_) {
+        (worker.draining ? inheritance.draining_workers : inheritance.serving_workers)
+            .push_back(worker.pid);
+      }
+      sd_notify("RELOADING=1");
+      spdlog::default_logger()->flush();
+      refused = exec_with(start_.binary, start_.argv, inheritance);
+      sd_notify("READY=1");
+    }
+    spdlog::error("upgrade refused, still serving with the running binary: {}", refused);
+  }
+
+  // The new image after an upgrade: the previous image's workers are children of this process
+  // still. Serving ones go on until this image's workers are ready.
+  void adopt_old_generation(const Inheritance& inherited) {
+    const auto now = Clock::now();
+    for (const pid_t pid : inherited.serving_workers) {
+      workers_.push_back(WorkerProcess{pid, now, std::nullopt, std::nullopt});
+      workers_.back().old_generation = true;
+    }
+    for (const pid_t pid : inherited.draining_workers) {
+      workers_.push_back(WorkerProcess{pid, now, std::nullopt, std::nullopt});
+      workers_.back().draining = true;
+      workers_.back().draining_since = now;
+      workers_.back().kill_at = now + std::chrono::seconds(config_.server.graceful_wait_s) +
+                                kKillGrace;
+    }
+    spdlog::info("master {}: upgraded in place to {}; {} worker(s) of the previous binary serve "
+                 "until the new ones are ready",
+                 ::getpid(), start_.binary, inherited.serving_workers.size());
+  }
+
+  void drain_old_generation() {
+    std::size_t old = 0;
+    for (auto& worker : workers_) {
+      if (!worker.old_generation) continue;
+      drain(worker, true);
+      ++old;
+    }
+    if (start_.inherited && !upgrade_reported_) {
+      upgrade_reported_ = true;
+      spdlog::info("master {}: upgrade complete, {} worker(s) of {} ready, {} old one(s) draining",
+                   ::getpid(), serving_count(), start_.binary, old);
     }
   }
 
@@ -454,6 +542,9 @@ class Supervisor {
   Config config_;
   std::vector<net::BoundListener> listeners_;
   std::shared_ptr<net::ServerTls> tls_;
+  MasterStart start_;
+  proxy::HandoverSocket handover_;  // inherited by every worker (proxy/handover.hpp)
+  bool upgrade_reported_ = false;
   std::unique_ptr<WorkerLoads> loads_;              // null: could not be mapped
   std::vector<int> allowed_cpus_ = allowed_cpus();  // the master's, as it started
   std::vector<WorkerProcess> workers_;
@@ -481,8 +572,10 @@ std::size_t resident_bytes(int pid) {
 }
 
 int run_supervisor(const std::string& config_path, Config config,
-                   std::vector<net::BoundListener> listeners, std::shared_ptr<net::ServerTls> tls) {
-  Supervisor supervisor(config_path, std::move(config), std::move(listeners), std::move(tls));
+                   std::vector<net::BoundListener> listeners, std::shared_ptr<net::ServerTls> tls,
+                   MasterStart start) {
+  Supervisor supervisor(config_path, std::move(config), std::move(listeners), std::move(tls),
+                        std::move(start));
   return supervisor.run();
 }
 

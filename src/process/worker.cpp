@@ -18,6 +18,7 @@
 
 #include "net/accept_loop.hpp"
 #include "process/cpu_spread.hpp"
+#include "proxy/handover.hpp"
 #include "proxy/proxy_context.hpp"
 #include "store/redis_route_store.hpp"
 
@@ -126,7 +127,8 @@ asio::awaitable<void> heap_trim_loop(proxy::ProxyContext& ctx) {
 }  // namespace
 
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
-               const net::ServerTls& tls, int ready_fd, AcceptTurn turn) {
+               const net::ServerTls& tls, int ready_fd, AcceptTurn turn,
+               proxy::HandoverSocket handover_socket) {
   // One thread per worker: the reactor's I/O locking is dead weight. (Scheduler locking stays:
   // the resolver's helper thread posts completions back.)
   asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
@@ -139,6 +141,10 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   proxy::IdleConnections idle(io.get_executor(), std::chrono::seconds(config.server.tcp_timeout_s));
   proxy::ProxyContext ctx{config, store.routes(), store.health(), pool, error_pages, access_log,
                           idle};
+  // Idle connections of replaced workers come here while this one serves.
+  proxy::ConnectionHandover handover(io.get_executor(), handover_socket);
+  handover.start_receiving(
+      [&](int fd, std::uint64_t requests) { idle.adopt(fd, requests, ctx); });
 
   std::vector<asio::ip::tcp::acceptor> acceptors;
   std::vector<net::ssl::context*> acceptor_tls;
@@ -169,7 +175,8 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   asio::co_spawn(io, flush_loop(access_log), asio::detached);
   asio::co_spawn(io, heap_trim_loop(ctx), asio::detached);
 
-  // Stopping: SIGTERM drains, SIGINT (or SIGTERM again) stops at once.
+  // Stopping: SIGTERM drains, SIGUSR2 drains handing idle connections over (the worker is being
+  // replaced), SIGINT (or a second SIGTERM) stops at once.
   const auto stop_now = [&] {
     store.stop();
     io.stop();
@@ -177,7 +184,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   asio::steady_timer drain_timer(io);
   const auto drain_deadline_after = std::chrono::seconds(config.server.graceful_wait_s);
   std::function<void()> wait_for_drain = [&] {
-    if (ctx.open_connections() == 0 ||
+    if ((ctx.open_connections() == 0 && handover.pending() == 0) ||
         drain_timer.expiry() <= asio::steady_timer::clock_type::now()) {
       if (ctx.open_connections() > 0) {
         spdlog::warn("gracefulWait over: closing {} connection(s)", ctx.open_connections());
@@ -192,20 +199,29 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
     });
   };
   asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  stop_signals.add(SIGUSR2);
   std::function<void(const boost::system::error_code&, int)> on_stop =
       [&](const boost::system::error_code& ec, int signal) {
         if (ec) return;
+        if (signal == SIGUSR2 && ctx.draining) {
+          stop_signals.async_wait(on_stop);
+          return;
+        }
         if (signal == SIGINT || ctx.draining) {
           spdlog::info("worker {}: {}, stopping now", ::getpid(),
                        signal == SIGINT ? "SIGINT" : "second SIGTERM");
           stop_now();
           return;
         }
-        spdlog::info("worker {}: SIGTERM, draining {} connection(s) (at most {} s)", ::getpid(),
-                     ctx.open_connections(), config.server.graceful_wait_s);
+        const bool replaced = signal == SIGUSR2 && handover.valid();
+        spdlog::info("worker {}: {}, draining {} connection(s) (at most {} s){}", ::getpid(),
+                     signal == SIGUSR2 ? "replaced" : "SIGTERM", ctx.open_connections(),
+                     config.server.graceful_wait_s,
+                     replaced ? ", idle ones handed to the serving workers" : "");
         for (auto& acceptor : acceptors) acceptor.close();
         turn.stop_accepting();
-        proxy::begin_drain(ctx);
+        handover.stop_receiving();
+        proxy::begin_drain(ctx, replaced ? &handover : nullptr);
         drain_timer.expires_after(drain_deadline_after);
         wait_for_drain();
         stop_signals.async_wait(on_stop);
@@ -228,7 +244,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   // logrotate during start-up must not kill the worker).
   sigset_t handled;
   sigemptyset(&handled);
-  for (const int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaddset(&handled, sig);
+  for (const int sig : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) sigaddset(&handled, sig);
   sigprocmask(SIG_UNBLOCK, &handled, nullptr);
 
   spdlog::info("worker {} serving {} listener(s)", ::getpid(), acceptors.size());

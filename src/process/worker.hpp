@@ -9,6 +9,7 @@
 #include "net/listeners.hpp"
 #include "net/tls.hpp"
 #include "process/worker_loads.hpp"
+#include "proxy/handover.hpp"
 
 namespace hipache::process {
 
@@ -18,7 +19,10 @@ namespace hipache::process {
 // master's readiness report. Returns the process exit code.
 // `tls` holds the contexts of the https listeners (built by the master before forking).
 // `turn`: the worker's place in the master's load table (balances accepts between workers).
+// `handover`: the socket pair on which replaced workers hand their idle connections to serving
+// ones (proxy/handover.hpp); SIGUSR2 drains this worker that way.
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
-               const net::ServerTls& tls, int ready_fd = -1, AcceptTurn turn = {});
+               const net::ServerTls& tls, int ready_fd = -1, AcceptTurn turn = {},
+               proxy::HandoverSocket handover = {});
 
 }  // namespace hipache::process

@@ -7,7 +7,6 @@
 
 #include <array>
 #include <boost/beast/core/string.hpp>
-#include <boost/url/parse.hpp>
 #include <cassert>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "http/error_response.hpp"
 #include "http/field_value.hpp"
 #include "http/fields.hpp"
+#include "http/target.hpp"
 #include "proxy/retry_policy.hpp"
 
 namespace hipache::proxy {
@@ -39,38 +39,15 @@ std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point since
                                                                since);
 }
 
-enum class TargetForm { other, absolute, invalid };
-
-// RFC 9112 section 3.2.2: "GET http://host:port/path HTTP/1.1" is routed by (and forwarded with
-// as Host) the target's authority; the backend gets the usual origin-form. An absolute-form
-// target without an authority is invalid.
-TargetForm use_absolute_form_authority(http::Request& request) {
-  const auto target = request.target();
-  if (!beast::iequals(target.substr(0, 7), "http://") &&
-      !beast::iequals(target.substr(0, 8), "https://")) {
-    return TargetForm::other;  // origin-form (or "*" / authority-form): nothing to do
+// An absolute-form target is routed by (and forwarded with as Host) its authority; the backend
+// gets the usual origin-form. Not in serve(): the parsed target would enlarge its frame.
+http::TargetForm use_absolute_form_authority(http::Request& request) {
+  const auto target = http::read_request_target(to_std(request.target()));
+  if (target.form == http::TargetForm::absolute) {
+    request.set(bhttp::field::host, target.host);
+    request.target(target.path);
   }
-  // Parsed strictly (RFC 3986 absolute-URI): this target is client input that becomes our Host.
-  // Boost.URL 1.81 reads "http://h:8x/" as port 8 and path "x/": the port and the path's
-  // first byte are checked here as well.
-  const auto uri = boost::urls::parse_absolute_uri(target);
-  if (!uri || uri->encoded_host().empty()) return TargetForm::invalid;
-  if (uri->has_port() && !uri->port().empty() && !parse_port(uri->port())) {
-    return TargetForm::invalid;
-  }
-  const auto encoded_path = uri->encoded_path();
-  if (!encoded_path.empty() && encoded_path.front() != '/') return TargetForm::invalid;
-  std::string path = encoded_path.empty() ? std::string("/")
-                                          : std::string(encoded_path.data(), encoded_path.size());
-  if (uri->has_query()) {
-    path += '?';
-    path += uri->encoded_query();
-  }
-  // The userinfo, if any, is dropped: the Host is host and port only.
-  const auto authority = uri->encoded_host_and_port();
-  request.set(bhttp::field::host, std::string_view(authority.data(), authority.size()));
-  request.target(path);
-  return TargetForm::absolute;
+  return target.form;
 }
 
 }  // namespace
@@ -89,7 +66,7 @@ asio::awaitable<bool> Exchange::serve(ReceivedRequest received) {
   referer_ = to_std(fields.referer);
   user_agent_ = to_std(fields.user_agent);
   real_ip_ = to_std(request["X-Real-IP"]);
-  expects_continue_ = beast::iequals(fields.expect_value, "100-continue") && client_version_ >= 11;
+  expects_continue_ = http::iequals(to_std(fields.expect_value), "100-continue") && client_version_ >= 11;
 
   // The framing rules (http/framing.hpp) decide how the body is read and forwarded; two Host
   // headers make routing ambiguous.
@@ -108,13 +85,12 @@ asio::awaitable<bool> Exchange::serve(ReceivedRequest received) {
     co_return false;
   }
   const auto target_form = use_absolute_form_authority(request);
-  if (target_form == TargetForm::invalid) {
+  if (target_form == http::TargetForm::invalid) {
     co_await send_error(Failure::bad_request);
     co_return false;
   }
-
   const auto host_header =
-      target_form == TargetForm::absolute ? request[bhttp::field::host] : fields.host;
+      target_form == http::TargetForm::absolute ? request[bhttp::field::host] : fields.host;
   const auto host = normalize_host(host_header);
   if (host == "__ping__") co_return co_await send_ping();
   if (host.empty()) {
@@ -148,7 +124,8 @@ asio::awaitable<bool> Exchange::route(const std::string& host) {
 
 // The answer to a health check of the proxy itself (Host __ping__), never logged.
 asio::awaitable<bool> Exchange::send_ping() {
-  const bool keep = client_keep_alive_ && !body_pending() && !ctx_.draining;
+  const bool keep =
+      client_keep_alive_ && !body_pending() && !ctx_.closes_for_drain(client_.info().tls);
   scratch_.head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n";
   if (!keep) {
     scratch_.head += "Connection: close\r\n";
@@ -176,10 +153,8 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     const auto index = fresh_connection_ ? std::optional<std::size_t>(backend_index_)
                                          : pick_backend(route, excluded, ctx_.rng);
     if (!index) co_return co_await send_error(last_failure.value_or(Failure::no_live_backend));
-    const Backend& backend = route.backends[*index];
-    if (!backend.valid) co_return co_await send_error(Failure::bad_backend_url);
-    backend_ = &backend;
     backend_index_ = *index;
+    if (!backend(route).valid) co_return co_await send_error(Failure::bad_backend_url);
 
     Attempt attempt = co_await forward(host, route);
     budget.body_consumed = budget.body_consumed || attempt.body_consumed;
@@ -187,6 +162,13 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
 
     const auto decision =
         decide_retry({*attempt.failure, attempt.phase, attempt.reused_connection}, budget);
+    // What the loop relies on: one replay on a fresh connection, and only of a pooled one; no
+    // retry past the budget; nothing more once part of an answer went to the client.
+    assert(decision.next != NextStep::retry_on_fresh_connection ||
+           (attempt.reused_connection && !budget.fresh_retry_used));
+    assert(decision.next != NextStep::retry_elsewhere || budget.retries_left > 0);
+    assert(attempt.phase != AttemptPhase::answer_started ||
+           decision.next == NextStep::close_client);
     if (decision.mark_dead) mark_backend_dead(host, route, classify(*attempt.failure).reason);
     last_failure = attempt.failure;
     switch (decision.next) {
@@ -212,9 +194,8 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
 // logged; a 5xx answer is in the access log already.
 void Exchange::mark_backend_dead(const std::string& host, const Route& route,
                                  std::string_view failure_reason) {
-  assert(backend_ == &route.backends[backend_index_]);
   if (!failure_reason.empty()) {
-    spdlog::warn("backend {} of {} failed: {}", backend_->url, host, failure_reason);
+    spdlog::warn("backend {} of {} failed: {}", backend(route).url, host, failure_reason);
   }
   ctx_.health.mark_dead(host, route, backend_index_);
 }
@@ -269,7 +250,7 @@ void Exchange::prepare_upstream_request() {
 void Exchange::add_debug_headers(http::Response& message, const std::string& host,
                                  const Route& route) const {
   // Both come from Redis: no byte of theirs may start a header line of its own.
-  message.set("x-debug-backend-url", http::escape_field_value(backend_->url));
+  message.set("x-debug-backend-url", http::escape_field_value(backend(route).url));
   message.set("x-debug-backend-id", std::to_string(backend_index_));
   message.set("x-debug-vhost", http::escape_field_value(route.identifier));
   message.set("x-debug-frontend-key", host);
@@ -287,7 +268,8 @@ asio::awaitable<bool> Exchange::send_error(Failure failure) {
   // After a refused upgrade the client may already be sending the new protocol's bytes: they
   // must never be read as the next HTTP request. The client's own keep-alive wish counts: the
   // request may already be rewritten for a backend.
-  const bool keep = client_keep_alive_ && !body_pending() && !ctx_.draining && !upgrade_ &&
+  const bool keep = client_keep_alive_ && !body_pending() &&
+                    !ctx_.closes_for_drain(client_.info().tls) && !upgrade_ &&
                     failure_class.source != FailureSource::client;
   http::ErrorResponse error;
   error.status = static_cast<unsigned>(failure_class.status);

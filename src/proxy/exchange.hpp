@@ -8,6 +8,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <cassert>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -127,9 +128,12 @@ class Exchange {
   std::string_view referer_;
   std::string_view user_agent_;
 
-  // The backend the current attempt goes to (for dead marking and x-debug headers).
-  const Backend* backend_ = nullptr;
+  // The current attempt's backend: its index in the route (dead marks and x-debug name it).
   std::size_t backend_index_ = 0;
+  const Backend& backend(const Route& route) const {
+    assert(backend_index_ < route.backends.size());
+    return route.backends[backend_index_];
+  }
   bool fresh_connection_ = false;  // the next attempt must not take a pooled connection
 };
 

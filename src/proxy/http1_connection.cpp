@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cassert>
 
 #include "hipache/errors.hpp"
 #include "http/error_response.hpp"
@@ -21,6 +22,7 @@
 #include "proxy/backend_errors.hpp"
 #include "proxy/client_side.hpp"
 #include "proxy/exchange.hpp"
+#include "proxy/handover.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/tunnel.hpp"
@@ -130,6 +132,7 @@ class Http1Connection final : public DrainableSession,
 
   asio::awaitable<BodyRelay> relay_request_body(net::AnyStream& upstream,
                                                 http::BodyFraming framing) override {
+    assert(parser_ != nullptr);  // only while an exchange serves a request
     std::string no_head;
     co_return co_await client_.visit_with(upstream, [&](auto& in, auto& out) {
       return relay_body(in, buffer_, *parser_, out, no_head, framing, ctx_.chunks, chunk_lease(),
@@ -150,6 +153,7 @@ class Http1Connection final : public DrainableSession,
       std::unique_ptr<UpstreamConnection>& upstream, log::AccessLogEntry entry,
       std::chrono::steady_clock::time_point started,
       std::chrono::steady_clock::time_point backend_started) override {
+    assert(!handed_off_);
     ctx_.pool.forget(*upstream);  // a long-lived tunnel does not hold one of maxSockets
     client_.tcp().expires_never();
     upstream->stream.tcp().expires_never();
@@ -205,7 +209,8 @@ class Http1Connection final : public DrainableSession,
   asio::awaitable<bool> wait_for_request() {
     waiting_for_next_request_ = requests_served_ > 0 && buffer_.size() == 0;
     if (!waiting_for_next_request_) co_return true;  // first request, or one already pipelined
-    if (ctx_.draining) co_return false;
+    const bool hand_over = ctx_.draining && !ctx_.closes_for_drain(client_.is_tls());
+    if (ctx_.draining && !hand_over) co_return false;
     chunk_.reset();
     scratch_.release();
     request_memory_.release();
@@ -213,7 +218,7 @@ class Http1Connection final : public DrainableSession,
       // A connection that has carried one request may well stay idle (a browser, a health
       // check): it parks at once. One that came back for more waits warm first. (Thousands of
       // sessions kept warm at once and then parked leave the heap fragmented: bench, idle row.)
-      if (requests_before_park_ + requests_served_ >= kWarmAfterRequests) {
+      if (!hand_over && requests_before_park_ + requests_served_ >= kWarmAfterRequests) {
         const auto outcome = co_await wait_warm();
         if (outcome != WarmWait::park) {
           waiting_for_next_request_ = false;
@@ -221,7 +226,9 @@ class Http1Connection final : public DrainableSession,
         }
       }
       // Nothing to keep but the socket: parked, the connection costs its socket and little more
-      // (bench: idle keep-alive row); a new session serves its next request.
+      // (bench: idle keep-alive row); a new session serves its next request. It keeps no
+      // bytes: pipelined ones would be lost. (A replaced worker's goes to a serving worker.)
+      assert(buffer_.size() == 0 && !chunk_);
       ctx_.idle.park(client_.tcp().release_socket(), requests_before_park_ + requests_served_,
                      ctx_);
       handed_off_ = true;
@@ -247,7 +254,9 @@ class Http1Connection final : public DrainableSession,
     IdleConnections::end_wait(*this);
     buffer_.commit(n);
     if (n > 0) co_return WarmWait::request;
-    if (ec == asio::error::operation_aborted && warm_period_over_ && !ctx_.draining) {
+    // Ended by the warm period, or by a drain that hands the connection over: it parks.
+    if (ec == asio::error::operation_aborted && !ctx_.closes_for_drain(false) &&
+        (warm_period_over_ || ctx_.draining)) {
       co_return WarmWait::park;
     }
     co_return WarmWait::close;  // the client closed, reset, or the worker drains
@@ -279,6 +288,7 @@ class Http1Connection final : public DrainableSession,
 
   // Reads one request's header and hands the request to an exchange.
   asio::awaitable<bool> serve_one() {
+    assert(parser_ == nullptr);
     request_memory_.release();  // the previous request's parser is gone
     RequestParser parser(std::piecewise_construct, std::make_tuple(),
                          std::make_tuple(request_memory_.allocator()));
@@ -384,9 +394,13 @@ asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& 
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
 }
 
-void begin_drain(ProxyContext& ctx) {
+void begin_drain(ProxyContext& ctx, ConnectionHandover* handover) {
   ctx.draining = true;
-  ctx.idle.close_all();
+  if (handover != nullptr) {
+    ctx.idle.hand_over_to(*handover);
+  } else {
+    ctx.idle.close_all();
+  }
   for (auto* session : ctx.sessions) session->close_if_idle();
 }
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -9,7 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <utility>
 
+#include "proxy/handover.hpp"
 #include "proxy/proxy_context.hpp"
 
 namespace hipache::proxy {
@@ -65,6 +68,26 @@ void IdleConnections::park(asio::ip::tcp::socket socket, std::uint64_t requests,
   // Out of Asio: its reactor entry goes back to Asio's pool for the next busy connection.
   const int fd = socket.release(ec);
   if (ec) return;
+  if (handover_ != nullptr) {
+    handover_->send(fd, requests);
+    return;
+  }
+  keep(fd, protocol, requests);
+}
+
+void IdleConnections::adopt(int fd, std::uint64_t requests, ProxyContext& ctx) {
+  ctx_ = &ctx;
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0 ||
+      (local.ss_family != AF_INET && local.ss_family != AF_INET6)) {
+    ::close(fd);  // not a TCP connection: nothing to serve
+    return;
+  }
+  keep(fd, local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), requests);
+}
+
+void IdleConnections::keep(int fd, asio::ip::tcp protocol, std::uint64_t requests) {
   auto& parked = parked_.emplace_back(fd, protocol, requests);
   parked.position = std::prev(parked_.end());
   // Level-triggered: bytes that came before this call are reported as well.
@@ -81,6 +104,15 @@ void IdleConnections::park(asio::ip::tcp::socket socket, std::uint64_t requests,
 }
 
 void IdleConnections::close_all() {
+  parked_.clear();
+}
+
+void IdleConnections::hand_over_to(ConnectionHandover& handover) {
+  handover_ = &handover;
+  for (auto& parked : parked_) {
+    ::epoll_ctl(ready_set_.native_handle(), EPOLL_CTL_DEL, parked.fd, nullptr);
+    handover.send(std::exchange(parked.fd, -1), parked.requests);
+  }
   parked_.clear();
 }
 

@@ -33,6 +33,7 @@
 namespace hipache::proxy {
 
 struct ProxyContext;
+class ConnectionHandover;
 
 class IdleConnections {
   using Clock = std::chrono::steady_clock;
@@ -67,10 +68,17 @@ class IdleConnections {
   // here (for a session that waited warm: kWarmPeriod after its last response). `ctx` is the
   // worker's, the same on every call.
   // `requests`: served on this connection so far.
+  // While handing over (a replaced worker), the connection goes to a serving worker instead.
   void park(boost::asio::ip::tcp::socket socket, std::uint64_t requests, ProxyContext& ctx);
+  // Parks a connection another worker handed over (proxy/handover.hpp); `fd` is ours now.
+  void adopt(int fd, std::uint64_t requests, ProxyContext& ctx);
 
-  // Closes every parked connection (the worker drains).
+  // Closes every parked connection (the worker stops).
   void close_all();
+  // The worker is being replaced: every parked connection, and every one parked from now on,
+  // goes to `handover` (a serving worker) instead of being closed.
+  void hand_over_to(ConnectionHandover& handover);
+  bool handing_over() const { return handover_ != nullptr; }
 
   // `waiter` starts waiting; after kWarmPeriod its stop_waiting() is called unless
   // end_wait(waiter) (or its destruction) came first.
@@ -82,6 +90,7 @@ class IdleConnections {
  private:
   struct Parked;
 
+  void keep(int fd, boost::asio::ip::tcp protocol, std::uint64_t requests);
   void arm_readiness_wait();
   void revive_ready();
   void revive(Parked& parked);
@@ -93,6 +102,7 @@ class IdleConnections {
   boost::asio::any_io_executor executor_;
   std::chrono::seconds timeout_;
   ProxyContext* ctx_ = nullptr;  // the worker's, known from the first park
+  ConnectionHandover* handover_ = nullptr;  // set once the worker is being replaced
   // The epoll set of the parked descriptors, readable when one of them is.
   boost::asio::posix::stream_descriptor ready_set_;
   bool readiness_wait_armed_ = false;

@@ -19,7 +19,8 @@
 namespace hipache::proxy {
 
 // A client connection as the worker sees it when it drains: idle keep-alive connections are
-// closed at once, busy ones finish their current request and then close.
+// closed at once (or handed over, when the worker is replaced), busy ones finish their current
+// request and then close (or are handed over).
 class DrainableSession {
  public:
   virtual void close_if_idle() = 0;
@@ -45,6 +46,10 @@ struct ProxyContext {
 
   // Every open client connection: those in `sessions` and the parked ones.
   std::size_t open_connections() const { return sessions.size() + idle.size(); }
+
+  // Whether an answer must close its connection because the worker drains: a plain connection
+  // of a replaced worker stays open and goes to a serving worker instead (proxy/handover.hpp).
+  bool closes_for_drain(bool tls) const { return draining && (tls || !idle.handing_over()); }
 };
 
 // Answers 503 (plain http) and closes: the worker is at server.maxConnections.
@@ -52,7 +57,9 @@ boost::asio::awaitable<void> refuse_client(boost::asio::ip::tcp::socket socket, 
                                            bool tls);
 
 // Starts a graceful drain: every later response closes its connection, idle ones close now.
-void begin_drain(ProxyContext& ctx);
+// With `handover` (the worker is being replaced), plain connections go to a serving worker
+// instead, idle ones now and busy ones after their current request.
+void begin_drain(ProxyContext& ctx, ConnectionHandover* handover = nullptr);
 
 // Serves one accepted client connection until it closes or, between requests, is parked in
 // ctx.idle (keep-alive and pipelining included). `tls`: the listener's TLS context for https

@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
+#include <cassert>
 #include <chrono>
 #include <string>
 #include <tuple>
@@ -116,6 +117,7 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
       result.write_error = ec;
       co_return result;
     }
+    assert(got > 0);  // read_body_piece returns nothing only at the end or with an error
     if (!second) second = chunks.take();
     RelayChunks::Chunk* next = filled == &*first ? &*second : &*first;
     // (The operator splices the first result's elements into its own tuple.)

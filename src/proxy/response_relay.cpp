@@ -6,6 +6,7 @@
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cassert>
 
 #include "hipache/balancer.hpp"
 #include "http/fields.hpp"
@@ -32,6 +33,7 @@ constexpr std::chrono::seconds kEarlyAnswerWait{2};
 asio::awaitable<Exchange::Attempt> Exchange::relay_response(
     std::unique_ptr<UpstreamConnection> upstream, const std::string& host, const Route& route,
     Attempt attempt, bool body_cut_short) {
+  assert(attempt.phase == AttemptPhase::request_sent && !attempt.failure);
   auto& request = *request_;
   // A member, not a local: in this coroutine's frame it would take the frame over that size.
   auto& response_reader = scratch_.response_reader;
@@ -77,7 +79,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
                                           to_std(response[bhttp::field::upgrade]))) {
       co_return co_await tunnel(std::move(upstream), response, route, host, attempt);
     }
-    spdlog::debug("backend {} of {}: 101 to a request that did not ask for it", backend_->url,
+    spdlog::debug("backend {} of {}: 101 to a request that did not ask for it", backend(route).url,
                   host);
     co_return fail_upstream(std::move(upstream), attempt, Failure::backend_bad_response);
   }
@@ -87,7 +89,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
       {status, response.version(), request.method() == bhttp::verb::head, client_version_},
       http::ParsedFraming::of(*response_reader));
   if (!framing.ok()) {
-    spdlog::debug("backend {} of {}: {}", backend_->url, host, http::describe(framing.error));
+    spdlog::debug("backend {} of {}: {}", backend(route).url, host, http::describe(framing.error));
     co_return fail_upstream(std::move(upstream), attempt, Failure::backend_bad_response);
   }
   // 500 counts only while passive checks are on (SPEC section 6); other 5xx always publish, and
@@ -106,7 +108,8 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
   // Towards the client: our framing, and a close after a refused upgrade (the client may be
   // sending the new protocol already) or a body that only the close delimits.
   http::remove_hop_by_hop(response);
-  const bool close_after = !client_keep_alive_ || ctx_.draining || upgrade_ ||
+  const bool close_after = !client_keep_alive_ || ctx_.closes_for_drain(client_.info().tls) ||
+                           upgrade_ ||
                            framing.framing == http::BodyFraming::close;
   // HTTP/1.1 keeps alive unless told otherwise; remove_hop_by_hop() took any Connection field.
   response.version(11);
@@ -163,6 +166,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
     if (relayed.write_error) co_return fail_client(std::move(upstream), attempt);
     body_done = response_reader->is_done();
   }
+  assert(head.empty() && attempt.phase == AttemptPhase::answer_started);
   backend_finished_ = Clock::now();
   log_exchange();
   // Bytes after the answer were never asked for: they must not become the next request's.

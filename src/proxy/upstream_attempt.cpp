@@ -4,6 +4,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cassert>
 
 #include "http/serialize.hpp"
 #include "proxy/backend_errors.hpp"
@@ -18,12 +19,13 @@ namespace bhttp = boost::beast::http;
 asio::awaitable<Exchange::Attempt> Exchange::forward(const std::string& host, const Route& route) {
   Attempt attempt;
   auto& request = *request_;
-  bool body_cut_short = false;  // the backend stopped reading the request body
+  assert(scratch_.head.empty());  // no header of an earlier attempt left unsent
+  bool body_cut_short = false;    // the backend stopped reading the request body
   if (backend_started_ == Clock::time_point{}) backend_started_ = Clock::now();
   const bool reuse = ctx_.config.server.http_keep_alive && !upgrade_ && !fresh_connection_;
   fresh_connection_ = false;
   const bool replayable = !body_pending() && is_idempotent(request.method());
-  auto acquired = co_await ctx_.pool.acquire(*backend_, reuse, replayable);
+  auto acquired = co_await ctx_.pool.acquire(backend(route), reuse, replayable);
   if (acquired.failure) {
     attempt.failure = acquired.failure;
     co_return attempt;

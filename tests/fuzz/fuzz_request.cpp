@@ -1,7 +1,8 @@
 // Fuzz target: an HTTP/1.x request stream as a client would send it. The bytes go through the
 // same Beast parser the proxy uses (request_parser<buffer_body>, 64 KB header limit, no body
 // limit), arriving in pieces; for every parsed header the Host is normalised and expanded into
-// route candidates, and the target is parsed as a backend URL (absolute-form targets).
+// route candidates, and the target goes through the proxy's own absolute-form reading
+// (http/target.hpp): what it would forward as Host and target must read back as exactly that.
 //
 // Input layout: byte 0 picks the piece size (0 = everything at once), the rest is the stream.
 // Up to kMaxRequests pipelined requests are parsed, each with a fresh parser (as the proxy does).
@@ -14,6 +15,9 @@
 
 #include "hipache/route.hpp"
 #include "hipache/router.hpp"
+#include "http/ascii.hpp"
+#include "http/field_value.hpp"
+#include "http/target.hpp"
 
 namespace http = boost::beast::http;
 
@@ -24,6 +28,38 @@ constexpr int kMaxRequests = 8;
 
 void check(bool condition) {
   if (!condition) __builtin_trap();
+}
+
+bool starts_with_scheme(std::string_view target) {
+  return hipache::http::starts_with_ignoring_case(target, "http://") ||
+         hipache::http::starts_with_ignoring_case(target, "https://");
+}
+
+// An absolute-form target becomes a Host and an origin-form target for the backend: both must be
+// read by the next hop exactly as we mean them (one request, that target, that Host).
+void check_target(std::string_view target) {
+  const auto read = hipache::http::read_request_target(target);
+  if (read.form != hipache::http::TargetForm::absolute) {
+    check(read.host.empty() && read.path.empty());
+    check((read.form == hipache::http::TargetForm::other) != starts_with_scheme(target));
+    return;
+  }
+  check(starts_with_scheme(target));
+  check(!read.host.empty() && hipache::http::is_field_value(read.host));
+  for (const char c : read.host) check(c != ' ' && c != '\t' && c != '@' && c != '/');
+  check(!read.path.empty() && read.path.front() == '/');
+  for (const char c : read.path) check(c > 0x20 && c != 0x7f && c != '#');
+  check(read.host.size() + read.path.size() <= target.size() + 1);
+  // The forwarded target is origin-form: never read as absolute-form again.
+  check(hipache::http::read_request_target(read.path).form == hipache::http::TargetForm::other);
+
+  const std::string forwarded = "GET " + read.path + " HTTP/1.1\r\nHost: " + read.host + "\r\n\r\n";
+  http::request_parser<http::empty_body> parser;
+  boost::system::error_code ec;
+  const auto used = parser.put(boost::asio::buffer(forwarded), ec);
+  check(!ec && used == forwarded.size() && parser.is_done());
+  check(parser.get().target() == read.path);
+  check(parser.get()[http::field::host] == read.host);
 }
 
 void route_header(const http::request<http::buffer_body>& request) {
@@ -40,9 +76,7 @@ void route_header(const http::request<http::buffer_body>& request) {
             (candidates[i].rfind("*.", 0) == 0 && candidates[i].size() - 2 < host.size()));
     }
   }
-  const auto target = request.target();
-  const hipache::Backend backend = hipache::parse_backend_url(std::string(target));
-  if (backend.valid) check(backend.port != 0 && !backend.host.empty());
+  check_target({request.target().data(), request.target().size()});
 }
 
 }  // namespace
