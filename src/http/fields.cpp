@@ -44,7 +44,8 @@ void remove_hop_by_hop(MessageFields& fields) {
     return false;
   };
   const auto named_by_connection = [&](beast::string_view name) {
-    return connection_tokens([&](beast::string_view token) { return iequals(to_std(token), to_std(name)); });
+    return connection_tokens(
+        [&](beast::string_view token) { return iequals(to_std(token), to_std(name)); });
   };
   // "Connection: keep-alive" (most answers) names no other field: no pass per field for it.
   // ("close" is an option, but a field of that name would be hop-by-hop too.)

@@ -14,19 +14,19 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <vector>
 
 #include "process/sd_notify.hpp"
 #include "process/worker.hpp"
+#include "process/worker_process.hpp"
 
 namespace hipache::process {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = WorkerProcess::Clock;
 using namespace std::chrono_literals;
 
 // A worker that exits sooner than this after its start counts as failing at start: the next
@@ -38,38 +38,6 @@ constexpr auto kMaxRespawnDelay = 10s;
 constexpr auto kKillGrace = 5s;
 constexpr auto kFastStopGrace = 5s;
 constexpr auto kMaxIdleWait = 1s;
-
-struct WorkerProcess {
-  pid_t pid;
-  Clock::time_point started;
-  std::optional<std::size_t> load_slot;  // in Supervisor::loads_
-  std::optional<int> cpu;                // the CPU it is bound to (server.cpuAffinity)
-  bool draining = false;  // told to stop: no longer counted among the serving workers
-  bool old_generation = false;  // an upgraded master's predecessor's: drained once ours are ready
-  Clock::time_point draining_since{};
-  Clock::time_point kill_at{};  // SIGKILL if still alive by then (draining workers only)
-
-  bool killed() const { return kill_at == Clock::time_point::max(); }  // SIGKILL sent
-};
-
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const int sig = WTERMSIG(status);
-    return "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
-  }
-  return "stopped (status " + std::to_string(status) + ")";
-}
-
-bool same_listeners(const Config& a, const Config& b) {
-  if (a.listeners.size() != b.listeners.size()) return false;
-  for (std::size_t i = 0; i < a.listeners.size(); ++i) {
-    const auto& x = a.listeners[i];
-    const auto& y = b.listeners[i];
-    if (x.address != y.address || x.port != y.port || x.tls != y.tls) return false;
-  }
-  return true;
-}
 
 class Supervisor {
  public:
@@ -248,17 +216,6 @@ class Supervisor {
       }
     }
     return best;
-  }
-
-  static std::vector<int> allowed_cpus() {
-    std::vector<int> cpus;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (::sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-      if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-    }
-    return cpus;
   }
 
   [[noreturn]] void run_child(pid_t master, AcceptTurn turn, std::optional<int> cpu) {
@@ -480,27 +437,12 @@ class Supervisor {
   // SIGUSR2: re-execute the binary file in place (process/upgrade.hpp). Refused, with the old
   // image serving on, when the listen addresses changed or the new binary fails its check.
   void upgrade() {
-    spdlog::info("master: SIGUSR2, upgrading to {}", start_.binary);
-    std::string refused;
-    try {
-      if (!same_listeners(config_, load_config(config_path_))) {
-        refused = "listen addresses changed; they take effect on restart only";
-      }
-    } catch (const std::exception& error) {
-      refused = error.what();
+    Inheritance inheritance{listeners_, handover_, tls_->ticket_keys, {}, {}};
+    for (const auto& worker : workers_) {
+      (worker.draining ? inheritance.draining_workers : inheritance.serving_workers)
+          .push_back(worker.pid);
     }
-    if (refused.empty()) refused = check_binary(start_.binary, config_path_);
-    if (refused.empty()) {
-      Inheritance inheritance{listeners_, handover_, tls_->ticket_keys, {}, {}};
-      for (const auto& worker : workers_) {
-        (worker.draining ? inheritance.draining_workers : inheritance.serving_workers)
-            .push_back(worker.pid);
-      }
-      sd_notify("RELOADING=1");
-      spdlog::default_logger()->flush();
-      refused = exec_with(start_.binary, start_.argv, inheritance);
-      sd_notify("READY=1");
-    }
+    const auto refused = upgrade_in_place(start_, config_path_, config_, inheritance);
     spdlog::error("upgrade refused, still serving with the running binary: {}", refused);
   }
 
@@ -516,12 +458,13 @@ class Supervisor {
       workers_.push_back(WorkerProcess{pid, now, std::nullopt, std::nullopt});
       workers_.back().draining = true;
       workers_.back().draining_since = now;
-      workers_.back().kill_at = now + std::chrono::seconds(config_.server.graceful_wait_s) +
-                                kKillGrace;
+      workers_.back().kill_at =
+          now + std::chrono::seconds(config_.server.graceful_wait_s) + kKillGrace;
     }
-    spdlog::info("master {}: upgraded in place to {}; {} worker(s) of the previous binary serve "
-                 "until the new ones are ready",
-                 ::getpid(), start_.binary, inherited.serving_workers.size());
+    spdlog::info(
+        "master {}: upgraded in place to {}; {} worker(s) of the previous binary serve "
+        "until the new ones are ready",
+        ::getpid(), start_.binary, inherited.serving_workers.size());
   }
 
   void drain_old_generation() {
@@ -562,14 +505,6 @@ class Supervisor {
 };
 
 }  // namespace
-
-std::size_t resident_bytes(int pid) {
-  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
-  std::size_t size_pages = 0;
-  std::size_t resident_pages = 0;
-  if (!(statm >> size_pages >> resident_pages)) return 0;
-  return resident_pages * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
 
 int run_supervisor(const std::string& config_path, Config config,
                    std::vector<net::BoundListener> listeners, std::shared_ptr<net::ServerTls> tls,

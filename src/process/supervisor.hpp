@@ -27,7 +27,4 @@ int run_supervisor(const std::string& config_path, Config config,
                    std::vector<net::BoundListener> listeners, std::shared_ptr<net::ServerTls> tls,
                    MasterStart start = {});
 
-// Resident set size of a process in bytes (from /proc), 0 if it cannot be read.
-std::size_t resident_bytes(int pid);
-
 }  // namespace hipache::process

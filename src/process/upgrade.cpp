@@ -15,6 +15,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include "process/sd_notify.hpp"
+#include "process/supervisor.hpp"
+#include "process/worker_process.hpp"
+
 namespace hipache::process {
 
 namespace {
@@ -160,7 +164,26 @@ std::string exec_with(const std::string& binary, const std::vector<std::string>&
   return "cannot execute " + binary + ": " + why;
 }
 
-std::vector<net::BoundListener> adopt_listeners(const Config& config, const Inheritance& inherited) {
+std::string upgrade_in_place(const MasterStart& start, const std::string& config_path,
+                             const Config& running, const Inheritance& inheritance) {
+  spdlog::info("master: SIGUSR2, upgrading to {}", start.binary);
+  try {
+    if (!same_listeners(running, load_config(config_path))) {
+      return "listen addresses changed; they take effect on restart only";
+    }
+  } catch (const std::exception& error) {
+    return error.what();
+  }
+  if (auto refused = check_binary(start.binary, config_path); !refused.empty()) return refused;
+  sd_notify("RELOADING=1");
+  spdlog::default_logger()->flush();
+  auto refused = exec_with(start.binary, start.argv, inheritance);
+  sd_notify("READY=1");
+  return refused;
+}
+
+std::vector<net::BoundListener> adopt_listeners(const Config& config,
+                                                const Inheritance& inherited) {
   std::vector<net::BoundListener> listeners;
   std::vector<bool> used(inherited.listeners.size());
   for (const auto& address : config.listeners) {
@@ -213,8 +236,8 @@ std::optional<Inheritance> take_inheritance() {
     } else if (key == "tickets") {
       const int fd = to_int(rest);
       std::array<unsigned char, 80> keys{};
-      if (fd >= 0 && ::pread(fd, keys.data(), keys.size(), 0) ==
-                         static_cast<ssize_t>(keys.size())) {
+      if (fd >= 0 &&
+          ::pread(fd, keys.data(), keys.size(), 0) == static_cast<ssize_t>(keys.size())) {
         inheritance.ticket_keys = keys;
       }
       if (fd >= 0) ::close(fd);

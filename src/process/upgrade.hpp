@@ -43,6 +43,14 @@ std::string exec_with(const std::string& binary, const std::vector<std::string>&
 // are the same); those not needed are closed. Throws std::runtime_error for an address with none.
 std::vector<net::BoundListener> adopt_listeners(const Config& config, const Inheritance& inherited);
 
+struct MasterStart;
+
+// The whole upgrade from the old image's side: refused (with the reason returned, the old image
+// serving on) when the configuration no longer loads or listens elsewhere, or the new binary
+// fails its check; else the image is replaced and this does not return.
+std::string upgrade_in_place(const MasterStart& start, const std::string& config_path,
+                             const Config& running, const Inheritance& inheritance);
+
 // In the new image: what the old one passed, if this process was started by an upgrade; the
 // descriptors are close-on-exec again and the environment variable is gone.
 std::optional<Inheritance> take_inheritance();

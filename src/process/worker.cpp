@@ -143,8 +143,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
                           idle};
   // Idle connections of replaced workers come here while this one serves.
   proxy::ConnectionHandover handover(io.get_executor(), handover_socket);
-  handover.start_receiving(
-      [&](int fd, std::uint64_t requests) { idle.adopt(fd, requests, ctx); });
+  handover.start_receiving([&](int fd, std::uint64_t requests) { idle.adopt(fd, requests, ctx); });
 
   std::vector<asio::ip::tcp::acceptor> acceptors;
   std::vector<net::ssl::context*> acceptor_tls;

@@ -66,7 +66,8 @@ asio::awaitable<bool> Exchange::serve(ReceivedRequest received) {
   referer_ = to_std(fields.referer);
   user_agent_ = to_std(fields.user_agent);
   real_ip_ = to_std(request["X-Real-IP"]);
-  expects_continue_ = http::iequals(to_std(fields.expect_value), "100-continue") && client_version_ >= 11;
+  expects_continue_ =
+      http::iequals(to_std(fields.expect_value), "100-continue") && client_version_ >= 11;
 
   // The framing rules (http/framing.hpp) decide how the body is read and forwarded; two Host
   // headers make routing ambiguous.

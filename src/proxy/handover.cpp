@@ -81,7 +81,8 @@ void ConnectionHandover::receive_ready() {
     message.msg_iovlen = 1;
     message.msg_control = control.data();
     message.msg_controllen = control.size();
-    const auto got = ::recvmsg(receiver_.native_handle(), &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    const auto got =
+        ::recvmsg(receiver_.native_handle(), &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (got < 0) {
       // EAGAIN: another worker took it, or nothing is left. Anything else: try again later.
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {

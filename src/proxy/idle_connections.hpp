@@ -101,7 +101,7 @@ class IdleConnections {
 
   boost::asio::any_io_executor executor_;
   std::chrono::seconds timeout_;
-  ProxyContext* ctx_ = nullptr;  // the worker's, known from the first park
+  ProxyContext* ctx_ = nullptr;             // the worker's, known from the first park
   ConnectionHandover* handover_ = nullptr;  // set once the worker is being replaced
   // The epoll set of the parked descriptors, readable when one of them is.
   boost::asio::posix::stream_descriptor ready_set_;

@@ -109,8 +109,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
   // sending the new protocol already) or a body that only the close delimits.
   http::remove_hop_by_hop(response);
   const bool close_after = !client_keep_alive_ || ctx_.closes_for_drain(client_.info().tls) ||
-                           upgrade_ ||
-                           framing.framing == http::BodyFraming::close;
+                           upgrade_ || framing.framing == http::BodyFraming::close;
   // HTTP/1.1 keeps alive unless told otherwise; remove_hop_by_hop() took any Connection field.
   response.version(11);
   if (close_after) response.set(bhttp::field::connection, "close");
