@@ -182,7 +182,11 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   };
   asio::steady_timer drain_timer(io);
   const auto drain_deadline_after = std::chrono::seconds(config.server.graceful_wait_s);
+  asio::steady_timer::time_point drain_started{};
   std::function<void()> wait_for_drain = [&] {
+    if (asio::steady_timer::clock_type::now() >= drain_started + proxy::kIdleTlsGrace) {
+      proxy::end_idle_tls_grace(ctx);
+    }
     if ((ctx.open_connections() == 0 && handover.pending() == 0) ||
         drain_timer.expiry() <= asio::steady_timer::clock_type::now()) {
       if (ctx.open_connections() > 0) {
@@ -222,6 +226,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
         handover.stop_receiving();
         proxy::begin_drain(ctx, replaced ? &handover : nullptr);
         drain_timer.expires_after(drain_deadline_after);
+        drain_started = asio::steady_timer::clock_type::now();
         wait_for_drain();
         stop_signals.async_wait(on_stop);
       };

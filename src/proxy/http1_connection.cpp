@@ -85,7 +85,9 @@ class Http1Connection final : public DrainableSession,
   // Between requests of a kept-alive connection there is nothing to lose by closing. A new
   // connection is not idle: its first request is on its way.
   void close_if_idle() override {
-    if (waiting_for_next_request_) client_.tcp().cancel();
+    if (waiting_for_next_request_ && !(client_.is_tls() && ctx_.keep_idle_tls)) {
+      client_.tcp().cancel();
+    }
   }
 
   // The warm period is over: the read waiting for the next request ends, and the session parks.
@@ -398,9 +400,16 @@ void begin_drain(ProxyContext& ctx, ConnectionHandover* handover) {
   ctx.draining = true;
   if (handover != nullptr) {
     ctx.idle.hand_over_to(*handover);
+    ctx.keep_idle_tls = true;
   } else {
     ctx.idle.close_all();
   }
+  for (auto* session : ctx.sessions) session->close_if_idle();
+}
+
+void end_idle_tls_grace(ProxyContext& ctx) {
+  if (!ctx.keep_idle_tls) return;
+  ctx.keep_idle_tls = false;
   for (auto* session : ctx.sessions) session->close_if_idle();
 }
 

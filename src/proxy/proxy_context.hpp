@@ -43,6 +43,10 @@ struct ProxyContext {
   // Client connections served by a session or a tunnel (proxy/tunnel.hpp).
   std::unordered_set<DrainableSession*> sessions{};
   bool draining = false;  // no more keep-alive once the worker is asked to stop
+  // A replaced worker's idle TLS connections (which cannot be handed over) stay open for
+  // kIdleTlsGrace: a client's next request then gets its answer with Connection: close instead
+  // of racing a close.
+  bool keep_idle_tls = false;
 
   // Every open client connection: those in `sessions` and the parked ones.
   std::size_t open_connections() const { return sessions.size() + idle.size(); }
@@ -58,8 +62,11 @@ boost::asio::awaitable<void> refuse_client(boost::asio::ip::tcp::socket socket, 
 
 // Starts a graceful drain: every later response closes its connection, idle ones close now.
 // With `handover` (the worker is being replaced), plain connections go to a serving worker
-// instead, idle ones now and busy ones after their current request.
+// instead, idle ones now and busy ones after their current request, and idle TLS connections
+// close only after kIdleTlsGrace (end_idle_tls_grace).
 void begin_drain(ProxyContext& ctx, ConnectionHandover* handover = nullptr);
+constexpr std::chrono::seconds kIdleTlsGrace{2};
+void end_idle_tls_grace(ProxyContext& ctx);
 
 // Serves one accepted client connection until it closes or, between requests, is parked in
 // ctx.idle (keep-alive and pipelining included). `tls`: the listener's TLS context for https

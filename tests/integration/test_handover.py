@@ -390,6 +390,24 @@ class TlsResumptionTest(HandoverTestCase):
         self.wait_for_workers(2, exclude=old)
         self.assert_resumed(sessions, "SIGUSR2 upgrade")
 
+    def test_an_idle_tls_connection_of_a_replaced_worker_answers_its_next_request(self):
+        # A TLS connection cannot move to another worker: the replaced worker keeps it open for
+        # a moment (proxy::kIdleTlsGrace, 2 s) and answers its next request with a close.
+        self.backend()
+        self.start(self.tls_config())
+        harness.wait_for_port(self.https_port, process=self.proxy.process)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        connection = kl.Connection(self.https_port, timeout=10)
+        connection.sock = context.wrap_socket(connection.sock, server_hostname="secure.test")
+        self.addCleanup(connection.close)
+        request = ("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % self.HOST).encode()
+        self.assertEqual(connection.exchange(request), (200, False))
+        self.proxy.signal(signal.SIGHUP)
+        self.wait_log("replaced, draining")
+        time.sleep(0.5)
+        self.assertEqual(connection.exchange(request), (200, True), self.log_tail())
 
 if __name__ == "__main__":
     unittest.main()
