@@ -12,7 +12,8 @@ def process_tree_rss_kb(root_pid):
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        with contextlib.suppress(OSError):
+        # A process that exits while it is read leaves a missing or empty stat file.
+        with contextlib.suppress(OSError, ValueError, IndexError):
             with open("/proc/%s/stat" % entry) as f:
                 stat = f.read()
             ppid = int(stat[stat.rindex(")") + 2:].split()[1])
