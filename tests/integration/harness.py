@@ -333,6 +333,18 @@ def read_request_head(conn):
     return data
 
 
+def silent(conn):
+    """A RawBackend script: reads the request, then never answers (gives up after a few
+    seconds)."""
+    read_request_head(conn)
+    conn.settimeout(6)
+    try:
+        while conn.recv(65536):
+            pass
+    except socket.timeout:
+        pass
+
+
 def reset(conn):
     """Closes with RST instead of FIN."""
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

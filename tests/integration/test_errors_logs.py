@@ -10,6 +10,7 @@ import time
 import unittest
 
 import harness
+from harness import silent
 
 LINE = re.compile(
     r'^(?P<remote>\S+) - - \[(?P<date>\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}) \+0000\] '
@@ -25,16 +26,6 @@ def binary_version():
     out = subprocess.run([harness.BINARY, "--version"], capture_output=True, text=True,
                          timeout=10).stdout.strip()
     return out.split()[-1]
-
-
-def silent(conn):
-    harness.read_request_head(conn)
-    conn.settimeout(6)
-    try:
-        while conn.recv(65536):
-            pass
-    except socket.timeout:
-        pass
 
 
 class StdoutProxy:
