@@ -359,14 +359,15 @@ def refused_url():
 # --------------------------------------------------------------------------- the proxy
 
 class Proxy:
-    def __init__(self, config, workdir):
+    def __init__(self, config, workdir, binary=None):
+        """`binary`: another file than BINARY (the upgrade tests run a copy they replace)."""
         self.port = config["http"]["port"]
         self.config_path = os.path.join(workdir, "config.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f)
         self.stderr_path = os.path.join(workdir, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
-        self.process = subprocess.Popen([BINARY, "-c", self.config_path],
+        self.process = subprocess.Popen([binary or BINARY, "-c", self.config_path],
                                         stdout=subprocess.DEVNULL, stderr=self.stderr)
         wait_for_port(self.port, process=self.process)
         # The master listens before its workers exist: wait for them too, so a test that looks

@@ -1,12 +1,11 @@
 """Helpers for the lossless-handover tests (test_handover.py): a keep-alive load generator that
-notices every lost request exactly, a fast backend, /proc helpers for the master and its workers,
-a proxy started from a given binary file, and a throw-away TLS certificate.
+notices every lost request exactly, a fast backend script, /proc helpers for the master and its
+workers, and a throw-away TLS certificate.
 
 Standard library only. Everything is loopback.
 """
 import collections
 import contextlib
-import json
 import os
 import random
 import select
@@ -18,32 +17,10 @@ import threading
 import time
 
 import harness
+from process_helpers import alive, children, socket_inodes  # noqa: F401 (re-exported)
 
 
 # --------------------------------------------------------------------------- /proc helpers
-
-def alive(pid):
-    """True while pid exists and is not a zombie. comm may hold spaces and parentheses: the
-    state follows the last ')'."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return data[data.rindex(")") + 2:].split()[0] not in ("Z", "X")
-
-
-def children(parent):
-    """The live child pids of parent, from /proc/<pid>/task/*/children (every thread of the
-    master: a child forked by any of them counts)."""
-    found = set()
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        for task in os.listdir("/proc/%d/task" % parent):
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                with open("/proc/%d/task/%s/children" % (parent, task)) as f:
-                    found.update(int(p) for p in f.read().split())
-    return {pid for pid in found if alive(pid)}
-
 
 def exe(pid):
     """The target of /proc/<pid>/exe: the file the process runs, " (deleted)" appended once
@@ -52,18 +29,6 @@ def exe(pid):
         return os.readlink("/proc/%d/exe" % pid)
     except OSError:
         return None
-
-
-def socket_inodes(pid):
-    inodes = set()
-    fd_dir = "/proc/%d/fd" % pid
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        for fd in os.listdir(fd_dir):
-            with contextlib.suppress(OSError):
-                target = os.readlink(os.path.join(fd_dir, fd))
-                if target.startswith("socket:["):
-                    inodes.add(int(target[8:-1]))
-    return inodes
 
 
 def tcp_sockets(port):
@@ -125,24 +90,6 @@ def kill_leftovers(pids, marker):
 
 # --------------------------------------------------------------------------- the proxy
 
-class BinaryProxy(harness.Proxy):
-    """harness.Proxy started from `binary` instead of harness.BINARY (the upgrade tests run a
-    copy they can replace). Same log file, same readiness wait."""
-
-    def __init__(self, config, workdir, binary):
-        self.port = config["http"]["port"]
-        self.config_path = os.path.join(workdir, "config.json")
-        with open(self.config_path, "w") as f:
-            json.dump(config, f)
-        self.stderr_path = os.path.join(workdir, "stderr.log")
-        self.stderr = open(self.stderr_path, "wb")
-        self.process = subprocess.Popen([binary, "-c", self.config_path],
-                                        stdout=subprocess.DEVNULL, stderr=self.stderr)
-        harness.wait_for_port(self.port, process=self.process)
-        harness.wait_until(lambda: "worker(s) ready" in self.log()
-                           or self.process.poll() is not None, harness.STARTUP_TIMEOUT)
-
-
 def replace_file(path, source=None, script=None):
     """Replaces `path` atomically (a copy under a temporary name in the same directory, then
     rename), as an install does: the running image keeps its inode, so /proc/<pid>/exe of a
@@ -173,64 +120,25 @@ def make_certificate(directory, name="secure.test"):
 
 # --------------------------------------------------------------------------- backend
 
-class FastBackend:
-    """A minimal keep-alive HTTP/1.1 backend: one thread per connection, a fixed 200 with a
-    Content-Length body for every request head. Much cheaper per request than
-    http.server, so the proxy (not the backend) is what the load exercises."""
-
-    BODY = b"ok"
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.requests = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
+def answer_ok(conn):
+    """harness.RawBackend script: a fixed 200 "ok" for every request head, keep-alive until the
+    proxy closes. Much cheaper per request than http.server, so the proxy (not the backend) is
+    what the load exercises."""
+    data = b""
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            chunk = conn.recv(65536)
+            if not chunk:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        data = b""
-        try:
-            while self.running:
-                end = data.find(b"\r\n\r\n")
-                if end < 0:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
-                    continue
-                head, data = data[:end].lower(), data[end + 4:]
-                close = b"connection: close" in head
-                self.requests += 1
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                             b"Content-Length: %d\r\n%s\r\n%s"
-                             % (len(self.BODY), b"Connection: close\r\n" if close else b"",
-                                self.BODY))
-                if close:
-                    return
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-    def stop(self):
-        # The proxy is stopped first (tearDown): its connections end with it.
-        self.running = False
-        with contextlib.suppress(OSError):
-            self.sock.close()
+            data += chunk
+            continue
+        head, data = data[:end].lower(), data[end + 4:]
+        close = b"connection: close" in head
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n%s\r\nok"
+                     % (b"Connection: close\r\n" if close else b""))
+        if close:
+            return
 
 
 # --------------------------------------------------------------------------- load

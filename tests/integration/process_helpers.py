@@ -33,15 +33,15 @@ def alive(pid):
 
 
 def children(parent):
-    """The live (non-zombie) child pids of parent."""
+    """The live (non-zombie) child pids of parent, from /proc/<pid>/task/*/children (a child
+    forked by any thread of parent counts)."""
     found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = proc_stat(int(entry))
-        if stat is not None and stat[1] == parent and stat[0] != "Z":
-            found.add(int(entry))
-    return found
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in os.listdir("/proc/%d/task" % parent):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                with open("/proc/%d/task/%s/children" % (parent, task)) as f:
+                    found.update(int(p) for p in f.read().split())
+    return {pid for pid in found if alive(pid)}
 
 def socket_inodes(pid):
     inodes = set()

@@ -54,7 +54,7 @@ class HandoverTestCase(harness.ProxyTestCase):
     # ---- setup
 
     def backend(self):
-        backend = kl.FastBackend()
+        backend = harness.RawBackend(kl.answer_ok)
         self._stoppers.append(backend.stop)
         self.redis.rpush("frontend:" + self.HOST, "handover", backend.url)
         return backend
@@ -69,7 +69,7 @@ class HandoverTestCase(harness.ProxyTestCase):
             os.mkdir(directory)
             self.binary_path = os.path.join(directory, "hipache")
             shutil.copy2(harness.BINARY, self.binary_path)
-            self.proxy = kl.BinaryProxy(config, self.workdir, self.binary_path)
+            self.proxy = harness.Proxy(config, self.workdir, binary=self.binary_path)
         else:
             self.start_proxy(config)
         self.assertIsNone(self.proxy.process.poll(), self.proxy.log()[-3000:])
