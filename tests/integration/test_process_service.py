@@ -95,6 +95,19 @@ class ReadinessTest(ProcessTestCase):
         messages = self.receive_until(sock, "READY=1", 10)
         self.assertEqual(len(self.workers() - old), 3)
 
+        # SIGUSR2: the same PID re-executes its binary: RELOADING=1, then READY=1 (MAINPID
+        # unchanged) once the new image's workers are up; the old ones then drain.
+        old = self.workers()
+        master = self.master()
+        self.proxy.signal(signal.SIGUSR2)
+        self.receive_until(sock, "RELOADING=1", 10)
+        messages = self.receive_until(sock, "READY=1", 20)
+        self.assertIn("MAINPID=%d" % master, messages[-1].split("\n"))
+        self.assertEqual(self.master(), master)
+        self.assertTrue(harness.wait_until(lambda: not self.workers() & old, 10),
+                        "old workers still there after the upgrade")
+        self.assertEqual(len(self.workers()), 3)
+
         self.proxy.signal(signal.SIGTERM)
         self.receive_until(sock, "STOPPING=1", 5)
         self.assertEqual(self.wait_exit(10), 0)
