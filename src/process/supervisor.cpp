@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -184,7 +183,7 @@ class Supervisor {
     if (!config_.server.cpu_affinity || allowed_cpus_.empty()) {
       cpu.reset();
     } else if (!cpu) {
-      cpu = least_used_cpu();
+      cpu = least_used_cpu(allowed_cpus_, workers_);
     }
     const pid_t pid = ::fork();
     if (pid < 0) {
@@ -202,22 +201,6 @@ class Supervisor {
     }
   }
 
-  // The allowed CPU with the fewest serving workers (the lowest-numbered of those).
-  int least_used_cpu() const {
-    int best = allowed_cpus_.front();
-    long best_count = -1;
-    for (const int cpu : allowed_cpus_) {
-      const auto count = std::count_if(workers_.begin(), workers_.end(), [cpu](const auto& w) {
-        return !w.draining && w.cpu == cpu;
-      });
-      if (best_count < 0 || count < best_count) {
-        best = cpu;
-        best_count = count;
-      }
-    }
-    return best;
-  }
-
   [[noreturn]] void run_child(pid_t master, AcceptTurn turn, std::optional<int> cpu) {
     // Back to the original mask, except the signals the worker handles: they stay blocked (and
     // pending) until run_worker has its handlers in place.
@@ -229,15 +212,7 @@ class Supervisor {
     if (::getppid() != master) ::_exit(0);
     ::close(ready_read_);
     ::close(signal_fd_);
-    if (cpu) {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(*cpu, &set);
-      if (::sched_setaffinity(0, sizeof(set), &set) != 0) {
-        spdlog::warn("worker {}: cannot bind to CPU {}: {}", ::getpid(), *cpu,
-                     std::strerror(errno));
-      }
-    }
+    if (cpu) bind_to_cpu(*cpu);
     int code = 1;
     try {
       code = run_worker(config_, listeners_, *tls_, ready_write_, turn, handover_);

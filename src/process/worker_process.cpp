@@ -1,9 +1,12 @@
 #include "process/worker_process.hpp"
 
 #include <sched.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 
@@ -37,6 +40,29 @@ std::vector<int> allowed_cpus() {
     if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
   }
   return cpus;
+}
+
+int least_used_cpu(const std::vector<int>& allowed, const std::vector<WorkerProcess>& workers) {
+  int best = allowed.front();
+  long best_count = -1;
+  for (const int cpu : allowed) {
+    const auto count = std::count_if(workers.begin(), workers.end(),
+                                     [cpu](const auto& w) { return !w.draining && w.cpu == cpu; });
+    if (best_count < 0 || count < best_count) {
+      best = cpu;
+      best_count = count;
+    }
+  }
+  return best;
+}
+
+void bind_to_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof(set), &set) != 0) {
+    spdlog::warn("worker {}: cannot bind to CPU {}: {}", ::getpid(), cpu, std::strerror(errno));
+  }
 }
 
 std::size_t resident_bytes(int pid) {

@@ -1,5 +1,5 @@
 // A worker as the master keeps track of it, and the facts about processes and the machine the
-// master reads (exit status, RSS, allowed CPUs).
+// master reads or sets (exit status, RSS, allowed CPUs, CPU binding).
 #pragma once
 
 #include <sys/types.h>
@@ -37,6 +37,12 @@ bool same_listeners(const Config& a, const Config& b);
 
 // The CPUs this process may run on.
 std::vector<int> allowed_cpus();
+
+// Of `allowed`, the CPU with the fewest serving workers (the lowest-numbered of those).
+int least_used_cpu(const std::vector<int>& allowed, const std::vector<WorkerProcess>& workers);
+
+// Binds this process to `cpu` (server.cpuAffinity); a failure is logged, not fatal.
+void bind_to_cpu(int cpu);
 
 // Resident set size of a process in bytes (from /proc), 0 if it cannot be read.
 std::size_t resident_bytes(int pid);
