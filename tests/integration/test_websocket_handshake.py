@@ -17,7 +17,6 @@ import harness
 from websocket_helpers import WebSocketTestCase, read_http_body
 from websocket_peers import accept_for, header, tokens
 
-
 LINE = re.compile(
     r'^(?P<remote>\S+) - - \[(?P<date>[^\]]+)\] '
     r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+) "(?P<referer>[^"]*)" '

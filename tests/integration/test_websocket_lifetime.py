@@ -9,7 +9,6 @@ import threading
 import time
 import unittest
 
-
 from websocket_helpers import WebSocketTestCase
 from websocket_peers import OP_TEXT
 
