@@ -112,7 +112,7 @@ class Http1Connection final : public DrainableSession,
     // Two statements, not `while (co_await wait_for_request() && co_await serve_one())`: built
     // by GCC 12, that form resumed with another session's state when wait_for_request()
     // suspended and then returned false (a client closing its idle connection left it open
-    // while a different session was closed; test_relay's IdleKeepAliveTest caught it).
+    // while a different session was closed; test_relay_keepalive's IdleKeepAliveTest caught it).
     for (;;) {
       if (!co_await wait_for_request()) break;
       if (!co_await serve_one()) break;
