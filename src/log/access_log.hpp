@@ -12,10 +12,10 @@
 namespace hipache::log {
 
 struct AccessLogEntry {
-  std::string_view remote;      // the X-Real-IP value as forwarded
+  std::string_view remote;  // the X-Real-IP value as forwarded
   std::string_view method;
   std::string_view target;
-  unsigned version = 11;        // 10 or 11
+  unsigned version = 11;  // 10 or 11
   unsigned status = 0;
   std::uint64_t bytes_sent = 0;
   std::string_view referer;

@@ -1,9 +1,9 @@
 #include "net/listeners.hpp"
 
+#include <unistd.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <stdexcept>
-#include <unistd.h>
 
 namespace hipache::net {
 
@@ -14,10 +14,10 @@ std::vector<BoundListener> bind_listeners(const Config& config) {
   asio::io_context io;
   std::vector<BoundListener> bound;
   for (const auto& listen : config.listeners) {
-    const std::string where = (listen.address.find(':') != std::string::npos
-                                   ? "[" + listen.address + "]"
-                                   : listen.address) +
-                              ":" + std::to_string(listen.port);
+    const std::string where =
+        (listen.address.find(':') != std::string::npos ? "[" + listen.address + "]"
+                                                       : listen.address) +
+        ":" + std::to_string(listen.port);
     boost::system::error_code ec;
     const auto address = asio::ip::make_address(listen.address, ec);
     if (ec) {

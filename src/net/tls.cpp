@@ -225,15 +225,15 @@ std::vector<std::string> certificate_names(const std::string& pem_path) {
   auto certs = read_certificates(pem_path);
   if (certs.empty()) return names;
   X509* cert = certs.front().get();
-  auto* alt_names = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* alt_names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (alt_names != nullptr) {
     for (int i = 0; i < sk_GENERAL_NAME_num(alt_names); ++i) {
       const GENERAL_NAME* name = sk_GENERAL_NAME_value(alt_names, i);
       if (name->type != GEN_DNS) continue;
       const auto* data = ASN1_STRING_get0_data(name->d.dNSName);
-      names.push_back(lowercase(std::string(reinterpret_cast<const char*>(data),
-                                            ASN1_STRING_length(name->d.dNSName))));
+      names.push_back(lowercase(
+          std::string(reinterpret_cast<const char*>(data), ASN1_STRING_length(name->d.dNSName))));
     }
     GENERAL_NAMES_free(alt_names);
   }
@@ -252,8 +252,7 @@ std::shared_ptr<ServerTls> make_server_tls(const Config& config, const ServerTls
   auto tls = std::make_shared<ServerTls>();
   if (previous != nullptr) {
     tls->ticket_keys = previous->ticket_keys;
-  } else if (RAND_bytes(tls->ticket_keys.data(), static_cast<int>(tls->ticket_keys.size())) !=
-             1) {
+  } else if (RAND_bytes(tls->ticket_keys.data(), static_cast<int>(tls->ticket_keys.size())) != 1) {
     throw ConfigError("cannot generate TLS session-ticket keys: " + openssl_error());
   }
   tls->sni = std::make_shared<SniTable>();
@@ -270,8 +269,8 @@ std::shared_ptr<ServerTls> make_server_tls(const Config& config, const ServerTls
     }
     const auto& settings = listener.tls_settings;
     // Everything make_context reads is part of the identity.
-    std::string identity = settings.cert + '\n' + settings.key + '\n' + settings.passphrase +
-                           '\n' + settings.ciphers + '\n' + settings.secure_protocol + '\n' +
+    std::string identity = settings.cert + '\n' + settings.key + '\n' + settings.passphrase + '\n' +
+                           settings.ciphers + '\n' + settings.secure_protocol + '\n' +
                            std::to_string(settings.secure_options) +
                            (settings.honor_cipher_order ? "\nhonor" : "\n");
     for (const auto& ca : settings.ca) identity += '\n' + ca;

@@ -43,7 +43,7 @@ HandoverSocket HandoverSocket::create() {
   return {fds[0], fds[1]};
 }
 
-ConnectionHandover::ConnectionHandover(asio::any_io_executor executor, HandoverSocket ends)
+ConnectionHandover::ConnectionHandover(const asio::any_io_executor& executor, HandoverSocket ends)
     : sender_(open_end(executor, ends.valid() ? duplicate(ends.send_fd) : -1)),
       receiver_(open_end(executor, ends.valid() ? duplicate(ends.receive_fd) : -1)) {}
 

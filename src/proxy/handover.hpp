@@ -33,7 +33,7 @@ class ConnectionHandover {
   using Receiver = std::function<void(int fd, std::uint64_t requests)>;
 
   // Duplicates the inherited ends, so that the worker's copies can be closed independently.
-  ConnectionHandover(boost::asio::any_io_executor executor, HandoverSocket ends);
+  ConnectionHandover(const boost::asio::any_io_executor& executor, HandoverSocket ends);
 
   bool valid() const { return sender_.is_open(); }
 
