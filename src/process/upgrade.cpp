@@ -99,6 +99,8 @@ std::string check_binary(const std::string& binary, const std::string& config_pa
     // Its configuration dump is not wanted; its errors go to the log with ours.
     const int null = ::open("/dev/null", O_WRONLY);
     if (null >= 0) ::dup2(null, STDOUT_FILENO);
+    // Nothing of the master's (listening sockets, the handover pair) goes to the check.
+    ::close_range(STDERR_FILENO + 1, ~0U, 0);
     ::unsetenv(kVariable);
     ::execl(binary.c_str(), binary.c_str(), "--dry", "-c", config_path.c_str(),
             static_cast<char*>(nullptr));
@@ -225,6 +227,7 @@ std::optional<Inheritance> take_inheritance() {
         listener.fd = to_int(fields[0]);
         listener.address.port = static_cast<std::uint16_t>(to_int(fields[1]));
         listener.address.address = fields[2];
+        if (listener.fd < 0) continue;
         set_inheritable(listener.fd, false);
         inheritance.listeners.push_back(listener);
       }
