@@ -6,31 +6,16 @@ Run: cd tests/integration && HIPACHE_BINARY=/work/main/build/hipache \
          python3 -m unittest -v test_security_limits
 """
 import json
-import os
 import socket
 import time
 import unittest
 
 import harness
+from process_helpers import children
 from security_helpers import (RecordingBackend, SecurityTestCase, connection_closed, parse_status,
                               read_response)
 
 MB = 1024 * 1024
-
-
-def child_pids(pid):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                pids.append(int(entry))
-        except (OSError, IndexError, ValueError):
-            pass
-    return pids
 
 
 def rss_kb(pid):
@@ -160,7 +145,7 @@ class Limits(SecurityTestCase):
     def test_huge_chunk_extension_does_not_grow_the_worker(self):
         """A chunk-size line that never ends must not be buffered without bound (SPEC 5: memory
         bounded per connection)."""
-        workers = child_pids(self.proxy.process.pid)
+        workers = sorted(children(self.proxy.process.pid))
         self.assertEqual(len(workers), 1)
         worker = workers[0]
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5) as s:
@@ -196,7 +181,7 @@ class Limits(SecurityTestCase):
             time.sleep(2)
         bad = self.raw_backend(script)
         self.redis.rpush("frontend:evil.test", "evil", bad.url)
-        worker = child_pids(self.proxy.process.pid)[0]
+        worker = sorted(children(self.proxy.process.pid))[0]
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n")
             time.sleep(0.2)
@@ -211,7 +196,7 @@ class Limits(SecurityTestCase):
         request at a time, so the backlog stays in the kernel, not in the worker."""
         backend = self.http_backend("echo")
         self.redis.rpush("frontend:p.test", "p", backend.url)
-        worker = child_pids(self.proxy.process.pid)[0]
+        worker = sorted(children(self.proxy.process.pid))[0]
         one = b"GET /p HTTP/1.1\r\nHost: p.test\r\nX-Pad: " + b"x" * 900 + b"\r\n\r\n"
         block = one * 64
         # Warm up with the same traffic, read this time: the allocator's caches (and, in the ASan

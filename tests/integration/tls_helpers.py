@@ -11,6 +11,7 @@ import socket
 import ssl
 
 import harness
+from process_helpers import children
 from tls_pki import shared_pki
 
 
@@ -25,20 +26,6 @@ def names_of(peer_cert):
     return common_name, alt
 
 
-def proc_children(pid):
-    """Live child processes of pid (the workers of the master)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            children.append(int(entry))
-    return sorted(children)
 # --------------------------------------------------------------------------- base class
 
 class TlsTestCase(harness.ProxyTestCase):
@@ -144,7 +131,7 @@ class TlsTestCase(harness.ProxyTestCase):
 
     def workers(self, count):
         pids = harness.wait_until(
-            lambda: (lambda c: c if len(c) == count else None)(proc_children(self.proxy.process.pid)),
+            lambda: (lambda c: c if len(c) == count else None)(sorted(children(self.proxy.process.pid))),
             timeout=10)
         self.assertEqual(len(pids or []), count, "expected %d workers" % count)
         return pids
