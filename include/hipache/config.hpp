@@ -72,6 +72,7 @@ struct ServerSettings {
   bool route_cache = true;  // the live route cache (Redis client-side caching); false = Hipache's
                             // per-request reads
   unsigned header_timeout_s = 10;    // whole request header must arrive within; 0 = tcpTimeout
+  bool http2 = true;                 // clients may speak HTTP/2 (ALPN h2, h2c prior knowledge)
   unsigned max_connections = 10000;  // open client connections per worker; beyond: 503; 0 = off
   double redis_timeout_s = 2;        // longest wait for a Redis reply before it counts as down
   // Each worker bound to one CPU of the master's allowed set, spread evenly (nginx's

@@ -267,6 +267,7 @@ constexpr Key<S> kServerKeys[] = {
     {kServer, "backendTlsVerify", member<&S::backend_tls_verify>, "Verify https:// backends."},
     {kServer, "routeCache", member<&S::route_cache>, "The live route cache (CLIENT TRACKING)."},
     {kServer, "headerTimeout", member<&S::header_timeout_s>, "Seconds for the request header."},
+    {kServer, "http2", member<&S::http2>, "HTTP/2 for clients (ALPN h2, h2c)."},
     {kServer, "maxConnections", member<&S::max_connections>, "Client connections per worker."},
     Key<S>{kServer, "redisTimeout", member<&S::redis_timeout_s>, "Longest wait for Redis, s."}
         .within(between(0.01, 3600, " seconds")),

@@ -1,7 +1,5 @@
 #include "http/error_response.hpp"
 
-#include <boost/beast/http/status.hpp>
-
 namespace hipache::http {
 
 std::string serialize_error_response(const ErrorResponse& response) {
@@ -12,16 +10,13 @@ std::string serialize_error_response(const ErrorResponse& response) {
   out += std::to_string(response.status);
   out += ' ';
   out += bhttp::obsolete_reason(static_cast<bhttp::status>(response.status));
-  // Never cached anywhere.
-  out +=
-      "\r\nContent-Type: text/html\r\nCache-Control: no-cache\r\nPragma: no-cache\r\n"
-      "Expires: -1\r\n";
-  if (!response.debug_reason.empty()) {
-    out += "x-debug-error: ";
-    out += response.debug_reason;
-    out += "\r\nx-debug-version-hipache: " HIPACHE_VERSION "\r\n";
-  }
-  if (response.retry_after) out += "Retry-After: 1\r\n";
+  out += "\r\n";
+  response.for_each_field([&out](std::string_view name, std::string_view value) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  });
   if (!response.keep_alive) {
     out += "Connection: close\r\n";
   } else if (response.http10_client) {

@@ -1,7 +1,9 @@
-// The one builder of the proxy's own error responses (SPEC section 7): the same headers for
-// every error page, whichever part of the request path refuses.
+// The one builder of the proxy's own answers (SPEC section 7): the same headers for every error
+// page, whichever part of the request path refuses, and the ping answer. HTTP/1 connections
+// send serialize_error_response(); HTTP/2 streams take the same fields from for_each_field().
 #pragma once
 
+#include <boost/beast/http/status.hpp>
 #include <string>
 #include <string_view>
 
@@ -14,6 +16,24 @@ struct ErrorResponse {
   bool http10_client = false;     // keep-alive must then be said
   std::string_view debug_reason;  // the client sent X-Debug: x-debug-error and our version
   bool retry_after = false;       // Retry-After: 1 (the worker is full)
+  std::string_view content_type = "text/html";
+  bool no_cache = true;  // error pages are never cached anywhere
+
+  // The fields but the framing and connection ones, in order: f(name, value).
+  template <class F>
+  void for_each_field(F&& f) const {
+    f("Content-Type", content_type);
+    if (no_cache) {
+      f("Cache-Control", "no-cache");
+      f("Pragma", "no-cache");
+      f("Expires", "-1");
+    }
+    if (!debug_reason.empty()) {
+      f("x-debug-error", debug_reason);
+      f("x-debug-version-hipache", HIPACHE_VERSION);
+    }
+    if (retry_after) f("Retry-After", "1");
+  }
 };
 
 // Status line, headers and body, ready to send.

@@ -125,6 +125,19 @@ Framing request_framing(const FramingFields& fields, unsigned version,
     return refuse(FramingError::content_length_repeated);
   }
   Framing result;
+  if (version >= 20) {
+    // HTTP/2 (RFC 9113 section 8.1): the stream's end delimits the body, which a Content-Length
+    // may announce (the HTTP/2 layer checks the two agree); forwarded in our chunked encoding
+    // when it does not. Transfer-Encoding has no place in it.
+    if (fields.has_transfer_encoding()) return refuse(FramingError::transfer_coding_not_chunked);
+    if (fields.has_content_length()) {
+      const auto length = *fields.content_length;
+      if (parsed.body != (length > 0)) return refuse(FramingError::parser_disagrees);
+      return {FramingError::none, BodyFraming::content_length, length, length > 0};
+    }
+    if (parsed.body) result = {FramingError::none, BodyFraming::chunked, 0, true};
+    return result;
+  }
   if (fields.has_transfer_encoding()) {
     result = {FramingError::none, BodyFraming::chunked, 0, true};
     if (!parsed.chunked || !parsed.body) return refuse(FramingError::parser_disagrees);

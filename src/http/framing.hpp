@@ -74,7 +74,8 @@ struct ParsedFraming {
   }
 };
 
-// A request as received from a client (RFC 9112 section 6.3). Refused framing gets 400.
+// A request as received from a client (RFC 9112 section 6.3; `version` 20: an HTTP/2 stream,
+// whose `parsed.body` says whether DATA follows its header). Refused framing gets 400.
 Framing request_framing(const FramingFields& fields, unsigned version, const ParsedFraming& parsed);
 
 struct ResponseContext {

@@ -99,7 +99,7 @@ void format_access_line(const AccessLogEntry& e, std::string& out) {
   append_escaped_field(out, e.method, Quoting::quoted);
   out += ' ';
   append_escaped_field(out, e.target, Quoting::quoted);
-  out += e.version == 10 ? " HTTP/1.0\" " : " HTTP/1.1\" ";
+  out += e.version == 10 ? " HTTP/1.0\" " : e.version == 20 ? " HTTP/2.0\" " : " HTTP/1.1\" ";
   append_number(out, e.status);
   out += ' ';
   append_number(out, e.bytes_sent);

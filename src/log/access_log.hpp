@@ -15,7 +15,7 @@ struct AccessLogEntry {
   std::string_view remote;  // the X-Real-IP value as forwarded
   std::string_view method;
   std::string_view target;
-  unsigned version = 11;  // 10 or 11
+  unsigned version = 11;  // 10, 11 or 20 (HTTP/2)
   unsigned status = 0;
   std::uint64_t bytes_sent = 0;
   std::string_view referer;

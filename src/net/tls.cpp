@@ -70,17 +70,24 @@ void apply_protocol(SSL_CTX* ctx, const std::string& method) {
   }
 }
 
-int select_http11(SSL*, const unsigned char** out, unsigned char* out_length,
-                  const unsigned char* in, unsigned int in_length, void*) {
-  static constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+// ALPN: h2 when the client offers it and HTTP/2 is on, else http/1.1. `arg` is the server's list
+// in preference order (wire format).
+int select_protocol(SSL*, const unsigned char** out, unsigned char* out_length,
+                    const unsigned char* in, unsigned int in_length, void* arg) {
+  const auto* ours = static_cast<const std::string_view*>(arg);
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, out_length, kHttp11, sizeof kHttp11, in, in_length) !=
-      OPENSSL_NPN_NEGOTIATED) {
-    return SSL_TLSEXT_ERR_NOACK;  // no http/1.1 offered: carry on without ALPN
+  if (SSL_select_next_proto(&selected, out_length,
+                            reinterpret_cast<const unsigned char*>(ours->data()),
+                            static_cast<unsigned>(ours->size()), in,
+                            in_length) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;  // none of ours offered: carry on without ALPN
   }
   *out = selected;
   return SSL_TLSEXT_ERR_OK;
 }
+
+constinit const std::string_view kHttp11Only("\x08http/1.1", 9);
+constinit const std::string_view kH2ThenHttp11("\x02h2\x08http/1.1", 12);
 
 int choose_certificate(SSL* ssl, int*, void* arg) {
   const auto* table = static_cast<const SniTable*>(arg);
@@ -161,7 +168,9 @@ std::shared_ptr<ssl::context> make_context(const Config& config, const TlsSettin
       SSL_CTX_add1_chain_cert(ctx, cert.get());
     }
   }
-  SSL_CTX_set_alpn_select_cb(ctx, &select_http11, nullptr);
+  SSL_CTX_set_alpn_select_cb(
+      ctx, &select_protocol,
+      const_cast<std::string_view*>(config.server.http2 ? &kH2ThenHttp11 : &kHttp11Only));
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
   SSL_CTX_set_tlsext_ticket_keys(ctx, const_cast<unsigned char*>(ticket_keys.data()),
                                  static_cast<long>(ticket_keys.size()));

@@ -1,6 +1,7 @@
 // What an exchange (proxy/exchange.hpp) needs of the client connection its request came on:
 // who the client is, and writing and relaying bytes to and from it. The HTTP/1 connection
-// (proxy/http1_connection.cpp) implements it; an HTTP/2 stream can drive the same exchange.
+// (proxy/http1_connection.cpp) and each HTTP/2 stream (proxy/http2_stream.hpp) implement it, each
+// framing the answer its own way.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -12,6 +13,7 @@
 #include <span>
 #include <string>
 
+#include "http/error_response.hpp"
 #include "http/framing.hpp"
 #include "http/message.hpp"
 #include "log/access_log.hpp"
@@ -27,6 +29,7 @@ struct ClientInfo {
   std::string remote;      // the client's address, as X-Forwarded-For and the log give it
   std::string local_port;  // X-Forwarded-Port
   bool tls = false;        // X-Forwarded-Proto
+  bool http2 = false;      // each request is a stream of an HTTP/2 connection
 };
 
 // The bytes written, or the error that stopped the write.
@@ -48,19 +51,32 @@ class ClientSide {
   // Whether the request's body (if any) has been read to its end.
   virtual bool request_body_done() const = 0;
 
-  // Writes `pieces` (a serialized header, maybe followed by body bytes) as one send.
-  virtual boost::asio::awaitable<WriteResult> send(
-      std::span<const boost::asio::const_buffer> pieces) = 0;
+  // The answer's header as the exchange made it (hop-by-hop fields removed, ours added), its
+  // body framed as `framing` says. Nothing is written yet: the header goes out with the body
+  // bytes that follow it (send_response(), relay_response_body()).
+  virtual void start_response(http::Response& header, const http::Framing& framing) = 0;
+  // Whether a started header has not been written yet (then no byte of the answer reached the
+  // client, and cancel_response() lets an error page take its place).
+  virtual bool response_unsent() const = 0;
+  virtual void cancel_response() = 0;
+  // Writes the started header if still unsent, then `body`; `complete`: the answer ends here.
+  virtual boost::asio::awaitable<WriteResult> send_response(
+      std::span<const boost::asio::const_buffer> body, bool complete) = 0;
+  // An answer of the proxy's own (error pages, the ping answer), whole.
+  virtual boost::asio::awaitable<WriteResult> send_generated(const http::ErrorResponse& answer) = 0;
+  // An interim (1xx) answer the backend sent, hop-by-hop fields removed.
+  virtual boost::asio::awaitable<WriteResult> send_interim(http::Response& interim) = 0;
+  // "100 Continue": the client waits for it before sending the body it announced.
+  virtual boost::asio::awaitable<WriteResult> send_continue() = 0;
 
   // Streams the rest of the request body to `upstream`, framed as `framing` says.
   virtual boost::asio::awaitable<BodyRelay> relay_request_body(net::AnyStream& upstream,
                                                                http::BodyFraming framing) = 0;
 
   // Streams the body behind `parser` from `upstream` to the client, framed as `framing` says;
-  // `head`, when not empty, goes out with its first piece (see relay_body()).
+  // a started header still unsent goes out with its first piece (see relay_body()).
   virtual boost::asio::awaitable<BodyRelay> relay_response_body(UpstreamConnection& upstream,
                                                                 http::ResponseParser& parser,
-                                                                std::string& head,
                                                                 http::BodyFraming framing) = 0;
 
   // After a 101 handshake reached the client: hands both connections to a tunnel, which logs

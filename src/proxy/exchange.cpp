@@ -127,14 +127,14 @@ asio::awaitable<bool> Exchange::route(const std::string& host) {
 asio::awaitable<bool> Exchange::send_ping() {
   const bool keep =
       client_keep_alive_ && !body_pending() && !ctx_.closes_for_drain(client_.info().tls);
-  scratch_.head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n";
-  if (!keep) {
-    scratch_.head += "Connection: close\r\n";
-  } else if (client_version_ == 10) {
-    scratch_.head += "Connection: keep-alive\r\n";
-  }
-  scratch_.head += "Content-Length: 2\r\n\r\nok";
-  const auto written = co_await send_head();
+  http::ErrorResponse answer;
+  answer.status = 200;
+  answer.body = "ok";
+  answer.content_type = "text/plain";
+  answer.no_cache = false;
+  answer.keep_alive = keep;
+  answer.http10_client = client_version_ == 10;
+  const auto written = co_await client_.send_generated(answer);
   co_return !written.error && keep;
 }
 
@@ -278,20 +278,12 @@ asio::awaitable<bool> Exchange::send_error(Failure failure) {
   error.keep_alive = keep;
   error.http10_client = client_version_ == 10;
   if (request_->find("X-Debug") != request_->end()) error.debug_reason = failure_class.reason;
-  scratch_.head = http::serialize_error_response(error);
-  const auto written = co_await send_head();
+  const auto written = co_await client_.send_generated(error);
   status_ = failure_class.status;
   bytes_sent_ += written.error ? 0 : written.bytes;
   if (backend_finished_ == Clock::time_point{}) backend_finished_ = backend_started_;
   log_exchange();
   co_return !written.error && keep;
-}
-
-asio::awaitable<WriteResult> Exchange::send_head() {
-  const std::array<asio::const_buffer, 1> pieces{asio::buffer(scratch_.head)};
-  const auto written = co_await client_.send(pieces);
-  scratch_.head.clear();
-  co_return written;
 }
 
 void Exchange::log_exchange() const {
@@ -310,7 +302,7 @@ log::AccessLogEntry Exchange::access_entry() const {
   entry.remote = real_ip_.empty() ? std::string_view(client_.info().remote) : real_ip_;
   entry.method = to_std(request_->method_string());
   entry.target = to_std(request_->target());
-  entry.version = client_version_ == 10 ? 10 : 11;
+  entry.version = client_.info().http2 ? 20 : client_version_ == 10 ? 10 : 11;
   entry.status = status_;
   entry.bytes_sent = bytes_sent_;
   entry.referer = referer_;

@@ -30,7 +30,7 @@ namespace hipache::proxy {
 // Memory an exchange uses, kept by its client connection from one request to the next so that
 // coroutine frames stay small (Asio recycles frames up to ~1 KB; larger ones are a malloc).
 struct ExchangeScratch {
-  std::string head;  // a header serialized for sending, until it is written
+  std::string head;  // an HTTP/1 header serialized for sending, until it is written
   // Declared before the parser whose fields it holds, so destroyed after it.
   http::HeaderMemory response_memory;
   std::optional<http::ResponseParser> response_reader;  // the backend's answer
@@ -85,7 +85,6 @@ class Exchange {
   void log_exchange() const;
   log::AccessLogEntry access_entry() const;
   bool body_pending() const { return !client_.request_body_done(); }
-  boost::asio::awaitable<WriteResult> send_head();
 
   // upstream_attempt.cpp
   boost::asio::awaitable<Attempt> forward(const std::string& host, const Route& route);

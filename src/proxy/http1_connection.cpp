@@ -4,6 +4,7 @@
 // ClientSide side.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,16 +14,19 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cassert>
+#include <optional>
 
 #include "hipache/errors.hpp"
 #include "http/error_response.hpp"
 #include "http/message.hpp"
 #include "http/read.hpp"
+#include "http/serialize.hpp"
 #include "net/stream.hpp"
 #include "proxy/backend_errors.hpp"
 #include "proxy/client_side.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/handover.hpp"
+#include "proxy/http2_connection.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/tunnel.hpp"
@@ -48,6 +52,13 @@ constexpr std::uint64_t kWarmAfterRequests = 2;
 constexpr std::size_t kReadBufferLimit = kHeaderLimit + 16 * 1024;
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 256 * 1024;
+
+// A connection that turned out to speak HTTP/2, and what was read from it.
+struct Http2Start {
+  net::AnyStream stream;
+  std::string received;
+  ClientInfo info;
+};
 
 std::string client_address(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
@@ -97,15 +108,19 @@ class Http1Connection final : public DrainableSession,
     client_.socket().cancel(ignored);
   }
 
-  asio::awaitable<void> run() {
+  // Serves the connection as HTTP/1; returns it instead when the client speaks HTTP/2.
+  asio::awaitable<std::optional<Http2Start>> run() {
     if (auto* tls = client_.tls()) {
       set_deadline(client_, handshake_timeout());
       auto [ec] = co_await tls->async_handshake(net::ssl::stream_base::server, kUseTuple);
       if (ec) {
         spdlog::debug("TLS handshake with {} failed: {}", info_.remote, ec.message());
         client_.tcp().close();
-        co_return;
+        co_return std::nullopt;
       }
+      if (chose_h2(*tls)) co_return hand_to_http2();
+    } else if (requests_before_park_ == 0 && ctx_.config.server.http2) {
+      if (co_await read_http2_preface()) co_return hand_to_http2();
     }
     // Each iteration serves one request; pipelined requests wait in buffer_. Between requests
     // nothing but the connection itself stays allocated (no parser, no buffers).
@@ -118,6 +133,7 @@ class Http1Connection final : public DrainableSession,
       if (!co_await serve_one()) break;
     }
     if (!handed_off_) co_await lingering_close();
+    co_return std::nullopt;
   }
 
   // ClientSide: what an exchange needs of this connection.
@@ -125,11 +141,41 @@ class Http1Connection final : public DrainableSession,
 
   bool request_body_done() const override { return parser_ == nullptr || parser_->is_done(); }
 
-  asio::awaitable<WriteResult> send(std::span<const asio::const_buffer> pieces) override {
-    set_deadline(client_, timeout_);
-    auto [ec, n] = co_await client_.visit(
-        [&](auto& stream) { return asio::async_write(stream, pieces, kUseTuple); });
-    co_return WriteResult{ec, n};
+  void start_response(http::Response& header, const http::Framing& framing) override {
+    assert(scratch_.head.empty());
+    header.version(11);
+    serialize_header(header, framing, scratch_.head);
+  }
+
+  bool response_unsent() const override { return !scratch_.head.empty(); }
+
+  void cancel_response() override { scratch_.head.clear(); }
+
+  asio::awaitable<WriteResult> send_response(std::span<const asio::const_buffer> body,
+                                             bool) override {
+    assert(body.size() < 3);
+    std::array<asio::const_buffer, 3> pieces{asio::buffer(scratch_.head)};
+    std::copy(body.begin(), body.end(), pieces.begin() + 1);
+    const auto written = co_await send(std::span(pieces.data(), body.size() + 1));
+    scratch_.head.clear();
+    co_return written;
+  }
+
+  asio::awaitable<WriteResult> send_generated(const http::ErrorResponse& answer) override {
+    const auto bytes = http::serialize_error_response(answer);
+    const std::array<asio::const_buffer, 1> pieces{asio::buffer(bytes)};
+    co_return co_await send(pieces);
+  }
+
+  asio::awaitable<WriteResult> send_interim(http::Response& interim) override {
+    start_response(interim, http::Framing{});
+    co_return co_await send_response({}, false);
+  }
+
+  asio::awaitable<WriteResult> send_continue() override {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    const std::array<asio::const_buffer, 1> pieces{asio::buffer(kContinue)};
+    co_return co_await send(pieces);
   }
 
   asio::awaitable<BodyRelay> relay_request_body(net::AnyStream& upstream,
@@ -143,11 +189,11 @@ class Http1Connection final : public DrainableSession,
   }
 
   asio::awaitable<BodyRelay> relay_response_body(UpstreamConnection& upstream,
-                                                 http::ResponseParser& parser, std::string& head,
+                                                 http::ResponseParser& parser,
                                                  http::BodyFraming framing) override {
     co_return co_await upstream.stream.visit_with(client_, [&](auto& in, auto& out) {
-      return relay_body(in, upstream.buffer, parser, out, head, framing, ctx_.chunks, chunk_lease(),
-                        timeout_);
+      return relay_body(in, upstream.buffer, parser, out, scratch_.head, framing, ctx_.chunks,
+                        chunk_lease(), timeout_);
     });
   }
 
@@ -186,6 +232,39 @@ class Http1Connection final : public DrainableSession,
   }
 
  private:
+  static bool chose_h2(net::TlsStream& tls) {
+    const unsigned char* protocol = nullptr;
+    unsigned length = 0;
+    SSL_get0_alpn_selected(tls.native_handle(), &protocol, &length);
+    return std::string_view(reinterpret_cast<const char*>(protocol), length) == "h2";
+  }
+
+  // A new plain connection: whether it starts with the HTTP/2 preface (h2c with prior
+  // knowledge). What was read stays in buffer_ either way.
+  asio::awaitable<bool> read_http2_preface() {
+    set_deadline(client_, header_timeout());
+    for (;;) {
+      const std::string_view received(static_cast<const char*>(buffer_.data().data()),
+                                      buffer_.size());
+      const auto compared = std::min(received.size(), kHttp2Preface.size());
+      if (received.substr(0, compared) != kHttp2Preface.substr(0, compared)) co_return false;
+      if (compared == kHttp2Preface.size()) co_return true;
+      auto [ec, n] =
+          co_await client_.tcp().async_read_some(buffer_.prepare(kFirstReadSize), kUseTuple);
+      buffer_.commit(n);
+      if (ec) co_return false;  // serve_one() sees the same end
+    }
+  }
+
+  Http2Start hand_to_http2() {
+    handed_off_ = true;
+    Http2Start start{std::move(client_), std::string(static_cast<const char*>(buffer_.data().data()),
+                                                     buffer_.size()),
+                     info_};
+    buffer_.consume(buffer_.size());
+    return start;
+  }
+
   // Closing a socket with unread input sends a reset that can destroy the answer just written
   // (an error page after a refused upload): half-close, then read and drop what the client
   // still sends, for a bounded time and amount.
@@ -322,9 +401,14 @@ class Http1Connection final : public DrainableSession,
     http::ErrorResponse error;
     error.status = static_cast<unsigned>(classify(failure).status);
     error.body = ctx_.error_pages.body(classify(failure).status);
-    const auto response = http::serialize_error_response(error);
-    const std::array<asio::const_buffer, 1> pieces{asio::buffer(response)};
-    co_await send(pieces);
+    co_await send_generated(error);
+  }
+
+  asio::awaitable<WriteResult> send(std::span<const asio::const_buffer> pieces) {
+    set_deadline(client_, timeout_);
+    auto [ec, n] = co_await client_.visit(
+        [&](auto& stream) { return asio::async_write(stream, pieces, kUseTuple); });
+    co_return WriteResult{ec, n};
   }
 
   std::chrono::seconds header_timeout() const {
@@ -368,8 +452,16 @@ class Http1Connection final : public DrainableSession,
 
 asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx,
                                    net::ssl::context* tls, std::uint64_t requests_before) {
-  Http1Connection connection(std::move(socket), ctx, tls, requests_before);
-  co_await connection.run();
+  std::optional<Http2Start> http2;
+  {
+    Http1Connection connection(std::move(socket), ctx, tls, requests_before);
+    auto outcome = co_await connection.run();
+    if (outcome) http2.emplace(std::move(*outcome));  // (AnyStream cannot be assigned)
+  }
+  if (http2) {
+    co_await serve_http2(std::move(http2->stream), std::move(http2->received), ctx,
+                         std::move(http2->info));
+  }
 }
 
 void log_connection_exception(const std::exception_ptr& error) {

@@ -37,7 +37,6 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
   auto& request = *request_;
   // A member, not a local: in this coroutine's frame it would take the frame over that size.
   auto& response_reader = scratch_.response_reader;
-  auto& head = scratch_.head;
   for (;;) {
     scratch_.release();  // an interim answer's fields go before the next answer's
     response_reader.emplace(std::piecewise_construct, std::make_tuple(),
@@ -115,7 +114,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
   if (close_after) response.set(bhttp::field::connection, "close");
   if (!close_after && client_version_ == 10) response.set(bhttp::field::connection, "keep-alive");
   if (wants_debug_) add_debug_headers(response, host, route);
-  serialize_header(response, framing, head);
+  client_.start_response(response, framing);
 
   // A body that came whole with its header (small answers) leaves with it in one send, straight
   // from the backend's read buffer: no relay buffer, no copy, no relay coroutines. (The parser
@@ -126,10 +125,9 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
   if (framing.body && framing.framing == http::BodyFraming::content_length && body_remaining &&
       *body_remaining <= upstream->buffer.size()) {
     const auto body_size = static_cast<std::size_t>(*body_remaining);
-    const std::array<asio::const_buffer, 2> pieces{
-        asio::buffer(head), asio::buffer(upstream->buffer.data().data(), body_size)};
-    const auto written = co_await client_.send(pieces);
-    head.clear();
+    const std::array<asio::const_buffer, 1> body{
+        asio::buffer(upstream->buffer.data().data(), body_size)};
+    const auto written = co_await client_.send_response(body, true);
     attempt.phase = AttemptPhase::answer_started;
     upstream->buffer.consume(body_size);
     bytes_sent_ += written.bytes;
@@ -139,18 +137,18 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
     // Other body bytes that came with the header leave with it (below), so that a body
     // malformed from its first byte still gets a 502. Otherwise the header goes out at once: a
     // streaming answer's client sees it before the first byte.
-    const auto written = co_await send_head();
+    const auto written = co_await client_.send_response({}, !framing.body);
     attempt.phase = AttemptPhase::answer_started;
     bytes_sent_ += written.bytes;
     if (written.error) co_return fail_client(std::move(upstream), attempt);
   }
   if (!body_done) {
     const auto relayed =
-        co_await client_.relay_response_body(*upstream, *response_reader, head, framing.framing);
+        co_await client_.relay_response_body(*upstream, *response_reader, framing.framing);
     bytes_sent_ += relayed.bytes_written;
-    if (relayed.read_error && !head.empty()) {
+    if (relayed.read_error && client_.response_unsent()) {
       // Not a byte of it reached the client: the backend's failure gets an error page.
-      head.clear();
+      client_.cancel_response();
       co_return fail_upstream(std::move(upstream), attempt,
                               backend_failure(relayed.read_error, BackendPhase::exchange));
     }
@@ -165,7 +163,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
     if (relayed.write_error) co_return fail_client(std::move(upstream), attempt);
     body_done = response_reader->is_done();
   }
-  assert(head.empty() && attempt.phase == AttemptPhase::answer_started);
+  assert(!client_.response_unsent() && attempt.phase == AttemptPhase::answer_started);
   backend_finished_ = Clock::now();
   log_exchange();
   // Bytes after the answer were never asked for: they must not become the next request's.
@@ -175,13 +173,11 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
   co_return attempt;
 }
 
-// An interim (1xx) answer for an HTTP/1.1 client, with its fields (103 Early Hints carries Link
-// fields) but not the hop-by-hop ones.
+// An interim (1xx) answer for an HTTP/1.1 or HTTP/2 client, with its fields (103 Early Hints
+// carries Link fields) but not the hop-by-hop ones.
 asio::awaitable<boost::system::error_code> Exchange::send_interim(http::Response& interim) {
   http::remove_hop_by_hop(interim);
-  interim.version(11);
-  serialize_header(interim, http::Framing{}, scratch_.head);
-  const auto written = co_await send_head();
+  const auto written = co_await client_.send_interim(interim);
   co_return written.error;
 }
 
@@ -194,8 +190,8 @@ asio::awaitable<Exchange::Attempt> Exchange::tunnel(std::unique_ptr<UpstreamConn
   // The handshake's Connection and Upgrade fields go on; framing fields have no place in it.
   response.erase(bhttp::field::content_length);
   response.erase(bhttp::field::transfer_encoding);
-  serialize_header(response, http::Framing{}, scratch_.head);
-  const auto written = co_await send_head();
+  client_.start_response(response, http::Framing{});
+  const auto written = co_await client_.send_response({}, false);
   bytes_sent_ += written.bytes;
   attempt.phase = AttemptPhase::answer_started;
   if (written.error) co_return fail_client(std::move(upstream), attempt);

@@ -53,9 +53,7 @@ asio::awaitable<Exchange::Attempt> Exchange::forward(const std::string& host, co
   attempt.phase = AttemptPhase::request_sent;
   if (body_pending()) {
     if (expects_continue_) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      const std::array<asio::const_buffer, 1> pieces{asio::buffer(kContinue)};
-      const auto written = co_await client_.send(pieces);
+      const auto written = co_await client_.send_continue();
       if (written.error) co_return fail_client(std::move(upstream), attempt);
     }
     const auto relayed = co_await client_.relay_request_body(upstream->stream, framing_.framing);

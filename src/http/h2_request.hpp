@@ -1,0 +1,46 @@
+// The request an HTTP/2 stream's header block describes, as the HTTP/1.1 request an exchange
+// routes and forwards (RFC 9113 section 8.3): the pseudo-header fields become the request line
+// and Host, cookie fields are joined into one (section 8.2.3). Pure: no I/O, unit-tested and
+// fuzzed (tests/fuzz/fuzz_h2_request.cpp). nghttp2 has checked the block's syntax before: each
+// pseudo-field once and first, lowercase names, no connection-specific field, TE only "trailers",
+// no CR, LF or NUL in a value.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "http/message.hpp"
+
+namespace hipache::http {
+
+enum class H2RequestError {
+  none,
+  too_large,       // more header bytes than kHeaderLimit (as SETTINGS_MAX_HEADER_LIST_SIZE counts)
+  missing_fields,  // no :method, or no :path outside CONNECT
+  connect,         // CONNECT: a tunnel to an authority, which Hipache never proxied
+};
+
+class H2RequestBuilder {
+ public:
+  explicit H2RequestBuilder(Request& request) : request_(request) {}
+
+  // One field of the block, as received.
+  void add(std::string_view name, std::string_view value);
+  // After the last field: completes the request (version 2.0, Host from :authority).
+  H2RequestError finish();
+
+  // RFC 8441 extended CONNECT's :protocol (e.g. "websocket"), empty without one.
+  const std::string& protocol() const { return protocol_; }
+
+ private:
+  Request& request_;
+  std::string authority_;
+  std::string protocol_;
+  std::string cookie_;
+  std::size_t size_ = 0;
+  bool has_method_ = false;
+  bool has_path_ = false;
+};
+
+}  // namespace hipache::http

@@ -1,0 +1,329 @@
+// The HTTP/2 connection: the nghttp2 session with our limits, the read and write coroutines,
+// and the callbacks that turn frames into streams and stream events.
+#include "proxy/http2_connection.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "hipache/errors.hpp"
+#include "http/read.hpp"
+#include "proxy/http2_stream.hpp"
+
+namespace hipache::proxy {
+
+namespace {
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+// The connection's receive window: all request bodies of its streams buffered at once stay
+// within it (each stream's own window is the default 64 KB).
+constexpr std::int32_t kConnectionWindow = 1 << 20;
+// Control frames (PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA) allowed at
+// the start, and per request stream served: a client that sends more is flooding.
+constexpr std::uint64_t kControlBudget = 1000;
+constexpr std::uint64_t kControlBudgetPerStream = 20;
+// Frames gathered into one write.
+constexpr std::size_t kWriteBatch = 64 * 1024;
+
+struct OptionDeleter {
+  void operator()(nghttp2_option* option) const { nghttp2_option_del(option); }
+};
+struct CallbacksDeleter {
+  void operator()(nghttp2_session_callbacks* callbacks) const {
+    nghttp2_session_callbacks_del(callbacks);
+  }
+};
+
+}  // namespace
+
+asio::awaitable<void> serve_http2(net::AnyStream stream, std::string received, ProxyContext& ctx,
+                                  ClientInfo info) {
+  Http2Connection connection(std::move(stream), ctx, std::move(info));
+  co_await connection.run(std::move(received));
+}
+
+Http2Connection::Http2Connection(net::AnyStream stream, ProxyContext& ctx, ClientInfo info)
+    : stream_(std::move(stream)),
+      ctx_(ctx),
+      info_(std::move(info)),
+      timeout_(ctx.config.server.tcp_timeout_s),
+      write_wakeup_(stream_.socket().get_executor()),
+      exchanges_done_(stream_.socket().get_executor()) {
+  info_.http2 = true;
+  ctx_.sessions.insert(this);
+
+  nghttp2_session_callbacks* raw_callbacks = nullptr;
+  nghttp2_session_callbacks_new(&raw_callbacks);
+  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> callbacks(raw_callbacks);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks.get(), &on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks.get(), &on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks.get(), &on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks.get(), &on_data_chunk_recv);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks.get(), &on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks.get(), &on_stream_close);
+
+  nghttp2_option* raw_option = nullptr;
+  nghttp2_option_new(&raw_option);
+  std::unique_ptr<nghttp2_option, OptionDeleter> option(raw_option);
+  // Windows open as the backend takes the bytes, not as they arrive: memory stays bounded.
+  nghttp2_option_set_no_auto_window_update(option.get(), 1);
+  nghttp2_option_set_max_continuations(option.get(), 8);      // CONTINUATION flood
+  nghttp2_option_set_max_settings(option.get(), 32);          // entries in one SETTINGS frame
+  nghttp2_option_set_max_outbound_ack(option.get(), 100);     // PING/SETTINGS acks queued
+  nghttp2_option_set_stream_reset_rate_limit(option.get(), 200, 50);  // rapid reset
+
+  nghttp2_session* raw_session = nullptr;
+  nghttp2_session_server_new2(&raw_session, callbacks.get(), this, option.get());
+  session_.reset(raw_session);
+
+  const std::array<nghttp2_settings_entry, 3> settings{{
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, http::kHeaderLimit},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  }};
+  nghttp2_submit_settings(session(), NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  nghttp2_session_set_local_window_size(session(), NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  control_budget_ = kControlBudget;
+}
+
+Http2Connection::~Http2Connection() { ctx_.sessions.erase(this); }
+
+asio::awaitable<void> Http2Connection::run(std::string received) {
+  if (!received.empty()) {
+    const auto used = nghttp2_session_mem_recv(
+        session(), reinterpret_cast<const std::uint8_t*>(received.data()), received.size());
+    if (used < 0) stopping_ = true;
+  }
+  if (ctx_.draining) close_if_idle();
+  using namespace asio::experimental::awaitable_operators;
+  co_await (read_loop() && write_loop());
+
+  // No more frames either way: every stream is over for the client; exchanges still waiting on
+  // a backend end as soon as they try to answer.
+  for (auto& [id, stream] : streams_) stream->on_close();
+  streams_.clear();
+  boost::system::error_code ignored;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  stream_.tcp().close();
+  while (exchanges_ > 0) {
+    exchanges_done_.expires_at(asio::steady_timer::time_point::max());
+    co_await exchanges_done_.async_wait(kUseTuple);
+  }
+}
+
+void Http2Connection::close_if_idle() {
+  if (going_away_ || stopping_) return;
+  going_away_ = true;
+  // Streams the client opened up to now are served; it sends newer ones on another connection.
+  nghttp2_submit_goaway(session(), NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session()), NGHTTP2_NO_ERROR,
+                        nullptr, 0);
+  want_write();
+}
+
+void Http2Connection::want_write() {
+  write_wanted_ = true;
+  write_wakeup_.cancel();
+}
+
+asio::awaitable<void> Http2Connection::read_loop() {
+  while (!stopping_ && nghttp2_session_want_read(session())) {
+    // Without a stream in flight the connection is idle: tcpTimeout closes it (with a GOAWAY).
+    if (streams_.empty() && exchanges_ == 0) {
+      net::set_deadline(stream_, timeout_);
+    } else {
+      stream_.tcp().expires_never();
+    }
+    auto [ec, n] = co_await stream_.visit([&](auto& s) {
+      return s.async_read_some(asio::buffer(read_buffer_), kUseTuple);
+    });
+    if (ec) {
+      if (ec == beast::error::timeout) nghttp2_session_terminate_session(session(), NGHTTP2_NO_ERROR);
+      break;
+    }
+    const auto used = nghttp2_session_mem_recv(session(), read_buffer_.data(), n);
+    if (used < 0) {
+      // A connection error: nghttp2 queued a GOAWAY when the protocol allows one.
+      spdlog::debug("HTTP/2 connection from {} ended: {}", info_.remote,
+                    nghttp2_strerror(static_cast<int>(used)));
+      break;
+    }
+    want_write();
+  }
+  // The writer sends what is queued (a GOAWAY, answers) and stops.
+  stopping_ = true;
+  want_write();
+}
+
+asio::awaitable<void> Http2Connection::write_loop() {
+  for (;;) {
+    write_buffer_.clear();
+    while (write_buffer_.size() < kWriteBatch) {
+      const std::uint8_t* data = nullptr;
+      const auto n = nghttp2_session_mem_send(session(), &data);
+      if (n <= 0) break;
+      write_buffer_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+    }
+    if (!write_buffer_.empty()) {
+      net::set_deadline(stream_, timeout_);
+      auto [ec, n] = co_await stream_.visit(
+          [&](auto& s) { return asio::async_write(s, asio::buffer(write_buffer_), kUseTuple); });
+      if (ec) break;
+      continue;
+    }
+    // Nothing to send: done once the session wants nothing more, or reading stopped.
+    if (stopping_ || !nghttp2_session_want_read(session()) ||
+        (!nghttp2_session_want_write(session()) && going_away_ && streams_.empty())) {
+      break;
+    }
+    if (write_wanted_) {
+      write_wanted_ = false;
+      continue;
+    }
+    write_wakeup_.expires_at(asio::steady_timer::time_point::max());
+    co_await write_wakeup_.async_wait(kUseTuple);
+  }
+  stopping_ = true;
+  boost::system::error_code ignored;
+  stream_.socket().cancel(ignored);  // the read loop ends too
+}
+
+asio::awaitable<void> Http2Connection::serve_stream(std::shared_ptr<Http2Stream> stream) {
+  ++exchanges_;
+  // Not inside the nghttp2 callback that saw the request's header.
+  co_await asio::post(stream_.socket().get_executor(), asio::use_awaitable);
+  switch (stream->builder().finish()) {
+    case http::H2RequestError::none: {
+      Exchange exchange(ctx_, *stream, stream->scratch());
+      co_await exchange.serve({stream->request(), true, false,
+                               http::ParsedFraming{false, std::nullopt, !stream->bodiless()}});
+      break;
+    }
+    case http::H2RequestError::too_large:
+      co_await stream->refuse(Failure::headers_too_large);
+      break;
+    case http::H2RequestError::missing_fields:
+    case http::H2RequestError::connect:
+      co_await stream->refuse(Failure::bad_request);
+      break;
+  }
+  stream->finish_exchange();
+  want_write();
+  if (--exchanges_ == 0) exchanges_done_.cancel();
+}
+
+Http2Stream* Http2Connection::find(std::int32_t id) {
+  const auto found = streams_.find(id);
+  return found == streams_.end() ? nullptr : found->second.get();
+}
+
+bool Http2Connection::spend_control_budget() {
+  if (control_budget_ > 0) {
+    --control_budget_;
+    return true;
+  }
+  spdlog::warn("HTTP/2 client {} sends too many control frames: connection closed",
+               info_.remote);
+  nghttp2_session_terminate_session(session(), NGHTTP2_ENHANCE_YOUR_CALM);
+  return false;
+}
+
+int Http2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
+                                      void* self) {
+  auto& connection = *static_cast<Http2Connection*>(self);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  const auto id = frame->hd.stream_id;
+  if (connection.exchanges_ >= kMaxConcurrentStreams || connection.going_away_) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  connection.streams_.emplace(id, std::make_shared<Http2Stream>(connection, id));
+  return 0;
+}
+
+int Http2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame,
+                               const std::uint8_t* name, std::size_t name_length,
+                               const std::uint8_t* value, std::size_t value_length, std::uint8_t,
+                               void* self) {
+  auto& connection = *static_cast<Http2Connection*>(self);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;  // trailers of a request body: an HTTP/1.1 backend gets none
+  }
+  if (auto* stream = connection.find(frame->hd.stream_id)) {
+    stream->builder().add({reinterpret_cast<const char*>(name), name_length},
+                          {reinterpret_cast<const char*>(value), value_length});
+  }
+  return 0;
+}
+
+int Http2Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
+  auto& connection = *static_cast<Http2Connection*>(self);
+  auto* stream = connection.find(frame->hd.stream_id);
+  const bool ends_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+      if (stream == nullptr) return 0;
+      if (ends_stream) stream->on_request_end();
+      if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (ends_stream) stream->on_bodiless_header();
+        connection.control_budget_ += kControlBudgetPerStream;
+        asio::co_spawn(connection.stream_.socket().get_executor(),
+                       connection.serve_stream(connection.streams_.at(frame->hd.stream_id)),
+                       log_connection_exception);
+      }
+      return 0;
+    case NGHTTP2_DATA:
+      if (frame->hd.length == 0 && !ends_stream && !connection.spend_control_budget()) return 0;
+      if (stream != nullptr && ends_stream) stream->on_request_end();
+      return 0;
+    case NGHTTP2_PING:
+    case NGHTTP2_SETTINGS:
+    case NGHTTP2_PRIORITY:
+    case NGHTTP2_RST_STREAM:
+      connection.spend_control_budget();
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+int Http2Connection::on_data_chunk_recv(nghttp2_session* session, std::uint8_t,
+                                        std::int32_t stream_id, const std::uint8_t* data,
+                                        std::size_t length, void* self) {
+  auto& connection = *static_cast<Http2Connection*>(self);
+  if (auto* stream = connection.find(stream_id)) {
+    stream->on_data(data, length);
+  } else {
+    nghttp2_session_consume(session, stream_id, length);  // nobody takes it: the window reopens
+  }
+  return 0;
+}
+
+int Http2Connection::on_frame_send(nghttp2_session* session, const nghttp2_frame* frame,
+                                   void* self) {
+  auto& connection = *static_cast<Http2Connection*>(self);
+  if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
+  // Answered before the request body ended: the client may stop sending it (RFC 9113 section
+  // 8.1). Only now: a reset queued earlier would overtake the answer's DATA frames.
+  if (auto* stream = connection.find(frame->hd.stream_id); stream && !stream->request_ended()) {
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  }
+  return 0;
+}
+
+int Http2Connection::on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t,
+                                     void* self) {
+  auto& connection = *static_cast<Http2Connection*>(self);
+  const auto found = connection.streams_.find(stream_id);
+  if (found == connection.streams_.end()) return 0;
+  found->second->on_close();
+  connection.streams_.erase(found);
+  return 0;
+}
+
+}  // namespace hipache::proxy

@@ -1,0 +1,350 @@
+// One HTTP/2 stream as an exchange's client side: the answer's header as HEADERS, its body
+// through an nghttp2 data source that hands out one piece at a time, the request body from the
+// DATA frames received.
+#include "proxy/http2_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cassert>
+
+#include "http/ascii.hpp"
+#include "proxy/http2_connection.hpp"
+#include "proxy/relay.hpp"
+#include "proxy/upstream_pool.hpp"
+
+namespace hipache::proxy {
+
+namespace {
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+// RFC 9113 section 8.2.2: connection-specific fields have no place in HTTP/2. (The exchange
+// took the hop-by-hop ones already, but adds Connection: close or keep-alive for HTTP/1.)
+bool connection_specific(std::string_view name) {
+  for (const std::string_view banned :
+       {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}) {
+    if (http::iequals(name, banned)) return true;
+  }
+  return false;
+}
+
+ssize_t read_outbound(nghttp2_session*, std::int32_t, std::uint8_t* out, std::size_t length,
+                      std::uint32_t* flags, nghttp2_data_source* source, void*) {
+  return static_cast<Http2Stream*>(source->ptr)->read_outbound(out, length, flags);
+}
+
+}  // namespace
+
+Http2Stream::Http2Stream(Http2Connection& connection, std::int32_t id)
+    : connection_(connection),
+      id_(id),
+      request_(http::Request::header_type(request_memory_.allocator())),
+      progress_(connection.executor()) {}
+
+const ClientInfo& Http2Stream::info() const { return connection_.info(); }
+
+void Http2Stream::on_data(const std::uint8_t* data, std::size_t size) {
+  if (exchange_done_) {
+    consume(size);  // the rest of a body nobody waits for any more
+    return;
+  }
+  inbound_.append(reinterpret_cast<const char*>(data), size);
+  wake();
+}
+
+void Http2Stream::on_request_end() {
+  request_ended_ = true;
+  wake();
+}
+
+void Http2Stream::on_close() {
+  if (closed_) return;
+  closed_ = true;
+  // Bytes nobody will forward still count against the connection's window.
+  if (!inbound_.empty()) {
+    nghttp2_session_consume_connection(connection_.session(), inbound_.size());
+    inbound_.clear();
+  }
+  wake();
+}
+
+void Http2Stream::consume(std::size_t size) {
+  if (closed_ || size == 0) return;
+  nghttp2_session_consume(connection_.session(), id_, size);
+  connection_.want_write();
+}
+
+void Http2Stream::finish_exchange() {
+  exchange_done_ = true;
+  if (closed_) return;
+  if (!header_submitted_) {
+    // The exchange ended without an answer (the client went away, or the backend broke off):
+    // the stream is reset, never left open.
+    nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_,
+                              NGHTTP2_INTERNAL_ERROR);
+  } else if (!response_complete_ && outbound_.empty() && !outbound_last_) {
+    // The answer was cut short: a reset tells the client it is incomplete.
+    nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_,
+                              NGHTTP2_INTERNAL_ERROR);
+  }
+  consume(inbound_.size());
+  inbound_.clear();
+  connection_.want_write();
+}
+
+asio::awaitable<void> Http2Stream::refuse(Failure failure) {
+  http::ErrorResponse error;
+  error.status = static_cast<unsigned>(classify(failure).status);
+  error.body = connection_.context().error_pages.body(classify(failure).status);
+  co_await send_generated(error);
+}
+
+void Http2Stream::add_field(std::string_view name, std::string_view value) {
+  for (const char c : name) {
+    field_text_ += static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+  }
+  const auto name_end = field_text_.size();
+  field_text_ += value;
+  field_offsets_.emplace_back(name_end, field_text_.size());
+}
+
+void Http2Stream::begin_header(unsigned status) {
+  field_text_.clear();
+  field_offsets_.clear();
+  add_field(":status", std::to_string(status));
+}
+
+void Http2Stream::start_response(http::Response& header, const http::Framing& framing) {
+  assert(!header_submitted_);
+  begin_header(header.result_int());
+  for (const auto& field : header) {
+    const auto name = http::to_std(field.name_string());
+    if (!connection_specific(name)) add_field(name, http::to_std(field.value()));
+  }
+  if (framing.framing == http::BodyFraming::content_length) {
+    add_field("content-length", std::to_string(framing.length));
+  }
+  header_ready_ = true;
+}
+
+void Http2Stream::cancel_response() {
+  header_ready_ = false;
+  field_text_.clear();
+  field_offsets_.clear();
+}
+
+int Http2Stream::submit_header(bool ends_stream) {
+  assert(header_ready_ && !header_submitted_);
+  std::vector<nghttp2_nv> fields;
+  fields.reserve(field_offsets_.size());
+  std::size_t start = 0;
+  auto* const text = reinterpret_cast<std::uint8_t*>(field_text_.data());
+  for (const auto& [name_end, value_end] : field_offsets_) {
+    fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
+                      NGHTTP2_NV_FLAG_NONE});
+    start = value_end;
+  }
+  header_submitted_ = true;
+  nghttp2_data_provider provider{};
+  provider.source.ptr = this;
+  provider.read_callback = &proxy::read_outbound;
+  const int status = nghttp2_submit_response(connection_.session(), id_, fields.data(),
+                                             fields.size(), ends_stream ? nullptr : &provider);
+  if (ends_stream) response_complete_ = true;
+  connection_.want_write();
+  return status;
+}
+
+ssize_t Http2Stream::read_outbound(std::uint8_t* out, std::size_t length, std::uint32_t* flags) {
+  const auto n = std::min(length, outbound_.size());
+  std::copy_n(outbound_.data(), n, out);
+  outbound_ = outbound_.subspan(n);
+  if (outbound_.empty()) {
+    if (outbound_last_) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      response_complete_ = true;
+    }
+    wake();  // the piece is taken: the relay reads the next one
+    if (n == 0 && !outbound_last_) return NGHTTP2_ERR_DEFERRED;
+  }
+  return static_cast<ssize_t>(n);
+}
+
+asio::awaitable<bool> Http2Stream::wait_for_progress() {
+  const auto timeout = connection_.timeout();
+  if (timeout.count() > 0) {
+    progress_.expires_after(timeout);
+  } else {
+    progress_.expires_at(asio::steady_timer::time_point::max());
+  }
+  auto [ec] = co_await progress_.async_wait(kUseTuple);
+  co_return ec == asio::error::operation_aborted;  // woken, not timed out
+}
+
+// Hands `data` to the data source; the caller then waits until nghttp2 took all of it into
+// frames. (Not a coroutine that also waits: built by GCC 12, such a member coroutine taking a
+// std::span never ran its body once awaited, and the stream stalled.)
+int Http2Stream::hand_over(std::span<const char> data, bool last) {
+  assert(outbound_.empty());
+  if (closed_) return NGHTTP2_ERR_STREAM_CLOSED;
+  outbound_ = data;
+  outbound_last_ = last;
+  if (!header_submitted_) return submit_header(false);
+  connection_.want_write();
+  return nghttp2_session_resume_data(connection_.session(), id_) == NGHTTP2_ERR_NOMEM
+             ? NGHTTP2_ERR_NOMEM
+             : 0;
+}
+
+asio::awaitable<WriteResult> Http2Stream::send_response(std::span<const asio::const_buffer> body,
+                                                        bool complete) {
+  if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
+  // A small body goes whole into the stream's own copy: the exchange reuses its buffer.
+  body_copy_.clear();
+  for (const auto& piece : body) {
+    body_copy_.append(static_cast<const char*>(piece.data()), piece.size());
+  }
+  WriteResult result{{}, body_copy_.size() + field_text_.size()};
+  if (body_copy_.empty() && complete) {
+    if (submit_header(true) != 0) result.error = asio::error::connection_reset;
+    co_return result;
+  }
+  outbound_ = std::span<const char>(body_copy_);
+  outbound_last_ = complete;
+  if (submit_header(false) != 0) result.error = asio::error::connection_reset;
+  co_return result;
+}
+
+asio::awaitable<WriteResult> Http2Stream::send_generated(const http::ErrorResponse& answer) {
+  begin_header(answer.status);
+  answer.for_each_field([this](std::string_view name, std::string_view value) {
+    add_field(name, value);
+  });
+  add_field("content-length", std::to_string(answer.body.size()));
+  header_ready_ = true;
+  const std::array<asio::const_buffer, 1> body{asio::buffer(answer.body)};
+  co_return co_await send_response(body, true);
+}
+
+asio::awaitable<WriteResult> Http2Stream::send_interim(http::Response& interim) {
+  if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
+  begin_header(interim.result_int());
+  for (const auto& field : interim) {
+    const auto name = http::to_std(field.name_string());
+    if (!connection_specific(name)) add_field(name, http::to_std(field.value()));
+  }
+  std::vector<nghttp2_nv> fields;
+  std::size_t start = 0;
+  auto* const text = reinterpret_cast<std::uint8_t*>(field_text_.data());
+  for (const auto& [name_end, value_end] : field_offsets_) {
+    fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
+                      NGHTTP2_NV_FLAG_NONE});
+    start = value_end;
+  }
+  const int status = nghttp2_submit_headers(connection_.session(), NGHTTP2_FLAG_NONE, id_,
+                                            nullptr, fields.data(), fields.size(), nullptr);
+  connection_.want_write();
+  const auto bytes = field_text_.size();
+  field_text_.clear();
+  field_offsets_.clear();
+  co_return WriteResult{status == 0 ? boost::system::error_code{} : asio::error::connection_reset,
+                        bytes};
+}
+
+asio::awaitable<WriteResult> Http2Stream::send_continue() {
+  http::Response interim;
+  interim.result(100);
+  co_return co_await send_interim(interim);
+}
+
+asio::awaitable<BodyRelay> Http2Stream::relay_request_body(net::AnyStream& upstream,
+                                                           http::BodyFraming framing) {
+  BodyRelay result;
+  http::BodyEncoder encoder(framing);
+  for (;;) {
+    while (inbound_.empty() && !request_ended_ && !closed_) {
+      if (!co_await wait_for_progress()) {
+        result.read_error = asio::error::timed_out;
+        co_return result;
+      }
+    }
+    if (inbound_.empty() && !request_ended_) {
+      result.read_error = asio::error::connection_reset;  // the client reset the stream
+      co_return result;
+    }
+    const bool last = request_ended_;
+    const auto size = inbound_.size();
+    const auto prefix = encoder.prefix(size);
+    const auto suffix = encoder.suffix(size, last);
+    const std::array<asio::const_buffer, 3> pieces{asio::buffer(prefix.data(), prefix.size()),
+                                                   asio::buffer(inbound_),
+                                                   asio::buffer(suffix.data(), suffix.size())};
+    net::set_deadline(upstream, connection_.timeout());
+    auto [ec, n] = co_await upstream.visit(
+        [&](auto& stream) { return asio::async_write(stream, pieces, kUseTuple); });
+    result.body_started = result.body_started || size > 0;
+    if (ec) {
+      result.write_error = ec;
+      co_return result;
+    }
+    inbound_.clear();
+    consume(size);
+    if (last) co_return result;
+  }
+}
+
+asio::awaitable<BodyRelay> Http2Stream::relay_response_body(UpstreamConnection& upstream,
+                                                            http::ResponseParser& parser,
+                                                            http::BodyFraming) {
+  BodyRelay result;
+  auto& ctx = connection_.context();
+  auto chunk = ctx.chunks.take();
+  make_room_for_body(upstream.buffer, parser);
+  boost::system::error_code read_ec;
+  std::size_t got = 0;
+  for (;;) {
+    std::tie(read_ec, got) = co_await upstream.stream.visit([&](auto& in) {
+      return read_body_piece(in, upstream.buffer, parser, *chunk, connection_.timeout());
+    });
+    result.body_started = result.body_started || got > 0;
+    if (read_ec) {
+      // What arrived goes on; the answer is never completed (finish_exchange resets the stream).
+      result.read_error = read_ec;
+      if (got == 0 || response_unsent()) co_return result;
+    }
+    const bool last = !read_ec && parser.is_done();
+    if (hand_over({(*chunk).data(), got}, last) != 0) {
+      result.write_error = asio::error::connection_reset;
+      co_return result;
+    }
+    // The data source copies the piece into frames as the client's window allows.
+    while (!outbound_.empty() && !closed_) {
+      if (!co_await wait_for_progress()) {
+        nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
+        connection_.want_write();
+        outbound_ = {};
+        result.write_error = asio::error::timed_out;
+        co_return result;
+      }
+    }
+    if (!outbound_.empty()) {
+      outbound_ = {};
+      result.write_error = asio::error::connection_reset;
+      co_return result;
+    }
+    result.bytes_written += got;
+    if (last || read_ec) co_return result;
+  }
+}
+
+asio::awaitable<TunnelStart> Http2Stream::start_tunnel(std::unique_ptr<UpstreamConnection>&,
+                                                       log::AccessLogEntry,
+                                                       std::chrono::steady_clock::time_point,
+                                                       std::chrono::steady_clock::time_point) {
+  // An HTTP/2 request is never an upgrade (the exchange tunnels only what asked for one).
+  assert(false);
+  co_return TunnelStart{0, true};
+}
+
+}  // namespace hipache::proxy

@@ -1,0 +1,115 @@
+// One stream of an HTTP/2 client connection (proxy/http2_connection.hpp): its request, built
+// from the header block, is served by an Exchange like an HTTP/1 request; the answer goes back
+// as HEADERS and DATA frames. The request body arrives in DATA frames, bounded by the stream's
+// flow-control window, which opens again only as the backend takes the bytes.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "hipache/errors.hpp"
+#include "http/h2_request.hpp"
+#include "proxy/client_side.hpp"
+#include "proxy/exchange.hpp"
+
+namespace hipache::proxy {
+
+class Http2Connection;
+
+class Http2Stream final : public ClientSide {
+ public:
+  Http2Stream(Http2Connection& connection, std::int32_t id);
+  Http2Stream(const Http2Stream&) = delete;
+  Http2Stream& operator=(const Http2Stream&) = delete;
+  ~Http2Stream() = default;
+
+  std::int32_t id() const { return id_; }
+  http::Request& request() { return request_; }
+  http::H2RequestBuilder& builder() { return builder_; }
+  ExchangeScratch& scratch() { return scratch_; }
+
+  // Events from the connection's nghttp2 callbacks.
+  void on_data(const std::uint8_t* data, std::size_t size);
+  void on_request_end();  // END_STREAM: the request body is complete
+  // The header block ended the stream: the request has no body.
+  void on_bodiless_header() { bodiless_ = true; }
+  bool bodiless() const { return bodiless_; }
+  void on_close();        // closed or reset: nothing more goes to or comes from the client
+  bool request_ended() const { return request_ended_; }
+  bool response_complete() const { return response_complete_; }
+  bool closed() const { return closed_; }
+  // A request refused before any exchange (its header block too large or incomplete).
+  boost::asio::awaitable<void> refuse(Failure failure);
+  // After the exchange: ends the stream as RFC 9113 section 8.1 asks, whatever the exchange left.
+  void finish_exchange();
+  // nghttp2's data source: copies what is ready into `out`.
+  ssize_t read_outbound(std::uint8_t* out, std::size_t length, std::uint32_t* flags);
+
+  // ClientSide
+  const ClientInfo& info() const override;
+  bool request_body_done() const override { return request_ended_ && inbound_.empty(); }
+  void start_response(http::Response& header, const http::Framing& framing) override;
+  bool response_unsent() const override { return header_ready_ && !header_submitted_; }
+  void cancel_response() override;
+  boost::asio::awaitable<WriteResult> send_response(std::span<const boost::asio::const_buffer> body,
+                                                    bool complete) override;
+  boost::asio::awaitable<WriteResult> send_generated(const http::ErrorResponse& answer) override;
+  boost::asio::awaitable<WriteResult> send_interim(http::Response& interim) override;
+  boost::asio::awaitable<WriteResult> send_continue() override;
+  boost::asio::awaitable<BodyRelay> relay_request_body(net::AnyStream& upstream,
+                                                       http::BodyFraming framing) override;
+  boost::asio::awaitable<BodyRelay> relay_response_body(UpstreamConnection& upstream,
+                                                        http::ResponseParser& parser,
+                                                        http::BodyFraming framing) override;
+  boost::asio::awaitable<TunnelStart> start_tunnel(
+      std::unique_ptr<UpstreamConnection>& upstream, log::AccessLogEntry entry,
+      std::chrono::steady_clock::time_point started,
+      std::chrono::steady_clock::time_point backend_started) override;
+
+ private:
+  // A header field to send: names lowercase, as HTTP/2 wants them.
+  void add_field(std::string_view name, std::string_view value);
+  void begin_header(unsigned status);
+  // Submits the prepared header, with a data source unless the answer ends with it.
+  int submit_header(bool ends_stream);
+  // Hands `data` to the data source (which copies it into DATA frames as the window allows).
+  int hand_over(std::span<const char> data, bool last);
+  // Waits for on_data/on_close/read_outbound to move, at most tcpTimeout: false on a timeout.
+  boost::asio::awaitable<bool> wait_for_progress();
+  void wake() { progress_.cancel(); }
+  void consume(std::size_t size);
+
+  Http2Connection& connection_;
+  std::int32_t id_;
+  // Declared before the request whose fields it holds, so destroyed after it.
+  http::HeaderMemory request_memory_;
+  http::Request request_;
+  http::H2RequestBuilder builder_{request_};
+  ExchangeScratch scratch_;
+  boost::asio::steady_timer progress_;
+
+  std::string inbound_;  // request body bytes received, not yet forwarded
+  bool request_ended_ = false;
+  bool bodiless_ = false;
+  bool closed_ = false;
+  bool exchange_done_ = false;
+
+  // The answer's header: names and values in `field_text_`, referred to by offsets until the
+  // header is submitted (nghttp2 copies them then).
+  std::string field_text_;
+  std::vector<std::pair<std::size_t, std::size_t>> field_offsets_;  // name end, value end
+  bool header_ready_ = false;
+  bool header_submitted_ = false;
+  // The data source: bytes handed over and not yet taken into frames.
+  std::string body_copy_;              // a small body sent whole with its header
+  std::span<const char> outbound_{};   // what the data source hands out next
+  bool outbound_last_ = false;         // the answer ends with `outbound_`
+  bool response_complete_ = false;     // the data source said end of stream
+};
+
+}  // namespace hipache::proxy

@@ -1,0 +1,136 @@
+"""HTTP/2 defences, with raw frames: rapid reset, CONTINUATION, PING, SETTINGS and empty DATA
+floods, oversized header blocks, too many streams, the idle timeout and the GOAWAY of a drain.
+Each ends the way it should (a GOAWAY, a refused stream, a 431) and the worker serves on."""
+import json
+import signal
+import time
+
+import h2.errors
+import h2.events
+
+import harness
+import http2_helpers
+from http2_helpers import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING,
+                           SETTINGS, frame)
+
+
+class Http2LimitsTest(http2_helpers.Http2TestCase):
+    def setUp(self):
+        super().setUp()
+        self.backend = self.frontend("h2.test")
+
+    def still_serves(self):
+        client = self.raw()
+        stream = client.request("h2.test", "/after")
+        status, _, body, ended = client.response(stream)
+        self.assertEqual(status, 200)
+        self.assertTrue(ended)
+        self.assertNotIn("killed by signal", self.proxy.log())
+
+    def assert_goaway(self, client, code=None):
+        self.assertTrue(client.pump(lambda c: c.goaway() is not None or c.closed, timeout=10))
+        goaway = client.goaway()
+        if code is not None:
+            self.assertIsNotNone(goaway, "closed without a GOAWAY")
+            self.assertEqual(goaway.error_code, code)
+
+    def test_rapid_reset_ends_the_connection(self):
+        self.start_proxy()
+        client = self.raw()
+        for _ in range(400):
+            stream = client.request("h2.test", "/slow?delay=0.5")
+            client.conn.reset_stream(stream)
+        client.flush()
+        self.assert_goaway(client)
+        # Far fewer backend requests than streams opened: reset streams do not pile up work.
+        time.sleep(1)
+        self.assertLess(len(self.backend.requests), 250)
+        self.still_serves()
+
+    def test_continuation_flood(self):
+        self.start_proxy()
+        client = self.raw()
+        block = client.conn.encoder.encode([(":method", "GET"), (":scheme", "http"),
+                                            (":authority", "h2.test"), (":path", "/")])
+        client.send_raw(frame(HEADERS, 0, 1, block))  # no END_HEADERS
+        for _ in range(200):
+            client.send_raw(frame(CONTINUATION, 0, 1, client.conn.encoder.encode(
+                [("x-filler", "y")])))
+        self.assert_goaway(client)
+        self.still_serves()
+
+    def test_ping_flood(self):
+        self.start_proxy()
+        client = self.raw()
+        for i in range(3000):
+            client.send_raw(frame(PING, 0, 0, i.to_bytes(8, "big")))
+        self.assert_goaway(client, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        self.still_serves()
+
+    def test_settings_flood(self):
+        self.start_proxy()
+        client = self.raw()
+        for _ in range(3000):
+            client.send_raw(frame(SETTINGS, 0, 0, b""))
+        self.assert_goaway(client)
+        self.still_serves()
+
+    def test_empty_data_flood(self):
+        self.start_proxy()
+        client = self.raw()
+        stream = client.request("h2.test", "/upload", method="POST", end=False)
+        for _ in range(3000):
+            client.send_raw(frame(DATA, 0, stream, b""))
+        self.assert_goaway(client, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        self.still_serves()
+
+    def test_oversized_header_block_gets_431(self):
+        self.start_proxy()
+        client = self.raw()
+        filler = [("x-filler-%d" % i, "v" * 1000) for i in range(70)]
+        stream = client.request("h2.test", "/big-header", headers=filler)
+        status, _, _, _ = client.response(stream)
+        self.assertEqual(status, 431)
+        self.assertEqual(len(self.backend.requests), 0)
+        self.still_serves()
+
+    def test_streams_beyond_the_limit_are_refused(self):
+        self.start_proxy()
+        client = self.raw()
+        # The client does not wait for our SETTINGS: it opens more streams than we allow.
+        streams = [client.request("h2.test", "/slow?delay=1") for _ in range(130)]
+        client.pump(lambda c: all(c.stream_ended(s) for s in streams), timeout=20)
+        refused = [e for e in client.resets()
+                   if e.error_code == h2.errors.ErrorCodes.REFUSED_STREAM]
+        answered = [s for s in streams if client.response(s, timeout=0.1)[0] == 200]
+        self.assertGreater(len(refused), 0)
+        self.assertEqual(len(refused) + len(answered), len(streams))
+        self.assertLessEqual(len(answered), 100)
+        self.still_serves()
+
+    def test_idle_connection_gets_goaway_after_tcp_timeout(self):
+        self.start_proxy(tcpTimeout=1)
+        client = self.raw()
+        stream = client.request("h2.test", "/one")
+        self.assertEqual(client.response(stream)[0], 200)
+        started = time.monotonic()
+        self.assert_goaway(client, h2.errors.ErrorCodes.NO_ERROR)
+        self.assertTrue(client.pump(lambda c: c.closed, timeout=5))
+
+    def test_drain_sends_goaway_and_finishes_streams_in_flight(self):
+        self.start_proxy()
+        client = self.raw()
+        stream = client.request("h2.test", "/slow?delay=1")
+        harness.wait_until(lambda: len(self.backend.requests) == 1, 5)
+        self.proxy.signal(signal.SIGHUP)  # the worker is replaced
+        status, _, body, ended = client.response(stream, timeout=10)
+        self.assertEqual(status, 200)
+        self.assertTrue(ended)
+        self.assert_goaway(client, h2.errors.ErrorCodes.NO_ERROR)
+        self.assertGreaterEqual(client.goaway().last_stream_id, stream)
+        self.still_serves()
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
