@@ -132,20 +132,16 @@ void Http2Connection::want_write() {
 }
 
 asio::awaitable<void> Http2Connection::read_loop() {
-  while (!stopping_ && nghttp2_session_want_read(session())) {
-    // Without a stream in flight the connection is idle: tcpTimeout closes it (with a GOAWAY).
-    if (streams_.empty() && exchanges_ == 0) {
-      net::set_deadline(stream_, timeout_);
-    } else {
-      stream_.tcp().expires_never();
-    }
+  // Reads until the socket fails or the writer ends the connection: even after a GOAWAY, the
+  // client's WINDOW_UPDATEs let the answers in flight go out.
+  while (!stopping_) {
+    // No deadline here: a timeout would close the socket before the GOAWAY could go out. The
+    // writer ends an idle connection; streams have deadlines of their own.
+    stream_.tcp().expires_never();
     auto [ec, n] = co_await stream_.visit([&](auto& s) {
       return s.async_read_some(asio::buffer(read_buffer_), kUseTuple);
     });
-    if (ec) {
-      if (ec == beast::error::timeout) nghttp2_session_terminate_session(session(), NGHTTP2_NO_ERROR);
-      break;
-    }
+    if (ec) break;
     const auto used = nghttp2_session_mem_recv(session(), read_buffer_.data(), n);
     if (used < 0) {
       // A connection error: nghttp2 queued a GOAWAY when the protocol allows one.
@@ -174,19 +170,29 @@ asio::awaitable<void> Http2Connection::write_loop() {
       auto [ec, n] = co_await stream_.visit(
           [&](auto& s) { return asio::async_write(s, asio::buffer(write_buffer_), kUseTuple); });
       if (ec) break;
+      stream_.tcp().expires_never();  // the deadline was the write's, not the pending read's
       continue;
     }
-    // Nothing to send: done once the session wants nothing more, or reading stopped.
-    if (stopping_ || !nghttp2_session_want_read(session()) ||
-        (!nghttp2_session_want_write(session()) && going_away_ && streams_.empty())) {
+    // Nothing to send: done when reading stopped, or the session wants no more frames (after
+    // our drain's GOAWAY, once every exchange answered).
+    if (stopping_ || (!nghttp2_session_want_read(session()) && (!going_away_ || exchanges_ == 0))) {
       break;
     }
     if (write_wanted_) {
       write_wanted_ = false;
       continue;
     }
-    write_wakeup_.expires_at(asio::steady_timer::time_point::max());
-    co_await write_wakeup_.async_wait(kUseTuple);
+    // Without a stream in flight the connection is idle: tcpTimeout ends it with a GOAWAY.
+    const bool idle = streams_.empty() && exchanges_ == 0 && timeout_.count() > 0;
+    if (idle) {
+      write_wakeup_.expires_after(timeout_);
+    } else {
+      write_wakeup_.expires_at(asio::steady_timer::time_point::max());
+    }
+    auto [ec] = co_await write_wakeup_.async_wait(kUseTuple);
+    if (!ec && idle && streams_.empty() && exchanges_ == 0) {
+      nghttp2_session_terminate_session(session(), NGHTTP2_NO_ERROR);
+    }
   }
   stopping_ = true;
   boost::system::error_code ignored;

@@ -273,12 +273,15 @@ asio::awaitable<BodyRelay> Http2Stream::relay_request_body(net::AnyStream& upstr
       result.read_error = asio::error::connection_reset;  // the client reset the stream
       co_return result;
     }
+    // DATA keeps arriving while the write is under way: what is written moves out first.
     const bool last = request_ended_;
-    const auto size = inbound_.size();
+    forwarding_.swap(inbound_);
+    inbound_.clear();
+    const auto size = forwarding_.size();
     const auto prefix = encoder.prefix(size);
     const auto suffix = encoder.suffix(size, last);
     const std::array<asio::const_buffer, 3> pieces{asio::buffer(prefix.data(), prefix.size()),
-                                                   asio::buffer(inbound_),
+                                                   asio::buffer(forwarding_),
                                                    asio::buffer(suffix.data(), suffix.size())};
     net::set_deadline(upstream, connection_.timeout());
     auto [ec, n] = co_await upstream.visit(
@@ -288,7 +291,6 @@ asio::awaitable<BodyRelay> Http2Stream::relay_request_body(net::AnyStream& upstr
       result.write_error = ec;
       co_return result;
     }
-    inbound_.clear();
     consume(size);
     if (last) co_return result;
   }

@@ -93,7 +93,8 @@ class Http2Stream final : public ClientSide {
   ExchangeScratch scratch_;
   boost::asio::steady_timer progress_;
 
-  std::string inbound_;  // request body bytes received, not yet forwarded
+  std::string inbound_;     // request body bytes received, not yet forwarded
+  std::string forwarding_;  // those being written to the backend
   bool request_ended_ = false;
   bool bodiless_ = false;
   bool closed_ = false;

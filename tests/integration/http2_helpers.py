@@ -54,10 +54,31 @@ class RawH2:
     def flush(self):
         data = self.conn.data_to_send()
         if data:
-            self.sock.sendall(data)
+            self.send_raw(data)
 
     def send_raw(self, data):
-        self.sock.sendall(data)
+        """Sends bytes as they are; a proxy that already closed the connection is no error
+        (the floods are sent until it does)."""
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.closed = True
+
+    def send_body(self, stream_id, data, end=True, timeout=10):
+        """Sends a request body within the flow-control windows the proxy grants."""
+        sent = 0
+        while sent < len(data):
+            room = min(self.conn.local_flow_control_window(stream_id),
+                       self.conn.max_outbound_frame_size, len(data) - sent)
+            if room == 0:
+                if not self.pump(lambda c: c.conn.local_flow_control_window(stream_id) > 0,
+                                 timeout):
+                    raise AssertionError("the proxy never opened the window again")
+                continue
+            self.conn.send_data(stream_id, data[sent:sent + room],
+                                end_stream=end and sent + room == len(data))
+            self.flush()
+            sent += room
 
     def request(self, authority, path="/", method="GET", headers=(), body=None, end=True):
         """Opens a stream; returns its id."""
@@ -101,7 +122,11 @@ class RawH2:
 
     def response(self, stream_id, timeout=5):
         """(status, headers dict, body, ended normally) of a stream, once it ended."""
-        self.pump(lambda c: c.stream_ended(stream_id) or c.goaway() is not None, timeout)
+        def over(c):
+            goaway = c.goaway()  # streams up to its last_stream_id are still answered
+            return (c.stream_ended(stream_id) or c.closed or
+                    (goaway is not None and goaway.last_stream_id < stream_id))
+        self.pump(over, timeout)
         status, headers, body, ended = None, {}, b"", False
         for event in self.events:
             if getattr(event, "stream_id", None) != stream_id:

@@ -52,10 +52,8 @@ class H2cTest(http2_helpers.Http2TestCase):
         # Without a content-length the body is forwarded in our chunked encoding.
         client = self.raw()
         stream = client.request("h2.test", "/stream", method="POST", end=False)
-        client.conn.send_data(stream, b"a" * 70000, end_stream=False)
-        client.flush()
-        client.conn.send_data(stream, b"b" * 10, end_stream=True)
-        client.flush()
+        client.send_body(stream, b"a" * 70000, end=False)
+        client.send_body(stream, b"b" * 10, end=True)
         status, _, body, ended = client.response(stream, timeout=10)
         self.assertEqual(status, 200)
         self.assertTrue(ended)
