@@ -22,6 +22,12 @@ std::string serialize_error_response(const ErrorResponse& response) {
     out += "\r\nx-debug-version-hipache: " HIPACHE_VERSION "\r\n";
   }
   if (response.retry_after) out += "Retry-After: 1\r\n";
+  if (!response.request_id_field.empty()) {
+    out += response.request_id_field;
+    out += ": ";
+    out += response.request_id;
+    out += "\r\n";
+  }
   if (!response.keep_alive) {
     out += "Connection: close\r\n";
   } else if (response.http10_client) {

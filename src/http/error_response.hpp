@@ -14,6 +14,9 @@ struct ErrorResponse {
   bool http10_client = false;     // keep-alive must then be said
   std::string_view debug_reason;  // the client sent X-Debug: x-debug-error and our version
   bool retry_after = false;       // Retry-After: 1 (the worker is full)
+  // server.requestIdHeader and the request's id; no such field when the name is empty.
+  std::string_view request_id_field;
+  std::string_view request_id;
 };
 
 // Status line, headers and body, ready to send.
