@@ -44,13 +44,16 @@ def installed():
 
 
 def needed_packages(binary):
-    """The Debian packages holding the shared libraries `binary` links (its NEEDED entries)."""
+    """For each shared library `binary` links (its NEEDED entries): the names that satisfy a
+    dependency on it, the package holding it and what that package provides
+    (libspdlog1.10 provides libspdlog1.10-fmt9, which its shlibs file names)."""
     dump = run("objdump", "-p", binary).stdout
-    packages = set()
+    needed = {}
     for library in re.findall(r"^\s*NEEDED\s+(\S+)$", dump, re.M):
-        owner = run("dpkg", "-S", "*/" + library).stdout
-        packages.add(owner.split(":")[0].strip())
-    return packages
+        owner = run("dpkg", "-S", "*/" + library).stdout.split(":")[0].strip()
+        provides = run("dpkg-query", "-W", "-f=${Provides}", owner).stdout
+        needed[library] = {owner} | {p.split()[0] for p in provides.split(", ") if p.strip()}
+    return needed
 
 
 class DebianPackage(unittest.TestCase):
@@ -85,8 +88,9 @@ class DebianPackage(unittest.TestCase):
             self.assertRegex(info, r"(?m)^\s+\d+ bytes,\s+\d+ lines\s+\*?\s*%s\b" % script, info)
         depends = re.search(r"(?m)^ Depends: (.*)$", info).group(1)
         depended = {d.split()[0] for d in depends.split(", ")}
-        missing = needed_packages(harness.BINARY) - depended
-        self.assertFalse(missing, "Depends lacks %s: %s" % (missing, depends))
+        for library, names in needed_packages(harness.BINARY).items():
+            self.assertTrue(names & depended, "Depends lacks %s for %s: %s" % (
+                " or ".join(sorted(names)), library, depends))
         self.assertNotIn("boost", depends, "Boost is header-only here")
 
         listing = run("dpkg-deb", "-c", deb).stdout
@@ -111,7 +115,7 @@ class DebianPackage(unittest.TestCase):
             rotate = f.read()
         self.assertIn("/var/log/hipache/*.log {", rotate)
         self.assertIn("systemctl kill -s USR1 --kill-who=main hipache.service", rotate)
-        self.assertNotIn("copytruncate", rotate)
+        self.assertNotRegex(rotate, r"(?m)^\s*copytruncate")  # SIGUSR1 reopens instead
         info = os.stat(LOG_DIR)
         if not self.had_log_dir:
             self.assertEqual(pwd.getpwuid(info.st_uid).pw_name, "www-data")
