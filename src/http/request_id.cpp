@@ -24,10 +24,24 @@ constexpr bool is_token_byte(char c) {
          kSymbols.find(c) != std::string_view::npos;
 }
 
-// Fields the proxy itself reads or rewrites for framing, routing or the connection.
-constexpr std::string_view kReservedFields[] = {
-    "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection",
-    "TE",   "Trailer",        "Upgrade",           "Expect"};
+// Fields the proxy itself reads, adds or rewrites for framing, routing, the connection, the
+// forwarded client address and X-Debug.
+constexpr std::string_view kReservedFields[] = {"Host",
+                                                "Content-Length",
+                                                "Transfer-Encoding",
+                                                "Connection",
+                                                "Keep-Alive",
+                                                "Proxy-Connection",
+                                                "TE",
+                                                "Trailer",
+                                                "Upgrade",
+                                                "Expect",
+                                                "X-Forwarded-For",
+                                                "X-Real-IP",
+                                                "X-Forwarded-Proto",
+                                                "X-Forwarded-Protocol",
+                                                "X-Forwarded-Port",
+                                                "X-Debug"};
 
 // Only when getrandom(2) fails (kernels before 3.17): a weaker seed is still a working one.
 std::array<std::uint64_t, 4> fallback_seed() {
@@ -68,7 +82,7 @@ std::string_view request_id_header_problem(std::string_view name) {
     if (!is_token_byte(c)) return "is not a header field name (letters, digits, -_.!#$%&'*+^`|~)";
   }
   for (const auto reserved : kReservedFields) {
-    if (iequals(name, reserved)) return "names a field the proxy itself reads or rewrites";
+    if (iequals(name, reserved)) return "names a field the proxy itself reads, adds or rewrites";
   }
   return {};
 }

@@ -55,7 +55,7 @@ TEST(ConfigRequestIdHeader, BadNamesAreErrors) {
             "(letters, digits, -_.!#$%&'*+^`|~)");
   EXPECT_EQ(parse_error(R"({"server": {"requestIdHeader": "Host"}})"),
             "config/x.json: server.requestIdHeader: \"Host\" names a field the proxy itself "
-            "reads or rewrites");
+            "reads, adds or rewrites");
   EXPECT_EQ(parse_error(R"({"server": {"requestIdHeader": true}})"),
             "config/x.json: server.requestIdHeader: expected a string, got true");
 }

@@ -40,7 +40,8 @@ TEST(RequestId, HeaderNames) {
   EXPECT_NE(request_id_header_problem("X-Id\r\nX-Other"), "");
   for (const char* reserved :
        {"host", "Content-Length", "transfer-encoding", "CONNECTION", "Upgrade", "TE", "Trailer",
-        "Keep-Alive", "Proxy-Connection", "Expect"}) {
+        "Keep-Alive", "Proxy-Connection", "Expect", "x-real-ip", "X-Forwarded-For",
+        "X-Forwarded-Proto", "X-Forwarded-Protocol", "X-Forwarded-Port", "X-Debug"}) {
     EXPECT_NE(request_id_header_problem(reserved), "") << reserved;
   }
 }
