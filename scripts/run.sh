@@ -5,8 +5,41 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-config/config.json}"
-bash scripts/install-deps.sh
-bash scripts/build.sh release >/dev/null
+
+# Installing and building print one line each; their full output goes to build/setup.log and is
+# shown only when they fail.
+mkdir -p build
+setup_log=build/setup.log
+: >"$setup_log"
+# Runs "$@" with its output in the setup log, showing the build's progress (its "[ 42%]" lines)
+# on one line when stderr is a terminal.
+quietly() {
+  local what="$1"; shift
+  printf 'hipache: %s…' "$what" >&2
+  "$@" >>"$setup_log" 2>&1 &
+  local pid=$! status=0
+  if [ -t 2 ]; then
+    while kill -0 "$pid" 2>/dev/null; do
+      local percent
+      percent="$(grep -o '^\[ *[0-9]*%\]' "$setup_log" | tail -n 1 | tr -d '[] ')" || true
+      printf '\rhipache: %s… %s' "$what" "$percent" >&2
+      sleep 1
+    done
+  fi
+  wait "$pid" || status=$?
+  if [ "$status" -ne 0 ]; then
+    printf '\nhipache: %s failed; the last lines of %s:\n\n' "$what" "$setup_log" >&2
+    tail -n 60 "$setup_log" >&2
+    exit "$status"
+  fi
+  if [ -t 2 ]; then
+    printf '\rhipache: %s… done     \n' "$what" >&2
+  else
+    printf ' done\n' >&2
+  fi
+}
+quietly "installing dependencies" bash scripts/install-deps.sh
+quietly "building (this takes a few minutes on first run)" bash scripts/build.sh release
 
 # Validate the config and read the Redis address and the HTTP port from its effective form.
 effective="$(build/hipache --dry -c "$config")"

@@ -53,6 +53,9 @@ struct RedisEndpoint {
   std::string prefix;
 };
 
+// server.accessLogFormat: Hipache's line, or one JSON object per line.
+enum class AccessLogFormat { hipache, json };
+
 struct ServerSettings {
   bool debug = false;
   unsigned workers = 0;  // 0 in the file is replaced by the CPU count on load
@@ -85,6 +88,11 @@ struct ServerSettings {
   // only these peers' X-Forwarded-* are kept (X-Forwarded-For gets the peer appended); anyone
   // else's are replaced.
   std::optional<std::vector<AddressRange>> trust_proxies;
+
+  // Observability: the access log's format, and the header carrying a request id (nullopt = no
+  // request ids) that is kept or made, forwarded, returned and logged.
+  AccessLogFormat access_log_format = AccessLogFormat::hipache;
+  std::optional<std::string> request_id_header;
 };
 
 struct Config {

@@ -10,6 +10,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "http/request_id.hpp"
+
 namespace hipache::config {
 namespace {
 
@@ -169,6 +171,41 @@ struct ReadAccount {
   }
 };
 
+// server.accessLogFormat.
+constexpr std::pair<std::string_view, AccessLogFormat> kAccessLogFormats[] = {
+    {"hipache", AccessLogFormat::hipache}, {"json", AccessLogFormat::json}};
+
+struct ReadAccessLogFormat {
+  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
+                  AccessLogFormat& out) const {
+    const std::string name = reader.string(value, key);
+    for (const auto& [known, format] : kAccessLogFormats) {
+      if (name == known) {
+        out = format;
+        return;
+      }
+    }
+    reader.fail(key, "unknown access log format " + describe(value) +
+                         " (expected \"hipache\" or \"json\")");
+  }
+};
+
+// server.requestIdHeader: a field name the proxy does not use itself; "" is null (off).
+struct ReadRequestIdHeader {
+  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
+                  std::optional<std::string>& out) const {
+    std::string name = reader.string(value, key);
+    if (name.empty()) {
+      out.reset();
+      return;
+    }
+    if (const auto problem = http::request_id_header_problem(name); !problem.empty()) {
+      reader.fail(key, describe(value) + " " + std::string(problem));
+    }
+    out = std::move(name);
+  }
+};
+
 // The --dry form of a member, by its type.
 struct ShowValue {
   template <class Value>
@@ -179,6 +216,12 @@ struct ShowValue {
     json texts = json::array();
     for (const auto& range : ranges) texts.push_back(range.text);
     return texts;
+  }
+  json operator()(AccessLogFormat format) const {
+    for (const auto& [name, known] : kAccessLogFormats) {
+      if (format == known) return std::string(name);
+    }
+    return nullptr;
   }
   json operator()(const LruCacheSettings& cache) const {
     json out = json::object();
@@ -275,6 +318,11 @@ constexpr Key<S> kServerKeys[] = {
     {kServer, "cpuSpread", member<&S::cpu_spread>, "Move busy workers off a shared CPU."},
     {kServer, "trustProxies", member<&S::trust_proxies>, "Proxies whose X-Forwarded-* count."},
     Key<S>{kServer, "uniqueIdHeader", kUnsupported, "Hipache's unimplemented key."}.unlisted(),
+    // Observability.
+    {kServer, "accessLogFormat", member<&S::access_log_format, ReadAccessLogFormat>,
+     "\"hipache\" lines or \"json\" objects."},
+    {kServer, "requestIdHeader", member<&S::request_id_header, ReadRequestIdHeader>,
+     "Header carrying a request id; null = none."},
 };
 
 constexpr std::string_view kLru = "server.lruCache";

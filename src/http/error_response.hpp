@@ -18,6 +18,9 @@ struct ErrorResponse {
   bool retry_after = false;       // Retry-After: 1 (the worker is full)
   std::string_view content_type = "text/html";
   bool no_cache = true;  // error pages are never cached anywhere
+  // server.requestIdHeader and the request's id; no such field when the name is empty.
+  std::string_view request_id_field;
+  std::string_view request_id;
 
   // The fields but the framing and connection ones, in order: f(name, value).
   template <class F>
@@ -33,6 +36,7 @@ struct ErrorResponse {
       f("x-debug-version-hipache", HIPACHE_VERSION);
     }
     if (retry_after) f("Retry-After", "1");
+    if (!request_id_field.empty()) f(request_id_field, request_id);
   }
 };
 

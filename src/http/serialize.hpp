@@ -18,7 +18,8 @@ namespace hipache::http {
 // Header fields the proxy adds to a message, kept apart from the message's own fields until its
 // header is written (as Beast fields they would cost an allocation each, on every request).
 struct AddedFields {
-  std::array<std::pair<std::string_view, std::string_view>, 5> fields{};
+  // The five X-Forwarded-* / X-Real-IP fields and a request id.
+  std::array<std::pair<std::string_view, std::string_view>, 6> fields{};
   std::size_t count = 0;
 
   void add(std::string_view name, std::string_view value) { fields.at(count++) = {name, value}; }

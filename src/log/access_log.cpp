@@ -1,6 +1,5 @@
 #include "log/access_log.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <spdlog/spdlog.h>
@@ -8,9 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <ctime>
+
+#include "log/log_text.hpp"
 
 namespace hipache::log {
 
@@ -19,32 +19,6 @@ namespace {
 constexpr std::size_t kFlushThreshold = 32 * 1024;
 constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
-void append_number(std::string& out, std::uint64_t value) {
-  char digits[24];
-  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-  out.append(digits, end);
-}
-
-void append_two_digits(std::string& out, int value) {
-  out += static_cast<char>('0' + value / 10);
-  out += static_cast<char>('0' + value % 10);
-}
-
-// Seconds as Hipache printed them (milliseconds / 1000 in JavaScript): "0", "0.004", "1.25".
-void append_seconds(std::string& out, std::chrono::milliseconds ms) {
-  const auto total = static_cast<std::uint64_t>(std::max<std::int64_t>(ms.count(), 0));
-  append_number(out, total / 1000);
-  auto fraction = total % 1000;
-  if (fraction == 0) return;
-  char digits[4] = {static_cast<char>('0' + fraction / 100),
-                    static_cast<char>('0' + fraction / 10 % 10),
-                    static_cast<char>('0' + fraction % 10), 0};
-  std::size_t len = 3;
-  while (digits[len - 1] == '0') --len;
-  out += '.';
-  out.append(digits, len);
-}
 
 // Header values are attacker-controlled: keep one record per line and the quoting intact. A
 // field outside quotes (the remote address) has its spaces escaped too, or a client could add
@@ -68,38 +42,27 @@ void append_escaped_field(std::string& out, std::string_view value, Quoting quot
   }
 }
 
-bool looks_like_ipv4(std::string_view text) {
-  in_addr ignored{};
-  const std::string copy(text);
-  return inet_pton(AF_INET, copy.c_str(), &ignored) == 1;
-}
-
 }  // namespace
 
 void format_access_line(const AccessLogEntry& e, std::string& out) {
-  // Hipache listened dual-stack, so it saw IPv4 clients as IPv4-mapped IPv6 addresses.
-  if (looks_like_ipv4(e.remote)) out += "::ffff:";
+  out += remote_prefix(e.remote);
   append_escaped_field(out, e.remote, Quoting::bare);
   out += " - - [";
-  const std::time_t t = std::chrono::system_clock::to_time_t(e.when);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
+  const std::tm tm = utc_time(e.when);
   append_two_digits(out, tm.tm_mday);
   out += '/';
   out += kMonths[tm.tm_mon];
   out += '/';
   append_number(out, static_cast<std::uint64_t>(tm.tm_year + 1900));
   out += ':';
-  append_two_digits(out, tm.tm_hour);
-  out += ':';
-  append_two_digits(out, tm.tm_min);
-  out += ':';
-  append_two_digits(out, tm.tm_sec);
+  append_clock(out, tm);
   out += " +0000] \"";
   append_escaped_field(out, e.method, Quoting::quoted);
   out += ' ';
   append_escaped_field(out, e.target, Quoting::quoted);
-  out += e.version == 10 ? " HTTP/1.0\" " : e.version == 20 ? " HTTP/2.0\" " : " HTTP/1.1\" ";
+  out += ' ';
+  append_escaped_field(out, e.protocol, Quoting::quoted);
+  out += "\" ";
   append_number(out, e.status);
   out += ' ';
   append_number(out, e.bytes_sent);
@@ -116,7 +79,19 @@ void format_access_line(const AccessLogEntry& e, std::string& out) {
   out += '\n';
 }
 
-AccessLog::AccessLog(std::string destination) : destination_(std::move(destination)) {
+std::string_view protocol_name(unsigned version) {
+  switch (version) {
+    case 10:
+      return "HTTP/1.0";
+    case 20:
+      return "HTTP/2.0";
+    default:
+      return "HTTP/1.1";
+  }
+}
+
+AccessLog::AccessLog(std::string destination, AccessLogFormat format)
+    : destination_(std::move(destination)), format_(format) {
   open();
 }
 
@@ -145,7 +120,11 @@ void AccessLog::open() {
 
 void AccessLog::write(const AccessLogEntry& entry) {
   if (!enabled()) return;
-  format_access_line(entry, buffer_);
+  if (format_ == AccessLogFormat::json) {
+    format_access_json(entry, buffer_);
+  } else {
+    format_access_line(entry, buffer_);
+  }
   if (buffer_.size() >= kFlushThreshold) flush();
 }
 

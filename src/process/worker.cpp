@@ -137,7 +137,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
       io.get_executor(), config.server.max_sockets, config.server.http_keep_alive,
       std::chrono::seconds(config.server.tcp_timeout_s), config.server.backend_tls_verify);
   const proxy::ErrorPages error_pages(config.server.static_dir);
-  log::AccessLog access_log(config.server.access_log.value_or(""));
+  log::AccessLog access_log(config.server.access_log.value_or(""), config.server.access_log_format);
   proxy::IdleConnections idle(io.get_executor(), std::chrono::seconds(config.server.tcp_timeout_s));
   proxy::ProxyContext ctx{config, store.routes(), store.health(), pool, error_pages, access_log,
                           idle};

@@ -16,6 +16,7 @@
 #include "http/error_response.hpp"
 #include "http/field_value.hpp"
 #include "http/fields.hpp"
+#include "http/request_id.hpp"
 #include "http/target.hpp"
 #include "proxy/retry_policy.hpp"
 
@@ -68,6 +69,10 @@ asio::awaitable<bool> Exchange::serve(ReceivedRequest received) {
   real_ip_ = to_std(request["X-Real-IP"]);
   expects_continue_ =
       http::iequals(to_std(fields.expect_value), "100-continue") && client_version_ >= 11;
+  // First, so that every answer (error pages too) carries the id.
+  if (const auto& name = ctx_.config.server.request_id_header) {
+    http::take_request_id(request, *name, ctx_.request_ids, scratch_.request_id);
+  }
 
   // The framing rules (http/framing.hpp) decide how the body is read and forwarded; two Host
   // headers make routing ambiguous.
@@ -156,6 +161,8 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     if (!index) co_return co_await send_error(last_failure.value_or(Failure::no_live_backend));
     backend_index_ = *index;
     if (!backend(route).valid) co_return co_await send_error(Failure::bad_backend_url);
+    ++attempts_;
+    answered_by_ = backend(route).url;
 
     Attempt attempt = co_await forward(host, route);
     budget.body_consumed = budget.body_consumed || attempt.body_consumed;
@@ -245,6 +252,9 @@ void Exchange::prepare_upstream_request() {
   for (std::size_t i = 1; i < kLookedFor.size(); ++i) {
     if (!present[i]) scratch_.forwarded.add(kLookedFor[i], values[i]);
   }
+  if (const auto& name = ctx_.config.server.request_id_header) {
+    scratch_.forwarded.add(*name, scratch_.request_id);
+  }
   request.version(11);
 }
 
@@ -260,6 +270,13 @@ void Exchange::add_debug_headers(http::Response& message, const std::string& hos
       std::chrono::duration_cast<std::chrono::milliseconds>(backend_finished_ - backend_started_);
   message.set("x-debug-time-backend", std::to_string(backend_ms.count()));
   message.set("x-debug-version-hipache", HIPACHE_VERSION);
+}
+
+// The request's id goes back with every answer, replacing any the backend set.
+void Exchange::add_request_id(http::Response& message) const {
+  if (const auto& name = ctx_.config.server.request_id_header) {
+    message.set(*name, scratch_.request_id);
+  }
 }
 
 // Error page (SPEC section 7). If the request body was not read, the connection cannot be
@@ -278,6 +295,11 @@ asio::awaitable<bool> Exchange::send_error(Failure failure) {
   error.keep_alive = keep;
   error.http10_client = client_version_ == 10;
   if (request_->find("X-Debug") != request_->end()) error.debug_reason = failure_class.reason;
+  if (const auto& name = ctx_.config.server.request_id_header) {
+    error.request_id_field = *name;
+    error.request_id = scratch_.request_id;
+  }
+  answered_by_ = {};  // the answer is ours, whichever backends were tried
   const auto written = co_await client_.send_generated(error);
   status_ = failure_class.status;
   bytes_sent_ += written.error ? 0 : written.bytes;
@@ -302,12 +324,16 @@ log::AccessLogEntry Exchange::access_entry() const {
   entry.remote = real_ip_.empty() ? std::string_view(client_.info().remote) : real_ip_;
   entry.method = to_std(request_->method_string());
   entry.target = to_std(request_->target());
-  entry.version = client_.info().http2 ? 20 : client_version_ == 10 ? 10 : 11;
+  entry.protocol =
+      log::protocol_name(client_.info().http2 ? 20 : client_version_ == 10 ? 10 : 11);
   entry.status = status_;
   entry.bytes_sent = bytes_sent_;
   entry.referer = referer_;
   entry.user_agent = user_agent_;
   entry.identifier = identifier_;
+  entry.request_id = scratch_.request_id;
+  entry.backend_url = answered_by_;
+  entry.attempts = attempts_;
   return entry;
 }
 

@@ -36,6 +36,7 @@ struct ExchangeScratch {
   std::optional<http::ResponseParser> response_reader;  // the backend's answer
   // X-Forwarded-* fields for the backend that the request lacks (values outlive the request).
   http::AddedFields forwarded;
+  std::string request_id;  // with server.requestIdHeader: this request's (http/request_id.hpp)
 
   // Between requests: the last answer's parser and fields go.
   void release() {
@@ -82,6 +83,7 @@ class Exchange {
   boost::asio::awaitable<bool> send_error(Failure failure);
   void add_debug_headers(http::Response& message, const std::string& host,
                          const Route& route) const;
+  void add_request_id(http::Response& message) const;
   void log_exchange() const;
   log::AccessLogEntry access_entry() const;
   bool body_pending() const { return !client_.request_body_done(); }
@@ -134,6 +136,11 @@ class Exchange {
     return route.backends[backend_index_];
   }
   bool fresh_connection_ = false;  // the next attempt must not take a pooled connection
+
+  // For the JSON access log: the backend whose answer was relayed (empty when the answer is
+  // ours) and how many attempts the request made.
+  std::string_view answered_by_;
+  unsigned attempts_ = 0;
 };
 
 }  // namespace hipache::proxy

@@ -9,6 +9,7 @@
 
 #include "hipache/config.hpp"
 #include "hipache/route_store.hpp"
+#include "http/request_id.hpp"
 #include "log/access_log.hpp"
 #include "net/stream.hpp"
 #include "proxy/error_pages.hpp"
@@ -40,6 +41,8 @@ struct ProxyContext {
   RelayChunks chunks{};          // body relay buffers, reused
   TunnelChunks tunnel_chunks{};  // tunnel buffers while bytes queue up
   std::mt19937 rng{std::random_device{}()};
+  // Request ids (server.requestIdHeader): seeded here, in the worker, so no two workers share one.
+  http::RequestIdGenerator request_ids{};
   // Client connections served by a session or a tunnel (proxy/tunnel.hpp).
   std::unordered_set<DrainableSession*> sessions{};
   bool draining = false;  // no more keep-alive once the worker is asked to stop

@@ -114,6 +114,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
   if (close_after) response.set(bhttp::field::connection, "close");
   if (!close_after && client_version_ == 10) response.set(bhttp::field::connection, "keep-alive");
   if (wants_debug_) add_debug_headers(response, host, route);
+  add_request_id(response);
   client_.start_response(response, framing);
 
   // A body that came whole with its header (small answers) leaves with it in one send, straight
@@ -187,6 +188,7 @@ asio::awaitable<Exchange::Attempt> Exchange::tunnel(std::unique_ptr<UpstreamConn
                                                     http::Response& response, const Route& route,
                                                     const std::string& host, Attempt attempt) {
   if (wants_debug_) add_debug_headers(response, host, route);
+  add_request_id(response);
   // The handshake's Connection and Upgrade fields go on; framing fields have no place in it.
   response.erase(bhttp::field::content_length);
   response.erase(bhttp::field::transfer_encoding);

@@ -34,9 +34,10 @@ class KeptEntry {
   log::AccessLogEntry& entry() { return entry_; }
 
  private:
-  std::array<std::string_view*, 6> texts() {
-    return {&entry_.remote,  &entry_.method,     &entry_.target,
-            &entry_.referer, &entry_.user_agent, &entry_.identifier};
+  std::array<std::string_view*, 9> texts() {
+    return {&entry_.remote,     &entry_.method,     &entry_.target,
+            &entry_.protocol,   &entry_.referer,    &entry_.user_agent,
+            &entry_.identifier, &entry_.request_id, &entry_.backend_url};
   }
 
   log::AccessLogEntry entry_;

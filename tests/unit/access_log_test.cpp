@@ -10,7 +10,7 @@ AccessLogEntry sample() {
   e.remote = "127.0.0.1";
   e.method = "GET";
   e.target = "/path?q";
-  e.version = 11;
+  e.protocol = protocol_name(11);
   e.status = 200;
   e.bytes_sent = 1234;
   e.referer = "http://ref/";
@@ -38,10 +38,27 @@ TEST(AccessLine, HipacheFormat) {
 TEST(AccessLine, Ipv6RemoteKeptAndHttp10) {
   auto e = sample();
   e.remote = "::1";
-  e.version = 10;
+  e.protocol = protocol_name(10);
   const auto line = line_of(e);
   EXPECT_EQ(line.rfind("::1 - - [", 0), 0u);
   EXPECT_NE(line.find("HTTP/1.0\""), std::string::npos);
+}
+
+TEST(AccessLine, ProtocolNames) {
+  EXPECT_EQ(protocol_name(10), "HTTP/1.0");
+  EXPECT_EQ(protocol_name(11), "HTTP/1.1");
+  EXPECT_EQ(protocol_name(20), "HTTP/2.0");
+  auto e = sample();
+  e.protocol = protocol_name(20);
+  EXPECT_NE(line_of(e).find("\"GET /path?q HTTP/2.0\" 200 "), std::string::npos) << line_of(e);
+}
+
+TEST(AccessLine, JsonOnlyFieldsLeaveTheLineAsHipacheWroteIt) {
+  auto e = sample();
+  e.request_id = "abc123";
+  e.backend_url = "http://127.0.0.1:9000";
+  e.attempts = 2;
+  EXPECT_EQ(line_of(e), line_of(sample()));
 }
 
 TEST(AccessLine, SecondsPrintedLikeJavaScript) {

@@ -32,5 +32,17 @@ TEST(ErrorResponse, KeepAliveDebugAndRetryAfter) {
   EXPECT_EQ(serialize_error_response(error).find("Connection:"), std::string::npos);
 }
 
+TEST(ErrorResponse, CarriesTheRequestId) {
+  ErrorResponse error;
+  error.status = 400;
+  error.body = "x";
+  EXPECT_EQ(serialize_error_response(error).find("X-Request-Id"), std::string::npos);
+  error.request_id_field = "X-Request-Id";
+  error.request_id = "0123abcd";
+  const auto bytes = serialize_error_response(error);
+  EXPECT_NE(bytes.find("\r\nX-Request-Id: 0123abcd\r\n"), std::string::npos) << bytes;
+  EXPECT_LT(bytes.find("X-Request-Id"), bytes.find("\r\n\r\n"));
+}
+
 }  // namespace
 }  // namespace hipache::http
