@@ -17,6 +17,7 @@
 #include "http/field_value.hpp"
 #include "http/fields.hpp"
 #include "http/target.hpp"
+#include "metrics/record.hpp"
 #include "proxy/retry_policy.hpp"
 
 namespace hipache::proxy {
@@ -106,6 +107,7 @@ asio::awaitable<bool> Exchange::serve(ReceivedRequest received) {
 }
 
 asio::awaitable<bool> Exchange::route(const std::string& host) {
+  frontend_ = host;
   // (Not `cached ? std::move(*cached) : co_await ...`: built by GCC 12, that form served routes
   // older than a write the request had waited for; test_route_cache caught it.)
   RouteLookup lookup;
@@ -156,6 +158,7 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     if (!index) co_return co_await send_error(last_failure.value_or(Failure::no_live_backend));
     backend_index_ = *index;
     if (!backend(route).valid) co_return co_await send_error(Failure::bad_backend_url);
+    if (last_failure) metrics::add(metrics::Counter::retries);  // another attempt
 
     Attempt attempt = co_await forward(host, route);
     budget.body_consumed = budget.body_consumed || attempt.body_consumed;
@@ -295,6 +298,8 @@ asio::awaitable<WriteResult> Exchange::send_head() {
 }
 
 void Exchange::log_exchange() const {
+  metrics::request_done(status_, Clock::now() - started_, backend_finished_ - backend_started_,
+                        frontend_);
   if (!ctx_.access_log.enabled()) return;
   auto entry = access_entry();
   entry.total = elapsed_ms(started_);

@@ -18,6 +18,7 @@
 #include "http/error_response.hpp"
 #include "http/message.hpp"
 #include "http/read.hpp"
+#include "metrics/record.hpp"
 #include "net/stream.hpp"
 #include "proxy/backend_errors.hpp"
 #include "proxy/client_side.hpp"
@@ -102,10 +103,12 @@ class Http1Connection final : public DrainableSession,
       set_deadline(client_, handshake_timeout());
       auto [ec] = co_await tls->async_handshake(net::ssl::stream_base::server, kUseTuple);
       if (ec) {
+        metrics::add(metrics::Counter::tls_handshake_failures);
         spdlog::debug("TLS handshake with {} failed: {}", info_.remote, ec.message());
         client_.tcp().close();
         co_return;
       }
+      metrics::add(metrics::Counter::tls_handshakes);
     }
     // Each iteration serves one request; pipelined requests wait in buffer_. Between requests
     // nothing but the connection itself stays allocated (no parser, no buffers).
