@@ -1,5 +1,6 @@
 #include "metrics/table.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -142,6 +143,16 @@ std::uint64_t Snapshot::total_requests() const {
   std::uint64_t total = 0;
   for (const auto count : requests) total += count;
   return total;
+}
+
+std::unique_ptr<MetricsTable> MetricsTable::open(int inherited_memfd) {
+  try {
+    return inherited_memfd >= 0 ? std::make_unique<MetricsTable>(inherited_memfd)
+                                : std::make_unique<MetricsTable>();
+  } catch (const std::exception& error) {
+    spdlog::warn("no metrics: {}", error.what());
+    return nullptr;
+  }
 }
 
 MetricsTable::MetricsTable() {

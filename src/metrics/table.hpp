@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -151,6 +152,10 @@ class MetricsTable {
   ~MetricsTable();
   MetricsTable(const MetricsTable&) = delete;
   MetricsTable& operator=(const MetricsTable&) = delete;
+
+  // The master's table: the inherited one (memfd >= 0) or a new one; null, with a warning
+  // logged, when it cannot be made (the service then runs without metrics).
+  static std::unique_ptr<MetricsTable> open(int inherited_memfd);
 
   int fd() const { return fd_; }  // for the upgrade
 

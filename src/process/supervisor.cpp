@@ -52,13 +52,7 @@ class Supervisor {
     } catch (const std::exception& error) {
       spdlog::warn("workers will accept without balancing: {}", error.what());
     }
-    try {
-      const int inherited = start_.inherited ? start_.inherited->metrics_fd : -1;
-      metrics_ = inherited >= 0 ? std::make_unique<metrics::MetricsTable>(inherited)
-                                : std::make_unique<metrics::MetricsTable>();
-    } catch (const std::exception& error) {
-      spdlog::warn("no metrics: {}", error.what());
-    }
+    metrics_ = metrics::MetricsTable::open(start_.inherited ? start_.inherited->metrics_fd : -1);
     if (start_.inherited) {
       handover_ = start_.inherited->handover;
       adopt_old_generation(*start_.inherited);
