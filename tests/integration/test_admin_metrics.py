@@ -101,6 +101,22 @@ class AdminMetricsTest(AdminTestCase, process_helpers.ProcessTestCase):
         self.assertTrue(harness.wait_until(
             lambda: self.scrape()["hipache_workers"] == 2, 10), "old workers never retired")
 
+    def test_counters_survive_memory_recycling(self):
+        self.route_all()
+        config = self.admin_config(workers=1)
+        config["server"].update(memoryLimit=1, memoryCheckInterval=1)  # recycled every second
+        self.start_proxy(config)
+        harness.wait_for_port(self.admin_port)
+        self.send("ok.test", "/", 10, 200)
+        self.wait_for_count(200, 10)
+        first = self.workers()
+        self.assertTrue(harness.wait_until(
+            lambda: self.scrape()["hipache_worker_recycles_total"] >= 2, 10),
+            self.proxy.log()[-2000:])
+        self.wait_for_workers(1, exclude=first)
+        metrics = self.wait_for_count(200, 10)
+        self.assertEqual(metrics["hipache_worker_restarts_total"], 0)
+
     def test_token(self):
         self.route_all()
         self.start_admin_proxy(workers=1, token="s3cret-token")
