@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Instructions a worker executes for N small keep-alive requests, under callgrind: a count the
 # load of a shared machine does not move (bench/README.md, "The cost of counting metrics").
-#   bash bench/metrics_callgrind.sh BINARY N     -> prints the worker's total Ir
+#   bash bench/metrics_callgrind.sh BINARY N [FRONTEND_METRICS]  -> the worker's total Ir
+# FRONTEND_METRICS > 0 adds the admin listener with admin.frontendMetrics set to it.
 # Run it at two N for each binary: the difference of the totals over the difference of N is the
 # cost of one request (start-up and shutdown cancel out).
 set -euo pipefail
 BIN=$1
 N=$2
+FRONTEND_METRICS=${3:-0}
 D=$(mktemp -d /tmp/hipache-callgrind.XXXXXX)
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 RP=$(free_port)
 HP=$(free_port)
 BP=$(free_port)
+AP=$(free_port)
+ADMIN=""
+if [ "$FRONTEND_METRICS" -gt 0 ]; then
+  ADMIN=", \"admin\": {\"port\": $AP, \"frontendMetrics\": $FRONTEND_METRICS}"
+fi
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$D" >/dev/null &
 RPID=$!
 python3 - "$BP" <<'PY' &
@@ -35,7 +42,7 @@ cat >"$D/c.json" <<J
 {"server": {"workers": 1, "httpKeepAlive": true, "accessLog": null, "memoryLimit": 0,
             "gracefulWait": 1},
  "http": {"port": $HP, "bind": ["127.0.0.1"]}, "https": {"bind": []},
- "driver": "redis://127.0.0.1:$RP", "user": "root"}
+ "driver": "redis://127.0.0.1:$RP", "user": "root"$ADMIN}
 J
 valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$D/cg.%p" "$BIN" \
   -c "$D/c.json" 2>"$D/valgrind.log" &
