@@ -131,7 +131,8 @@ def main():
                 print("round %d %-40s %8.0f req/s %6.2f us CPU/request"
                       % (r + 1, name, rps, v["cpu_us"][-1]), flush=True)
         base = statistics.median(variants[names[0]]["cpu_us"])
-        lines = ["| Variant | req/s (median) | proxy CPU per request, µs (median) | vs compiled out |",
+        lines = ["| Variant | req/s (median) | proxy CPU per request, µs (median) "
+                 "| vs compiled out |",
                  "|---|---:|---:|---:|"]
         for name in names:
             v = variants[name]

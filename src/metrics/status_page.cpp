@@ -36,7 +36,8 @@ th:first-child, td:first-child { text-align: left; }
 <div class="grid">
 <div><h2>Workers</h2><table><thead><tr><th>pid</th><th>RSS MB</th><th>requests</th>
 <th>connections</th></tr></thead><tbody id="workers"></tbody></table>
-<div class="muted">restarts <span id="restarts">0</span>, recycles <span id="recycles">0</span></div>
+<div class="muted">restarts <span id="restarts">0</span>,
+recycles <span id="recycles">0</span></div>
 </div>
 <div><h2>Status codes</h2><table><tbody id="codes"></tbody></table></div>
 <div><h2>Busiest frontends</h2><table><thead><tr><th>frontend</th><th>requests</th><th>5xx</th>
@@ -49,7 +50,11 @@ th:first-child, td:first-child { text-align: left; }
 "use strict";
 const history = [];  // [seconds, requests total]
 const keep = 300;
-function cell(row, text) { const td = document.createElement("td"); td.textContent = text; row.appendChild(td); }
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+}
 function fill(id, rows, cls) {
   const body = document.getElementById(id);
   body.replaceChildren();
@@ -68,10 +73,12 @@ function draw() {
   }
   const max = Math.max(1, ...rates);
   const points = rates.map((r, i) =>
-    (720 - (rates.length - 1 - i) * 720 / keep).toFixed(1) + "," + (155 - r * 135 / max).toFixed(1));
+    (720 - (rates.length - 1 - i) * 720 / keep).toFixed(1) + "," +
+    (155 - r * 135 / max).toFixed(1));
   document.getElementById("rps-line").setAttribute("points", points.join(" "));
   document.getElementById("rps-max").textContent = "max " + max.toFixed(1) + "/s";
-  document.getElementById("rps").textContent = rates.length ? rates[rates.length - 1].toFixed(1) : "-";
+  const last = rates.length ? rates[rates.length - 1].toFixed(1) : "-";
+  document.getElementById("rps").textContent = last;
 }
 function show(s) {
   history.push([performance.now() / 1000, s.requests]);
@@ -80,7 +87,8 @@ function show(s) {
   document.getElementById("updated").textContent = new Date(s.time * 1000).toISOString();
   document.getElementById("restarts").textContent = s.workerRestarts;
   document.getElementById("recycles").textContent = s.workerRecycles;
-  fill("workers", s.workers.map(w => [w.pid, (w.rssBytes / 1048576).toFixed(1), w.requests, w.connections]), "worker-row");
+  fill("workers", s.workers.map(w =>
+    [w.pid, (w.rssBytes / 1048576).toFixed(1), w.requests, w.connections]), "worker-row");
   fill("codes", Object.entries(s.codes).map(([c, n]) => [c, n]));
   fill("frontends", s.frontends.map(f => [f.name, f.requests, f.serverErrors]));
   fill("dead", s.deadBackends.flatMap(d => d.backends.map(b => [d.frontend, b])));
@@ -88,7 +96,8 @@ function show(s) {
   fill("cache", [["hits", c.hits], ["misses", c.misses], ["invalidations", c.invalidations],
                  ["entries", c.entries], ["bytes", c.bytes]]);
   fill("redis", [["workers connected", s.redis.connectedWorkers + " / " + s.redis.workers],
-                 ["reconnects", s.redis.reconnects], ["dead marks", s.deadMarks], ["retries", s.retries]]);
+                 ["reconnects", s.redis.reconnects], ["dead marks", s.deadMarks],
+                 ["retries", s.retries]]);
   draw();
 }
 async function poll() {

@@ -180,13 +180,14 @@ class AdminMetricsTest(AdminTestCase, process_helpers.ProcessTestCase):
     def test_off_by_default(self):
         self.start_proxy(self.config(workers=1))
         master = self.master()
+        sockets = process_helpers.socket_inodes(master)
         listening = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with open(table) as f:
                 next(f)
                 for line in f:
                     fields = line.split()
-                    if fields[3] == "0A" and int(fields[9]) in process_helpers.socket_inodes(master):
+                    if fields[3] == "0A" and int(fields[9]) in sockets:
                         listening.add(int(fields[1].rsplit(":", 1)[1], 16))
         self.assertEqual(listening, {self.proxy.port})
 
