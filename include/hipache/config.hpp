@@ -36,6 +36,7 @@ struct ListenAddress {
   std::string address;  // IPv4 or IPv6 literal (no brackets); "::" / "0.0.0.0" = all interfaces
   std::uint16_t port = 0;
   bool tls = false;
+  bool admin = false;        // the admin listener (metrics, status page), never proxied traffic
   TlsSettings tls_settings;  // the https section merged with this bind's overrides (tls only)
 };
 
@@ -95,6 +96,13 @@ struct ServerSettings {
   std::optional<std::string> request_id_header;
 };
 
+// The admin listener (docs/operations.md, "Metrics and status page"): off unless the file has an
+// admin section. Its addresses are in Config::listeners, marked admin.
+struct AdminSettings {
+  std::string token;              // non-empty: every request needs "Authorization: Bearer <token>"
+  unsigned frontend_metrics = 0;  // series for this many of the busiest frontends; 0 = none
+};
+
 struct Config {
   std::string source_path;  // the file it came from, for messages
   ServerSettings server;
@@ -107,6 +115,14 @@ struct Config {
   std::string user = "www-data";
   std::string group;                  // defaults to user
   std::vector<std::string> warnings;  // deprecations and unknown keys, one line each
+  AdminSettings admin;
+
+  bool admin_enabled() const {
+    for (const auto& listener : listeners) {
+      if (listener.admin) return true;
+    }
+    return false;
+  }
 };
 
 // Reads, parses and validates a config file. Throws ConfigError naming the file and key.

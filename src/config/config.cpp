@@ -236,7 +236,7 @@ Config parse_config(const std::string& json_text, const std::string& path) {
           one_line(path + ": expected a JSON object at the top level, got " + describe(root)));
     }
     std::vector<std::string_view> known = key_names(config_keys(), "");
-    known.insert(known.end(), {"server", "http", "https"});
+    known.insert(known.end(), {"server", "http", "https", "admin"});
     known.insert(known.end(), std::begin(kLegacyRedisKeys), std::end(kLegacyRedisKeys));
     reader.warn_unknown(root, "", known);
 
@@ -291,6 +291,10 @@ std::string describe_config(const Config& config) {
     show_keys(tls_keys(), "https", config.https, out["https"]);
     show_keys(config_keys(), "https", config, out["https"]);
     show_keys(config_keys(), "", config, out);
+    if (config.admin_enabled()) {
+      show_keys(config_keys(), "admin", config, out["admin"]);
+      show_keys(admin_keys(), "admin", config.admin, out["admin"]);
+    }
     return out.dump(2, ' ', false, json::error_handler_t::replace);
   } catch (const std::exception& error) {
     throw ConfigError(one_line(config.source_path + ": " + error.what()));

@@ -274,7 +274,7 @@ constexpr Access<ServerSettings> kUnsupported = {
 json show_binds(const Config& config, bool tls) {
   json binds = json::array();
   for (const ListenAddress& listener : config.listeners) {
-    if (listener.tls != tls) continue;
+    if (listener.tls != tls || listener.admin) continue;
     json bind = json::object();
     if (tls) show_keys(tls_keys(), "https", listener.tls_settings, bind, true);
     bind["address"] = listener.address;
@@ -360,6 +360,19 @@ json show_http_binds(const Config& config) {
 json show_https_binds(const Config& config) {
   return show_binds(config, true);
 }
+json show_admin_binds(const Config& config) {
+  json binds = json::array();
+  for (const ListenAddress& listener : config.listeners) {
+    if (listener.admin) binds.push_back({{"address", listener.address}, {"port", listener.port}});
+  }
+  return binds;
+}
+json admin_port() {
+  return kDefaultAdminPort;
+}
+json admin_bind() {
+  return json::array({std::string(kDefaultAdminBind)});
+}
 json show_driver(const Config& config) {
   json urls = json::array();
   for (const std::string& url : config.driver) urls.push_back(censor_driver_url(url));
@@ -392,6 +405,10 @@ constexpr Key<Config> kConfigKeys[] = {
         https_port),
     {"https", "bind", {nullptr, show_https_binds}, "TLS listeners."},
     {"https", "certDir", member<&Config::cert_dir>, "Directory of SNI certificates."},
+    Key<Config>{"admin", "port", kReadBySection, "Port of admin binds without one."}.defaults_to(
+        admin_port),
+    Key<Config>{"admin", "bind", {nullptr, show_admin_binds}, "Admin listeners."}.defaults_to(
+        admin_bind),
     Key<Config>{"", "driver", {nullptr, show_driver}, "Redis URL(s): reads, then writes."}
         .defaults_to(driver_url),
     {"", "user", member<&Config::user, ReadAccount>, "User to drop root to."},
@@ -400,6 +417,15 @@ constexpr Key<Config> kConfigKeys[] = {
                 {member<&Config::group, ReadAccount>.read, show_group},
                 "Group to drop root to."}
         .documented_as("the value of `user`"),
+};
+
+constexpr std::string_view kAdmin = "admin";
+constexpr Key<AdminSettings> kAdminKeys[] = {
+    Key<AdminSettings>{kAdmin, "token", member<&AdminSettings::token>, "Bearer token; \"\" = none."}
+        .censored(),
+    Key<AdminSettings>{kAdmin, "frontendMetrics", member<&AdminSettings::frontend_metrics>,
+                       "Series for the N busiest frontends."}
+        .within(at_most(kMaxFrontendMetrics)),
 };
 
 template <class Owner>
@@ -427,6 +453,9 @@ std::span<const Key<TlsSettings>> tls_keys() {
 std::span<const Key<Config>> config_keys() {
   return kConfigKeys;
 }
+std::span<const Key<AdminSettings>> admin_keys() {
+  return kAdminKeys;
+}
 
 json show_value(const json& value, bool secret) {
   if (secret && value.is_string() && !value.get_ref<const std::string&>().empty()) {
@@ -441,6 +470,7 @@ std::vector<KeyInfo> all_keys() {
   list_keys(lru_cache_keys(), keys);
   list_keys(tls_keys(), keys);
   list_keys(config_keys(), keys);
+  list_keys(admin_keys(), keys);
   return keys;
 }
 

@@ -19,6 +19,9 @@ namespace hipache::config {
 inline constexpr std::uint16_t kDefaultHttpPort = 80;
 inline constexpr std::uint16_t kDefaultHttpsPort = 443;
 inline constexpr std::string_view kDefaultHttpBind = "127.0.0.1";
+inline constexpr std::uint16_t kDefaultAdminPort = 9090;
+inline constexpr std::string_view kDefaultAdminBind = "127.0.0.1";
+inline constexpr unsigned kMaxFrontendMetrics = 64;  // metrics::kFrontendEntries
 inline constexpr double kUnbounded = std::numeric_limits<double>::infinity();
 
 // The range a number must be in. `note` ends the "must be at least / between" message.
@@ -84,8 +87,9 @@ struct Key {
 
 std::span<const Key<ServerSettings>> server_keys();
 std::span<const Key<LruCacheSettings>> lru_cache_keys();
-std::span<const Key<TlsSettings>> tls_keys();  // https, server.https and https bind objects
-std::span<const Key<Config>> config_keys();    // the rest: http, https, top level
+std::span<const Key<TlsSettings>> tls_keys();      // https, server.https and https bind objects
+std::span<const Key<Config>> config_keys();        // the rest: http, https, admin, top level
+std::span<const Key<AdminSettings>> admin_keys();  // admin.token, admin.frontendMetrics
 inline constexpr std::string_view kLegacyServerKeys[] = {"port", "address", "address6", "https"};
 inline constexpr std::string_view kLegacyRedisKeys[] = {
     "redisHost",       "redisPort",       "redisPassword",       "redisDatabase",

@@ -304,6 +304,32 @@ void parse_listeners(const Reader& reader, const json& root, const json* server,
     reader.fail("http.bind", "nothing to listen on (http.bind and https.bind are both empty)");
   }
 
+  // admin: off unless the section is there (docs/operations.md, "Metrics and status page")
+  if (const json* admin = reader.section(root, "admin", "admin")) {
+    std::vector<std::string_view> known = key_names(config_keys(), "admin");
+    const auto own = key_names(admin_keys(), "admin");
+    known.insert(known.end(), own.begin(), own.end());
+    reader.warn_unknown(*admin, "admin", known);
+    std::uint16_t admin_port = kDefaultAdminPort;
+    if (const json* value = find_set(*admin, "port"))
+      admin_port = reader.port(*value, "admin.port");
+    std::vector<BindSource> admin_sources;
+    if (const json* bind = find_set(*admin, "bind")) {
+      admin_sources = expand_bind(reader, *bind, "admin.bind");
+      if (admin_sources.empty()) {
+        reader.fail("admin.bind", "empty (remove the admin section to turn the listener off)");
+      }
+    } else {
+      admin_sources.push_back({std::string(kDefaultAdminBind), "admin.bind"});
+    }
+    for (const BindSource& source : admin_sources) {
+      ListenAddress listener = make_listener(reader, source, admin_port, nullptr);
+      listener.admin = true;
+      add(std::move(listener), source.name);
+    }
+    read_keys(reader, *admin, "admin", admin_keys(), "admin", config.admin);
+  }
+
   config.https = section.tls;
   if (!config.cert_dir.empty()) {
     struct stat info {};

@@ -52,6 +52,7 @@ class Supervisor {
     } catch (const std::exception& error) {
       spdlog::warn("workers will accept without balancing: {}", error.what());
     }
+    metrics_ = metrics::MetricsTable::open(start_.inherited ? start_.inherited->metrics_fd : -1);
     if (start_.inherited) {
       handover_ = start_.inherited->handover;
       adopt_old_generation(*start_.inherited);
@@ -180,6 +181,7 @@ class Supervisor {
   void spawn(std::optional<int> cpu = std::nullopt) {
     const pid_t master = ::getpid();
     const auto slot = loads_ ? loads_->claim() : std::nullopt;
+    metrics::WorkerSlot* const counters = metrics_ ? metrics_->reserve() : nullptr;
     if (!config_.server.cpu_affinity || allowed_cpus_.empty()) {
       cpu.reset();
     } else if (!cpu) {
@@ -189,10 +191,15 @@ class Supervisor {
     if (pid < 0) {
       spdlog::error("fork failed: {}", std::strerror(errno));
       if (slot) loads_->release(*slot);
+      if (metrics_) metrics_->release(counters);
       schedule_respawn(true);
       return;
     }
-    if (pid == 0) run_child(master, slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn(), cpu);
+    if (pid == 0) {
+      run_child(master, slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn(), cpu,
+                {metrics_.get(), counters});
+    }
+    if (metrics_) metrics_->assign(counters, pid);
     workers_.push_back(WorkerProcess{pid, Clock::now(), slot, cpu});
     if (cpu) {
       spdlog::info("worker {} started on CPU {}", pid, *cpu);
@@ -201,7 +208,8 @@ class Supervisor {
     }
   }
 
-  [[noreturn]] void run_child(pid_t master, AcceptTurn turn, std::optional<int> cpu) {
+  [[noreturn]] void run_child(pid_t master, AcceptTurn turn, std::optional<int> cpu,
+                              WorkerMetrics worker_metrics) {
     // Back to the original mask, except the signals the worker handles: they stay blocked (and
     // pending) until run_worker has its handlers in place.
     sigset_t mask = original_mask_;
@@ -215,7 +223,7 @@ class Supervisor {
     if (cpu) bind_to_cpu(*cpu);
     int code = 1;
     try {
-      code = run_worker(config_, listeners_, *tls_, ready_write_, turn, handover_);
+      code = run_worker(config_, listeners_, *tls_, ready_write_, turn, handover_, worker_metrics);
     } catch (const std::exception& error) {
       spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
     }
@@ -249,8 +257,10 @@ class Supervisor {
       } else {
         spdlog::error("worker {} {}; replacing it", pid, describe_exit(status));
         schedule_respawn(lifetime < kQuickDeath);
+        if (metrics_) metrics_->count(metrics::MasterCounter::worker_restarts);
       }
       if (it->load_slot) loads_->release(*it->load_slot);
+      if (metrics_) metrics_->retire(pid);
       workers_.erase(it);
     }
   }
@@ -342,6 +352,7 @@ class Supervisor {
       spdlog::warn("worker {} uses {} MB, over the {} MB limit: replacing it", workers_[i].pid,
                    rss / (1024 * 1024), config_.server.memory_limit_mb);
       const pid_t old_pid = workers_[i].pid;
+      if (metrics_) metrics_->count(metrics::MasterCounter::worker_recycles);
       // The replacement first (the listening sockets never lack an acceptor), on the same CPU.
       spawn(workers_[i].cpu);
       const auto old = std::find_if(workers_.begin(), workers_.end(),
@@ -395,6 +406,7 @@ class Supervisor {
       spdlog::warn("reload: user/group changed; they take effect on restart only");
     }
     sd_notify("RELOADING=1");
+    if (metrics_) metrics_->count(metrics::MasterCounter::reloads);
     config_ = std::move(fresh);
     tls_ = std::move(fresh_tls);
     std::vector<pid_t> old;
@@ -413,6 +425,7 @@ class Supervisor {
   // image serving on, when the listen addresses changed or the new binary fails its check.
   void upgrade() {
     Inheritance inheritance{listeners_, handover_, tls_->ticket_keys, {}, {}};
+    inheritance.metrics_fd = metrics_ ? metrics_->fd() : -1;
     for (const auto& worker : workers_) {
       (worker.draining ? inheritance.draining_workers : inheritance.serving_workers)
           .push_back(worker.pid);
@@ -464,6 +477,7 @@ class Supervisor {
   proxy::HandoverSocket handover_;  // inherited by every worker (proxy/handover.hpp)
   bool upgrade_reported_ = false;
   std::unique_ptr<WorkerLoads> loads_;              // null: could not be mapped
+  std::unique_ptr<metrics::MetricsTable> metrics_;  // null: could not be made
   std::vector<int> allowed_cpus_ = allowed_cpus();  // the master's, as it started
   std::vector<WorkerProcess> workers_;
   sigset_t signals_{};

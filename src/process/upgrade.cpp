@@ -149,6 +149,10 @@ std::string exec_with(const std::string& binary, const std::vector<std::string>&
     value += ";tickets=" + std::to_string(keys);
     passed.push_back(keys);
   }
+  if (inheritance.metrics_fd >= 0) {
+    value += ";metrics=" + std::to_string(inheritance.metrics_fd);
+    passed.push_back(inheritance.metrics_fd);
+  }
   value += ";serving=" + join_pids(inheritance.serving_workers);
   value += ";draining=" + join_pids(inheritance.draining_workers);
 
@@ -244,6 +248,9 @@ std::optional<Inheritance> take_inheritance() {
         inheritance.ticket_keys = keys;
       }
       if (fd >= 0) ::close(fd);
+    } else if (key == "metrics") {
+      inheritance.metrics_fd = to_int(rest);
+      set_inheritable(inheritance.metrics_fd, false);
     } else if (key == "serving") {
       inheritance.serving_workers = parse_pids(rest);
     } else if (key == "draining") {

@@ -24,6 +24,7 @@ struct Inheritance {
   std::optional<std::array<unsigned char, 80>> ticket_keys;
   std::vector<pid_t> serving_workers;   // the old generation: drained once the new is ready
   std::vector<pid_t> draining_workers;  // drained already: reaped, killed if they overstay
+  int metrics_fd = -1;                  // the shared metrics table (metrics/table.hpp)
 };
 
 // The binary file this process was started from, as an absolute path: after the file is

@@ -16,8 +16,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "metrics/admin.hpp"
+#include "metrics/record.hpp"
 #include "net/accept_loop.hpp"
 #include "process/cpu_spread.hpp"
+#include "process/worker_process.hpp"
 #include "proxy/handover.hpp"
 #include "proxy/proxy_context.hpp"
 #include "store/redis_route_store.hpp"
@@ -33,6 +36,7 @@ constexpr auto kAccessLogFlushInterval = 100ms;
 constexpr auto kDrainPollInterval = 50ms;
 constexpr auto kHeapTrimInterval = 1s;
 constexpr std::size_t kHeapTrimThreshold = 1024 * 1024;
+constexpr auto kMetricsInterval = 1s;
 
 // One listener's accepts in this worker: AcceptTurn decides who takes a pending connection,
 // and each accepted one is served, or refused with a 503 at server.maxConnections.
@@ -48,6 +52,7 @@ class WorkerAccepts final : public net::AcceptHandler {
   }
 
   void accepted(asio::ip::tcp::socket socket) override {
+    metrics::add(metrics::Counter::connections_accepted);
     const auto executor = socket.get_executor();
     const auto limit = ctx_.config.server.max_connections;
     if (limit > 0 && ctx_.open_connections() >= limit) {
@@ -74,6 +79,39 @@ class WorkerAccepts final : public net::AcceptHandler {
   AcceptTurn& turn_;
   std::int64_t not_started_ = 0;  // accepted, not yet in ctx_.sessions
 };
+
+// The admin listener's accepts: no balancing, no connection limit of the proxy's (metrics/admin).
+class AdminAccepts final : public net::AcceptHandler {
+ public:
+  explicit AdminAccepts(metrics::AdminContext& ctx) : ctx_(ctx) {}
+  std::chrono::microseconds before_accept() override { return {}; }
+  void accepted(asio::ip::tcp::socket socket) override {
+    const auto executor = socket.get_executor();
+    asio::co_spawn(executor, metrics::serve_admin(std::move(socket), ctx_),
+                   proxy::log_connection_exception);
+  }
+  bool may_accept_more() override { return true; }
+
+ private:
+  metrics::AdminContext& ctx_;
+};
+
+// The gauges the shared table shows, sampled (the counters count as things happen).
+asio::awaitable<void> metrics_loop(const proxy::ProxyContext& ctx,
+                                   const store::RedisRouteStore& store) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    metrics::set(metrics::Gauge::rss_bytes, static_cast<std::int64_t>(resident_bytes(::getpid())));
+    metrics::set(metrics::Gauge::connections_open,
+                 static_cast<std::int64_t>(ctx.open_connections()));
+    metrics::set(metrics::Gauge::connections_parked, static_cast<std::int64_t>(ctx.idle.size()));
+    ctx.pool.report_metrics();
+    store.report_metrics();
+    timer.expires_after(kMetricsInterval);
+    auto [ec] = co_await timer.async_wait(kUseTuple);
+    if (ec) co_return;
+  }
+}
 
 // The count the other workers compare against changes as connections close too, and the report
 // is the worker's sign of life (WorkerLoads::kStaleReport).
@@ -128,7 +166,9 @@ asio::awaitable<void> heap_trim_loop(proxy::ProxyContext& ctx) {
 
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
                const net::ServerTls& tls, int ready_fd, AcceptTurn turn,
-               proxy::HandoverSocket handover_socket) {
+               proxy::HandoverSocket handover_socket, WorkerMetrics worker_metrics) {
+  if (worker_metrics.slot != nullptr) worker_metrics.slot->pid.store(::getpid());
+  metrics::attach(worker_metrics.slot, config.admin.frontend_metrics > 0);
   // One thread per worker: the reactor's I/O locking is dead weight. (Scheduler locking stays:
   // the resolver's helper thread posts completions back.)
   asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
@@ -160,12 +200,17 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
     protocols.push_back(protocol);
     acceptor_tls.push_back(i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr);
   }
+  metrics::AdminContext admin{config, worker_metrics.table, store};
+  AdminAccepts admin_accepts(admin);
   std::vector<std::unique_ptr<WorkerAccepts>> accepts;
   for (std::size_t i = 0; i < acceptors.size(); ++i) {
     accepts.push_back(std::make_unique<WorkerAccepts>(ctx, acceptor_tls[i], turn));
-    asio::co_spawn(io, net::accept_loop(acceptors[i], protocols[i], *accepts.back()),
-                   asio::detached);
+    net::AcceptHandler& handler = listeners[i].address.admin
+                                      ? static_cast<net::AcceptHandler&>(admin_accepts)
+                                      : *accepts.back();
+    asio::co_spawn(io, net::accept_loop(acceptors[i], protocols[i], handler), asio::detached);
   }
+  asio::co_spawn(io, metrics_loop(ctx, store), asio::detached);
   asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);
   const bool floating = !config.server.cpu_affinity;
   std::optional<CpuSpread> spread =

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "hipache/config.hpp"
+#include "metrics/table.hpp"
 #include "net/listeners.hpp"
 #include "net/tls.hpp"
 #include "process/worker_loads.hpp"
@@ -21,8 +22,13 @@ namespace hipache::process {
 // `turn`: the worker's place in the master's load table (balances accepts between workers).
 // `handover`: the socket pair on which replaced workers hand their idle connections to serving
 // ones (proxy/handover.hpp); SIGUSR2 drains this worker that way.
+// `metrics`: the master's shared table and this worker's slot in it (either may be null).
+struct WorkerMetrics {
+  const metrics::MetricsTable* table = nullptr;
+  metrics::WorkerSlot* slot = nullptr;
+};
 int run_worker(const Config& config, const std::vector<net::BoundListener>& listeners,
                const net::ServerTls& tls, int ready_fd = -1, AcceptTurn turn = {},
-               proxy::HandoverSocket handover = {});
+               proxy::HandoverSocket handover = {}, WorkerMetrics metrics = {});
 
 }  // namespace hipache::process

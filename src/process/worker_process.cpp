@@ -26,7 +26,9 @@ bool same_listeners(const Config& a, const Config& b) {
   for (std::size_t i = 0; i < a.listeners.size(); ++i) {
     const auto& x = a.listeners[i];
     const auto& y = b.listeners[i];
-    if (x.address != y.address || x.port != y.port || x.tls != y.tls) return false;
+    if (x.address != y.address || x.port != y.port || x.tls != y.tls || x.admin != y.admin) {
+      return false;
+    }
   }
   return true;
 }

@@ -18,6 +18,7 @@
 #include "http/fields.hpp"
 #include "http/request_id.hpp"
 #include "http/target.hpp"
+#include "metrics/record.hpp"
 #include "proxy/retry_policy.hpp"
 
 namespace hipache::proxy {
@@ -111,6 +112,7 @@ asio::awaitable<bool> Exchange::serve(ReceivedRequest received) {
 }
 
 asio::awaitable<bool> Exchange::route(const std::string& host) {
+  frontend_ = host;
   // (Not `cached ? std::move(*cached) : co_await ...`: built by GCC 12, that form served routes
   // older than a write the request had waited for; test_route_cache caught it.)
   RouteLookup lookup;
@@ -163,6 +165,7 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     if (!backend(route).valid) co_return co_await send_error(Failure::bad_backend_url);
     ++attempts_;
     answered_by_ = backend(route).url;
+    if (last_failure) metrics::add(metrics::Counter::retries);  // another attempt
 
     Attempt attempt = co_await forward(host, route);
     budget.body_consumed = budget.body_consumed || attempt.body_consumed;
@@ -309,6 +312,8 @@ asio::awaitable<bool> Exchange::send_error(Failure failure) {
 }
 
 void Exchange::log_exchange() const {
+  metrics::request_done(status_, Clock::now() - started_, backend_finished_ - backend_started_,
+                        frontend_);
   if (!ctx_.access_log.enabled()) return;
   auto entry = access_entry();
   entry.total = elapsed_ms(started_);

@@ -115,6 +115,7 @@ class Exchange {
   unsigned status_ = 0;
   std::uint64_t bytes_sent_ = 0;
   std::string_view identifier_ = "-";  // the route's, which outlives the exchange
+  std::string_view frontend_;          // the Host routed by (metrics), for as long as serve()
   // Facts about the client's request, taken before it is rewritten for the backend.
   unsigned client_version_ = 11;
   bool client_keep_alive_ = true;

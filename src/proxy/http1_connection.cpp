@@ -21,6 +21,7 @@
 #include "http/message.hpp"
 #include "http/read.hpp"
 #include "http/serialize.hpp"
+#include "metrics/record.hpp"
 #include "net/stream.hpp"
 #include "proxy/backend_errors.hpp"
 #include "proxy/client_side.hpp"
@@ -114,10 +115,12 @@ class Http1Connection final : public DrainableSession,
       set_deadline(client_, handshake_timeout());
       auto [ec] = co_await tls->async_handshake(net::ssl::stream_base::server, kUseTuple);
       if (ec) {
+        metrics::add(metrics::Counter::tls_handshake_failures);
         spdlog::debug("TLS handshake with {} failed: {}", info_.remote, ec.message());
         client_.tcp().close();
         co_return std::nullopt;
       }
+      metrics::add(metrics::Counter::tls_handshakes);
       if (chose_h2(*tls)) co_return hand_to_http2();
     } else if (requests_before_park_ == 0 && ctx_.config.server.http2) {
       if (co_await read_http2_preface()) co_return hand_to_http2();

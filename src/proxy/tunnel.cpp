@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "metrics/record.hpp"
 #include "proxy/splice.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -64,8 +65,13 @@ class Tunnel final : public DrainableSession,
                 timer_) {
     if (ctx_.access_log.enabled()) log_.emplace(entry);
     ctx_.sessions.insert(this);
+    metrics::add(metrics::Counter::websocket_tunnels);
+    metrics::adjust(metrics::Gauge::tunnels_open, 1);
   }
-  ~Tunnel() { ctx_.sessions.erase(this); }
+  ~Tunnel() {
+    ctx_.sessions.erase(this);
+    metrics::adjust(metrics::Gauge::tunnels_open, -1);
+  }
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
 
@@ -103,9 +109,11 @@ class Tunnel final : public DrainableSession,
   }
 
   void write_log() {
+    const auto now = Clock::now();
+    // A tunnel's request ends when the tunnel does, as in the access log (status 101).
+    metrics::request_done(101, now - started_, now - backend_started_, {});
     if (!log_) return;
     auto& entry = log_->entry();
-    const auto now = Clock::now();
     entry.bytes_sent += splice_.bytes_to_client();
     entry.total = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_);
     entry.backend = std::chrono::duration_cast<std::chrono::milliseconds>(now - backend_started_);

@@ -1,5 +1,6 @@
 #include "proxy/upstream_pool.hpp"
 
+#include "metrics/record.hpp"
 #include "net/tls.hpp"
 #include "proxy/backend_errors.hpp"
 
@@ -199,6 +200,20 @@ void UpstreamPool::watch_idle(PerBackend& slot, std::uint64_t id, UpstreamConnec
                          if (ec == asio::error::operation_aborted) return;  // taken for a request
                          std::erase_if(slot.idle, [id](const Idle& idle) { return idle.id == id; });
                        });
+}
+
+void UpstreamPool::report_metrics() const {
+  std::int64_t idle = 0;
+  std::int64_t busy = 0;
+  std::int64_t waiting = 0;
+  for (const auto& [url, slot] : backends_) {
+    idle += static_cast<std::int64_t>(slot.idle.size());
+    busy += slot.in_use;
+    waiting += static_cast<std::int64_t>(slot.waiters.size());
+  }
+  metrics::set(metrics::Gauge::pool_idle, idle);
+  metrics::set(metrics::Gauge::pool_busy, busy);
+  metrics::set(metrics::Gauge::pool_waiting, waiting);
 }
 
 }  // namespace hipache::proxy

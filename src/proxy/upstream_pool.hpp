@@ -65,6 +65,9 @@ class UpstreamPool {
   // just destroys it when done; it is never pooled.
   void forget(UpstreamConnection& connection);
 
+  // Metrics (metrics/record.hpp): idle and busy connections, requests waiting for a slot.
+  void report_metrics() const;
+
  private:
   struct Idle {
     std::uint64_t id;

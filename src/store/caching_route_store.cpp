@@ -8,6 +8,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <cassert>
 
+#include "metrics/record.hpp"
+
 namespace hipache::store {
 
 namespace asio = boost::asio;
@@ -55,12 +57,16 @@ CachingRouteStore::~CachingRouteStore() {
 }
 
 std::optional<RouteLookup> CachingRouteStore::cached(const std::string& host) {
-  if (const auto* hit = fresh_entry(host)) return with_local_marks(host, hit->lookup);
+  if (const auto* hit = fresh_entry(host)) {
+    metrics::add(metrics::Counter::route_cache_hits);
+    return with_local_marks(host, hit->lookup);
+  }
   return std::nullopt;
 }
 
 asio::awaitable<RouteLookup> CachingRouteStore::lookup(const std::string& host) {
   if (auto hit = cached(host)) co_return std::move(*hit);
+  metrics::add(metrics::Counter::route_cache_misses);
   // Single flight: concurrent misses for one host share one read, unless that read may have
   // missed a write this request must see (an invalidation arrived since it started, or one is
   // pending at the source): then this request reads afresh.
@@ -189,6 +195,7 @@ void CachingRouteStore::link_lost() {
 
 void CachingRouteStore::invalidated(Key key, std::string_view host) {
   ++invalidations_;
+  metrics::add(metrics::Counter::route_cache_invalidations);
   if (key == Key::dead) {
     positive_.erase(host);
     return;

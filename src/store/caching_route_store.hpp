@@ -51,6 +51,7 @@ class CachingRouteStore final : public RouteStore, public BackendHealth, private
   bool passive_checks_enabled() const override { return health_.passive_checks_enabled(); }
 
   std::size_t size() const { return positive_.size() + negative_.size(); }
+  std::size_t bytes() const { return positive_.bytes() + negative_.bytes(); }
 
  private:
   using Clock = routing::RouteCache::Clock;

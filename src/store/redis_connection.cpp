@@ -17,6 +17,8 @@
 #include <charconv>
 #include <new>
 
+#include "metrics/record.hpp"
+
 namespace hipache::store {
 
 namespace {
@@ -211,6 +213,8 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
   }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   state_ = State::connected;
+  if (was_connected_) metrics::add(metrics::Counter::redis_reconnects);
+  was_connected_ = true;
   asio::co_spawn(executor_, write_loop(generation), asio::detached);
   asio::co_spawn(executor_, watchdog(generation), asio::detached);
   if (on_connected_) on_connected_();

@@ -127,6 +127,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::chrono::milliseconds backoff_{100};
   std::chrono::steady_clock::time_point retry_at_{};
   bool logged_down_ = false;
+  bool was_connected_ = false;  // a connection now is a reconnection (metrics)
   bool keep_connected_ = false;
   std::function<void()> on_connected_;
   std::function<void()> on_disconnected_;

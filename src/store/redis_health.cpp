@@ -9,6 +9,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 
+#include "metrics/record.hpp"
+
 namespace hipache::store {
 
 namespace {
@@ -44,6 +46,7 @@ void RedisHealth::start() {
 // `dead` channel that hchecker listens to ("host;url;index;count").
 void RedisHealth::mark_dead(const std::string& host, const Route& route, std::size_t index) {
   if (!can_mark_dead(route, index)) return;
+  metrics::add(metrics::Counter::dead_marks);
   std::vector<RedisCommand> commands;
   commands.push_back({"MULTI"});
   if (passive_enabled_) {

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "hipache/config.hpp"
 #include "hipache/route_store.hpp"
@@ -27,6 +30,17 @@ class RedisRouteStore {
   BackendHealth& health();  // applies a mark locally too
   void stop();              // closes the Redis connections
 
+  // Metrics (metrics/record.hpp): the route caches' size and the Redis link's state.
+  void report_metrics() const;
+  // For the status page: the backends in the dead: sets of `hosts` and of the dead: keys one
+  // SCAN step finds, at most `limit` frontends, each backend by its URL. Empty if Redis fails.
+  struct DeadBackends {
+    std::string frontend;
+    std::vector<std::string> backends;
+  };
+  boost::asio::awaitable<std::vector<DeadBackends>> dead_backends(std::vector<std::string> hosts,
+                                                                  std::size_t limit);
+
  private:
   std::shared_ptr<RedisConnection> reader_;
   std::shared_ptr<RedisConnection> writer_;
@@ -34,6 +48,7 @@ class RedisRouteStore {
   std::shared_ptr<RedisRouteSource> source_;
   std::shared_ptr<RedisHealth> redis_health_;
   std::unique_ptr<CachingRouteStore> cache_;
+  std::string prefix_;
 };
 
 }  // namespace hipache::store
