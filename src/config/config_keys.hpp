@@ -84,6 +84,7 @@ struct Key {
 
 std::span<const Key<ServerSettings>> server_keys();
 std::span<const Key<LruCacheSettings>> lru_cache_keys();
+std::span<const Key<ActiveHealthCheckSettings>> active_health_check_keys();
 std::span<const Key<TlsSettings>> tls_keys();  // https, server.https and https bind objects
 std::span<const Key<Config>> config_keys();    // the rest: http, https, top level
 inline constexpr std::string_view kLegacyServerKeys[] = {"port", "address", "address6", "https"};
