@@ -123,8 +123,8 @@ struct ReadValue {
   void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
                   ActiveHealthCheckSettings& out) const {
     if (!value.is_object()) {
-      reader.fail(key, "expected null or {\"interval\": ..., \"timeout\": ...}, got " +
-                           describe(value));
+      reader.fail(key,
+                  "expected null or {\"interval\": ..., \"timeout\": ...}, got " + describe(value));
     }
     reader.warn_unknown(value, key, key_names(active_health_check_keys(), key));
     read_keys(reader, value, key, active_health_check_keys(), key, out);
@@ -172,8 +172,8 @@ struct ReadMethod {
              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
     };
     if (method.empty() || !std::all_of(method.begin(), method.end(), tchar)) {
-      reader.fail(key, "expected an HTTP method such as \"HEAD\" or \"GET\", got " +
-                           describe(value));
+      reader.fail(key,
+                  "expected an HTTP method such as \"HEAD\" or \"GET\", got " + describe(value));
     }
     out = std::move(method);
   }
@@ -186,8 +186,8 @@ struct ReadCheckPath {
     std::string path = reader.string(value, key);
     const auto visible = [](char c) { return static_cast<unsigned char>(c) > 0x20 && c != 0x7f; };
     if (!path.starts_with('/') || !std::all_of(path.begin(), path.end(), visible)) {
-      reader.fail(key, "expected a path starting with \"/\" without spaces, got " +
-                           describe(value));
+      reader.fail(key,
+                  "expected a path starting with \"/\" without spaces, got " + describe(value));
     }
     out = std::move(path);
   }
@@ -362,8 +362,8 @@ constexpr Key<A> kActiveHealthCheckKeys[] = {
         .within(at_least(1)),
     Key<A>{kActive, "maxBackends", member<&A::max_backends>, "Backends checked at once."}.within(
         at_least(1)),
-    Key<A>{kActive, "lockTtl", member<&A::lock_ttl_s>, "Seconds an unrenewed lock holds."}
-        .within(between(3, 86400, " seconds")),
+    Key<A>{kActive, "lockTtl", member<&A::lock_ttl_s>, "Seconds an unrenewed lock holds."}.within(
+        between(3, 86400, " seconds")),
     Key<A>{kActive, "releaseAfter", member<&A::release_after_s>, "Seconds before letting go."}
         .within(at_least(1)),
 };

@@ -92,8 +92,8 @@ ActiveChecker::ActiveChecker(asio::any_io_executor executor, const Config& confi
       interval_(millis(settings_.interval_s)),
       timeout_(millis(settings_.timeout_s)),
       pool_(executor, 1, false,
-            std::chrono::seconds(std::max(1LL, static_cast<long long>(
-                                                   std::ceil(settings_.timeout_s)))),
+            std::chrono::seconds(
+                std::max(1LL, static_cast<long long>(std::ceil(settings_.timeout_s)))),
             config.server.backend_tls_verify) {
   // A check cycle: the wait, a connect and an answer. Marks and locks outlast two of them.
   const double cycle = settings_.interval_s + 2 * settings_.timeout_s;
@@ -119,8 +119,8 @@ void ActiveChecker::start() {
   });
   subscriber_->start();
   redis_->start();
-  asio::co_spawn(executor_, [self = shared_from_this()] { return self->ping_loop(); },
-                 asio::detached);
+  asio::co_spawn(
+      executor_, [self = shared_from_this()] { return self->ping_loop(); }, asio::detached);
   spdlog::info("active health checks on as {}: {} {} every {} s, lock {}{}", owner_,
                settings_.method, settings_.path, settings_.interval_s, lock_hash_,
                prefix_.empty() ? "" : " (prefixed keys)");
@@ -160,11 +160,10 @@ void ActiveChecker::on_message(const RedisReply& message) {
     return;
   }
   taking_[parsed->backend_url];
-  asio::co_spawn(executor_,
-                 [self = shared_from_this(), m = *parsed]() mutable {
-                   return self->take(std::move(m));
-                 },
-                 asio::detached);
+  asio::co_spawn(
+      executor_,
+      [self = shared_from_this(), m = *parsed]() mutable { return self->take(std::move(m)); },
+      asio::detached);
 }
 
 // Takes the backend's lock if the reporting frontend really lists it (the channel is shared by
@@ -248,11 +247,9 @@ asio::awaitable<bool> ActiveChecker::check_once(Watched& watched) {
   }
   if (changed) {
     if (state == Watched::State::down) {
-      spdlog::warn("active health checks: {} is down ({}): marked dead", watched.url,
-                   result.error);
+      spdlog::warn("active health checks: {} is down ({}): marked dead", watched.url, result.error);
     } else if (watched.state == Watched::State::down) {
-      spdlog::info("active health checks: {} is up again (status {})", watched.url,
-                   result.status);
+      spdlog::info("active health checks: {} is up again (status {})", watched.url, result.status);
     }
   }
   if (changed || watched.reported) watched.changed = now;

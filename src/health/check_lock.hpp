@@ -19,7 +19,7 @@ namespace hipache::health {
 
 inline constexpr std::string_view kLockHash = "hchecker";  // after the driver URL's prefix
 inline constexpr std::string_view kOwnValueMark = "hipache:";
-inline constexpr std::int64_t kForeignLockHold = 3600;  // s; hchecker's own limit is 1800
+inline constexpr std::int64_t kForeignLockHold = 3600;    // s; hchecker's own limit is 1800
 inline constexpr std::int64_t kMaxLockAhead = 86400 * 2;  // s; beyond: a bogus value, free
 
 // "hipache:<hostname>#<pid>": ours, unique per checker process.

@@ -5,12 +5,12 @@
 #include <unistd.h>
 
 #include <array>
-#include <functional>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <memory>
 
 #include "health/active_checker.hpp"
@@ -30,8 +30,8 @@ int run_checker(const Config& config) {
   asio::io_context io(1);
   std::array<char, 256> hostname{};
   if (::gethostname(hostname.data(), hostname.size() - 1) != 0) hostname = {'?'};
-  auto checker =
-      std::make_shared<ActiveChecker>(io.get_executor(), config, lock_owner(hostname.data(), ::getpid()));
+  auto checker = std::make_shared<ActiveChecker>(io.get_executor(), config,
+                                                 lock_owner(hostname.data(), ::getpid()));
   checker->start();
 
   asio::steady_timer stop_deadline(io);

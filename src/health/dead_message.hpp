@@ -23,9 +23,9 @@ inline constexpr std::size_t kMaxDeadMessageField = 4096;
 
 // The message, or nullopt when `payload` is not one worth checking: not four fields, an index
 // or count that is not a plain decimal number, an index outside the count, a single backend
-// (Hipache never marks those; hchecker ignores them), an empty, over-long or not visible-ASCII frontend,
-// or a backend URL that does not parse. The URL may itself hold ';' (in its path): the frontend
-// ends at the first ';', the count and index are the last two fields.
+// (Hipache never marks those; hchecker ignores them), an empty, over-long or not visible-ASCII
+// frontend, or a backend URL that does not parse. The URL may itself hold ';' (in its path): the
+// frontend ends at the first ';', the count and index are the last two fields.
 std::optional<DeadMessage> parse_dead_message(std::string_view payload);
 
 }  // namespace hipache::health

@@ -31,8 +31,7 @@ asio::awaitable<ProbeResult> probe_backend(proxy::UpstreamPool& pool, const Back
   }
   auto connection = std::move(acquired.connection);
 
-  http::HeaderMemory memory;
-  http::Request message{http::MessageFields(memory.allocator())};
+  http::Request message;  // fields from the default memory resource: one request per check
   message.method_string(request.method);
   message.target(request.path);
   message.version(11);

@@ -65,7 +65,7 @@ void CheckerChild::keep_running(bool wanted, Clock::time_point now,
   spdlog::info("health checker {} started", pid);
 }
 
-Clock::time_point CheckerChild::next_start(bool wanted) const {
+CheckerChild::Clock::time_point CheckerChild::next_start(bool wanted) const {
   return wanted && !pid_ && restart_ ? next_start_ : Clock::time_point::max();
 }
 

@@ -231,9 +231,9 @@ class Supervisor {
   bool wants_checker() const { return config_.server.active_health_check.has_value(); }
 
   [[noreturn]] void run_checker_child() {
-    run_checker_process(config_, original_mask_, listeners_,
-                        {ready_read_, ready_write_, signal_fd_, handover_.send_fd,
-                         handover_.receive_fd});
+    run_checker_process(
+        config_, original_mask_, listeners_,
+        {ready_read_, ready_write_, signal_fd_, handover_.send_fd, handover_.receive_fd});
   }
 
   void schedule_respawn(bool failed_at_start) {

@@ -9,8 +9,8 @@ namespace {
 
 TEST(ActiveHealthCheckConfig, OffUnlessPresent) {
   EXPECT_FALSE(parse("{}").server.active_health_check.has_value());
-  EXPECT_FALSE(parse(R"({"server": {"activeHealthCheck": null}})")
-                   .server.active_health_check.has_value());
+  EXPECT_FALSE(
+      parse(R"({"server": {"activeHealthCheck": null}})").server.active_health_check.has_value());
 }
 
 TEST(ActiveHealthCheckConfig, Defaults) {
@@ -83,8 +83,8 @@ TEST(ActiveHealthCheckConfig, BadValues) {
 
 TEST(ActiveHealthCheckConfig, UnknownKeysWarn) {
   const Config config = parse(R"({"server": {"activeHealthCheck": {"intervall": 2}}})");
-  EXPECT_TRUE(
-      has_warning(config, "config/x.json: unknown key server.activeHealthCheck.intervall "
+  EXPECT_TRUE(has_warning(config,
+                          "config/x.json: unknown key server.activeHealthCheck.intervall "
                           "(ignored)"));
 }
 

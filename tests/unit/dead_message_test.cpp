@@ -44,24 +44,24 @@ TEST(DeadMessage, HostilePayloadsAreRefused) {
            "",
            ";",
            ";;;",
-           "h;http://10.0.0.1;1",                      // three fields
-           "h;http://10.0.0.1",                        // two
-           "h",                                        // one
-           ";http://10.0.0.1;0;2",                     // no frontend
-           "h;;0;2",                                   // no URL
-           "h;http://10.0.0.1;2;2",                    // index outside the count
-           "h;http://10.0.0.1;-1;2",                   // negative
-           "h;http://10.0.0.1;+1;2",                   // sign
-           "h;http://10.0.0.1; 1;2",                   // space
-           "h;http://10.0.0.1;0x1;2",                  // hex
+           "h;http://10.0.0.1;1",                       // three fields
+           "h;http://10.0.0.1",                         // two
+           "h",                                         // one
+           ";http://10.0.0.1;0;2",                      // no frontend
+           "h;;0;2",                                    // no URL
+           "h;http://10.0.0.1;2;2",                     // index outside the count
+           "h;http://10.0.0.1;-1;2",                    // negative
+           "h;http://10.0.0.1;+1;2",                    // sign
+           "h;http://10.0.0.1; 1;2",                    // space
+           "h;http://10.0.0.1;0x1;2",                   // hex
            "h;http://10.0.0.1;1;99999999999999999999",  // overflow
-           "h;http://10.0.0.1;0;9999999",              // more backends than a list holds
-           "h;ftp://10.0.0.1;0;2",                     // not an http(s) URL
-           "h;http://;0;2",                            // no host
-           "h;http://10.0.0.1:99999;0;2",              // bad port
-           "h x;http://10.0.0.1;0;2",                  // space in the frontend
-           "h\r\nX: y;http://10.0.0.1;0;2",            // header injection through the frontend
-           "h;http://10.0.0.1\r\nX: y;0;2",            // and through the URL
+           "h;http://10.0.0.1;0;9999999",               // more backends than a list holds
+           "h;ftp://10.0.0.1;0;2",                      // not an http(s) URL
+           "h;http://;0;2",                             // no host
+           "h;http://10.0.0.1:99999;0;2",               // bad port
+           "h x;http://10.0.0.1;0;2",                   // space in the frontend
+           "h\r\nX: y;http://10.0.0.1;0;2",             // header injection through the frontend
+           "h;http://10.0.0.1\r\nX: y;0;2",             // and through the URL
        }) {
     EXPECT_FALSE(parse_dead_message(payload).has_value()) << payload;
   }
