@@ -117,6 +117,9 @@ void ActiveChecker::start() {
   subscriber_->set_on_connected([weak] {
     if (auto self = weak.lock()) self->subscribe();
   });
+  subscriber_->set_on_disconnected([weak] {
+    if (auto self = weak.lock()) self->subscribed_ = false;
+  });
   subscriber_->start();
   redis_->start();
   asio::co_spawn(
@@ -127,10 +130,14 @@ void ActiveChecker::start() {
 }
 
 void ActiveChecker::subscribe() {
-  subscriber_->async_exec(one({"SUBSCRIBE", kDeadChannel}),
-                          [](boost::system::error_code ec, store::RedisReplies) {
-                            if (ec) spdlog::warn("cannot subscribe to `dead`: {}", ec.message());
-                          });
+  std::weak_ptr<ActiveChecker> weak = shared_from_this();
+  subscriber_->async_exec(one({"SUBSCRIBE", kDeadChannel}), [weak](boost::system::error_code ec,
+                                                                   store::RedisReplies replies) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->subscribed_ = !ec && !replies.empty() && replies[0].kind == RedisReply::Kind::array;
+    if (!self->subscribed_) spdlog::warn("active health checks: cannot subscribe to `dead`");
+  });
 }
 
 // ["message", "dead", payload]: a proxy marked a backend dead.
@@ -355,16 +362,16 @@ asio::awaitable<std::string> ActiveChecker::swap(const std::string& url,
 }
 
 // hchecker_ping tells the proxies an active checker runs (they stop writing dead sets
-// themselves): only while this one hears the `dead` channel. The PING keeps the subscriber's
-// silent failures visible (its reply watchdog).
+// themselves): only while this one is subscribed to the `dead` channel. The PING keeps the
+// subscriber's silent failures visible (its reply watchdog).
 asio::awaitable<void> ActiveChecker::ping_loop() {
   asio::steady_timer timer(executor_);
   while (!stopped_) {
-    if (subscriber_->connected()) {
+    if (subscribed_) {
       co_await redis_->async_exec(ping_commands(), kUseTuple);
       co_await subscriber_->async_exec(subscriber_ping(), kUseTuple);
     }
-    timer.expires_after(subscriber_->connected() ? kPingInterval : 500ms);
+    timer.expires_after(subscribed_ ? kPingInterval : 100ms);
     co_await timer.async_wait(kUseTuple);
   }
 }

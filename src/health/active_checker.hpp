@@ -82,6 +82,7 @@ class ActiveChecker : public std::enable_shared_from_this<ActiveChecker> {
   unsigned in_flight_ = 0;
   std::deque<boost::asio::steady_timer*> slot_waiters_;
   std::chrono::steady_clock::time_point next_full_warning_{};
+  bool subscribed_ = false;  // SUBSCRIBE dead answered on the current subscriber connection
   bool stopped_ = false;
 };
 

@@ -123,13 +123,19 @@ class ActiveHealthTestCase(harness.ProxyTestCase):
             return any(";%s;" % backend.url in m for m in self.sub.messages)
         self.wait_for(reported, "a proxy reported %s" % backend.url)
 
-    def checker_of(self, proxy):
-        """The pid of the proxy's health checker: its child that is not a worker."""
+    def checker_of(self, proxy, listening=1):
+        """The pid of the proxy's health checker (its child that is not a worker), once
+        `listening` checkers in all are subscribed to the `dead` channel (a report published
+        before would reach nobody)."""
         def find():
             found = [pid for pid in process_helpers.children(proxy.process.pid)
                      if "health checker %d started" % pid in proxy.log()]
             return found[0] if len(found) == 1 else None
-        return self.wait_for(find, "the health checker process started")
+        pid = self.wait_for(find, "the health checker process started")
+        # The test's own subscription is one of the channel's subscribers.
+        self.wait_for(lambda: self.redis.pubsub("NUMSUB", "dead")[1] >= 1 + listening,
+                      "%d checker(s) subscribed to `dead`" % listening)
+        return pid
 
 
 class CheckLifecycle(ActiveHealthTestCase):
@@ -239,7 +245,7 @@ class Fleet(ActiveHealthTestCase):
     def test_two_nodes_check_a_backend_once(self):
         node_a = self.start_proxy(self.checked_config())
         node_b = self.second_proxy(self.checked_config())
-        pids = {self.checker_of(node_a), self.checker_of(node_b)}
+        pids = {self.checker_of(node_a), self.checker_of(node_b, listening=2)}
         sick, good = self.backend("sick"), self.backend("good")
         self.redis.rpush("frontend:app.test", "app", sick.url, good.url)
         sick.set_up(False)
