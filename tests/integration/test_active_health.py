@@ -2,7 +2,8 @@
 real Redis and real backends: the checker hears a proxy's report on the `dead` channel, keeps the
 backend in the dead set while it fails and takes it out once it answers; two nodes on one Redis
 check a backend once (the lock in the `hchecker` hash), a lock left behind expires; prefixed keys
-in another database; a wildcard frontend; hchecker_ping; hostile `dead` messages.
+in another database; a wildcard frontend; https:// backends checked with the proxy's own TLS
+verification; hchecker_ping; hostile `dead` messages.
 
 Run: HIPACHE_BINARY=/work/main/build/hipache python3 -m unittest -v test_active_health
 """
@@ -15,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import harness
 import process_helpers
+import test_tls_backends
+from tls_pki import shared_pki, tearDownModule  # noqa: F401 (unittest runs it)
 
 CHECK_AGENT = "hipache-health-check/"
 # Short enough for a test, long enough for a loaded machine (a check may wait its turn).
@@ -331,6 +334,34 @@ class KeysAndFrontends(ActiveHealthTestCase):
         self.assertEqual(len(sick.proxied()), proxied_before)
         sick.set_up(True)
         self.wait_for(lambda: self.redis.smembers("dead:a.wild.test") == [], "the mark removed")
+
+
+class HttpsBackends(ActiveHealthTestCase):
+    trust_store = test_tls_backends.HttpsBackendTest.trust_store
+
+    def test_checked_over_tls_verified_like_proxying(self):
+        pki = shared_pki()
+        trusted = test_tls_backends.TlsEchoBackend(pki.ip, pki.ip_key)
+        untrusted = test_tls_backends.TlsEchoBackend(pki.self_signed, pki.self_signed_key)
+        self._stoppers += [trusted.stop, untrusted.stop]
+        urls = ["https://127.0.0.1:%d" % b.port for b in (trusted, untrusted)]
+        self.redis.rpush("frontend:secure.test", "tls", *urls)
+        with self.trust_store(pki.root):
+            proxy = self.start_proxy(self.checked_config())
+        self.checker_of(proxy)
+        self.report("secure.test", urls[1], 1, 2)
+        self.report("secure.test", urls[0], 0, 2)
+        # The self-signed one fails verification (as a proxied request would): kept dead.
+        self.wait_for(lambda: self.redis.smembers("dead:secure.test") == ["1"], "1 marked")
+        self.wait_for(lambda: untrusted.handshake_failures, "a refused handshake")
+        self.assertEqual(untrusted.requests, [])
+        # The one the trust store verifies is checked over TLS, and stays alive.
+        self.wait_for(lambda: len(trusted.requests) >= 3, "checks of the trusted backend")
+        check = trusted.requests[0]
+        self.assertEqual(check["method"], "HEAD")
+        self.assertTrue(check["headers"]["User-Agent"].startswith(CHECK_AGENT))
+        self.assertTrue(trusted.handshakes[0].startswith("TLSv1."))
+        self.assertEqual(self.redis.smembers("dead:secure.test"), ["1"])
 
 
 if __name__ == "__main__":
