@@ -7,6 +7,7 @@ verification; hchecker_ping; hostile `dead` messages.
 
 Run: HIPACHE_BINARY=/work/main/build/hipache python3 -m unittest -v test_active_health
 """
+import json
 import os
 import signal
 import threading
@@ -224,6 +225,24 @@ class CheckLifecycle(ActiveHealthTestCase):
         self.assertTrue(process_helpers.alive(checker))
         self.assertNotIn("health checker %d exited" % checker, proxy.log())
 
+    def test_reload_restarts_the_checker_with_the_new_settings(self):
+        config = self.checked_config()
+        proxy = self.start_proxy(config)
+        old = self.checker_of(proxy)
+        sick, good = self.backend("sick"), self.backend("good")
+        self.redis.rpush("frontend:app.test", "app", sick.url, good.url)
+        config["server"]["activeHealthCheck"]["path"] = "/after-reload"
+        with open(proxy.config_path, "w") as f:
+            json.dump(config, f)
+        proxy.signal(signal.SIGHUP)
+        self.wait_for(lambda: not process_helpers.alive(old), "the old checker gone")
+        new = self.checker_of(proxy)
+        self.assertNotEqual(new, old)
+        sick.set_up(False)
+        self.report("app.test", sick.url, 0, 2)
+        self.wait_for(lambda: self.redis.smembers("dead:app.test") == ["0"], "checker marked 0")
+        self.assertEqual({c["path"] for c in sick.checks()}, {"/after-reload"})
+
     def test_stop_lets_the_locks_go(self):
         proxy = self.start_proxy(self.checked_config())
         checker = self.checker_of(proxy)
@@ -266,6 +285,10 @@ class Fleet(ActiveHealthTestCase):
         # is taken by another checker (the other node's, or the one its master starts anew).
         os.kill(checking, signal.SIGKILL)
         count = len(sick.checks())
+        # Its master restarts it.
+        self.wait_for(lambda: any("health checker %d killed by signal 9" % checking in p.log()
+                                  and p.log().count("health checker") >= 3
+                                  for p in (node_a, node_b)), "the dead checker restarted")
 
         def taken_over():
             self.report("app.test", sick.url, 0, 2)
