@@ -243,6 +243,25 @@ class CheckLifecycle(ActiveHealthTestCase):
         self.wait_for(lambda: self.redis.smembers("dead:app.test") == ["0"], "checker marked 0")
         self.assertEqual({c["path"] for c in sick.checks()}, {"/after-reload"})
 
+    def test_upgrade_starts_a_checker_in_the_new_image(self):
+        proxy = self.start_proxy(self.checked_config())
+        old = self.checker_of(proxy)
+        sick, good = self.backend("sick"), self.backend("good")
+        self.redis.rpush("frontend:app.test", "app", sick.url, good.url)
+        sick.set_up(False)
+        self.report("app.test", sick.url, 0, 2)
+        self.wait_for(lambda: self.redis.hget("hchecker", sick.url), "the lock taken")
+        proxy.signal(signal.SIGUSR2)
+        self.wait_for(lambda: "upgrade complete" in proxy.log(), "the upgrade done")
+        # The old image's checker let its lock go and was reaped by the new image.
+        self.wait_for(lambda: not process_helpers.alive(old), "the old checker gone")
+        self.wait_for(lambda: self.redis.hget("hchecker", sick.url) is None, "its lock gone")
+        new = self.checker_of(proxy)
+        self.assertNotEqual(new, old)
+        self.report("app.test", sick.url, 0, 2)
+        self.wait_for(lambda: "#%d;" % new in (self.redis.hget("hchecker", sick.url) or ""),
+                      "the new checker took the backend")
+
     def test_stop_lets_the_locks_go(self):
         proxy = self.start_proxy(self.checked_config())
         checker = self.checker_of(proxy)
