@@ -45,6 +45,20 @@ struct LruCacheSettings {
   double ttl_seconds = 5;
 };
 
+// server.activeHealthCheck (docs/operations.md, "Active health checks"): the built-in checker
+// that speaks hipache-hchecker's Redis protocol. Absent = off.
+struct ActiveHealthCheckSettings {
+  double interval_s = 3;            // between two checks of one backend
+  double timeout_s = 3;             // connect (+ TLS) and again for the answer
+  std::string method = "HEAD";      // of the check request
+  std::string path = "/";           // its target
+  std::optional<std::string> host;  // its Host header; nullopt = the frontend's name
+  unsigned max_concurrent = 16;     // checks in flight at once
+  unsigned max_backends = 1000;     // backends checked by this node at once
+  unsigned lock_ttl_s = 20;         // a lock not renewed for this long is free
+  unsigned release_after_s = 1800;  // a backend unchanged this long is let go (hchecker's)
+};
+
 // A parsed driver URL: redis://[:password@]host[:port][/db][#prefix]
 struct RedisEndpoint {
   std::string host = "127.0.0.1";
@@ -94,6 +108,7 @@ struct ServerSettings {
   // request ids) that is kept or made, forwarded, returned and logged.
   AccessLogFormat access_log_format = AccessLogFormat::hipache;
   std::optional<std::string> request_id_header;
+  std::optional<ActiveHealthCheckSettings> active_health_check;  // nullopt = off
 };
 
 // The admin listener (docs/operations.md, "Metrics and status page"): off unless the file has an

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "http/field_value.hpp"
 #include "http/request_id.hpp"
 
 namespace hipache::config {
@@ -120,6 +121,16 @@ struct ReadValue {
     read_keys(reader, value, key, lru_cache_keys(), key, out);
   }
 
+  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
+                  ActiveHealthCheckSettings& out) const {
+    if (!value.is_object()) {
+      reader.fail(key,
+                  "expected null or {\"interval\": ..., \"timeout\": ...}, got " + describe(value));
+    }
+    reader.warn_unknown(value, key, key_names(active_health_check_keys(), key));
+    read_keys(reader, value, key, active_health_check_keys(), key, out);
+  }
+
   // Reached for a non-null value only (null resets the member). An empty string is what a
   // template leaves behind: the same as null.
   template <class Value>
@@ -149,6 +160,53 @@ struct ReadSecureProtocol {
                            "forms)");
     }
     out = std::move(name);
+  }
+};
+
+// The check request's method: an HTTP token (RFC 9110 section 5.6.2), as the request line needs.
+struct ReadMethod {
+  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
+                  std::string& out) const {
+    std::string method = reader.string(value, key);
+    const auto tchar = [](char c) {
+      return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    };
+    if (method.empty() || !std::all_of(method.begin(), method.end(), tchar)) {
+      reader.fail(key,
+                  "expected an HTTP method such as \"HEAD\" or \"GET\", got " + describe(value));
+    }
+    out = std::move(method);
+  }
+};
+
+// The check request's target: an origin-form path, no space or control byte.
+struct ReadCheckPath {
+  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
+                  std::string& out) const {
+    std::string path = reader.string(value, key);
+    const auto visible = [](char c) { return static_cast<unsigned char>(c) > 0x20 && c != 0x7f; };
+    if (!path.starts_with('/') || !std::all_of(path.begin(), path.end(), visible)) {
+      reader.fail(key,
+                  "expected a path starting with \"/\" without spaces, got " + describe(value));
+    }
+    out = std::move(path);
+  }
+};
+
+// The check request's Host header (null: the frontend's name).
+struct ReadCheckHost {
+  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
+                  std::optional<std::string>& out) const {
+    std::string host = reader.string(value, key);
+    if (!http::is_field_value(host)) {
+      reader.fail(key, "must not contain control characters, got " + describe(value));
+    }
+    if (host.empty()) {
+      out.reset();
+    } else {
+      out = std::move(host);
+    }
   }
 };
 
@@ -226,6 +284,11 @@ struct ShowValue {
   json operator()(const LruCacheSettings& cache) const {
     json out = json::object();
     show_keys(lru_cache_keys(), "server.lruCache", cache, out);
+    return out;
+  }
+  json operator()(const ActiveHealthCheckSettings& check) const {
+    json out = json::object();
+    show_keys(active_health_check_keys(), "server.activeHealthCheck", check, out);
     return out;
   }
   template <class Value>
@@ -317,6 +380,7 @@ constexpr Key<S> kServerKeys[] = {
     {kServer, "cpuAffinity", member<&S::cpu_affinity>, "Bind each worker to one CPU."},
     {kServer, "cpuSpread", member<&S::cpu_spread>, "Move busy workers off a shared CPU."},
     {kServer, "trustProxies", member<&S::trust_proxies>, "Proxies whose X-Forwarded-* count."},
+    {kServer, "activeHealthCheck", member<&S::active_health_check>, "Built-in active checker."},
     Key<S>{kServer, "uniqueIdHeader", kUnsupported, "Hipache's unimplemented key."}.unlisted(),
     // Observability.
     {kServer, "accessLogFormat", member<&S::access_log_format, ReadAccessLogFormat>,
@@ -330,6 +394,26 @@ constexpr Key<LruCacheSettings> kLruCacheKeys[] = {
     Key<LruCacheSettings>{kLru, "size", member<&LruCacheSettings::size>, "Hosts kept."}.within(
         at_least(1)),
     {kLru, "ttl", member<&LruCacheSettings::ttl_seconds>, "Seconds an answer is kept."},
+};
+
+using A = ActiveHealthCheckSettings;
+constexpr std::string_view kActive = "server.activeHealthCheck";
+constexpr Key<A> kActiveHealthCheckKeys[] = {
+    Key<A>{kActive, "interval", member<&A::interval_s>, "Seconds between checks."}.within(
+        between(0.1, 3600, " seconds")),
+    Key<A>{kActive, "timeout", member<&A::timeout_s>, "Seconds a check may take."}.within(
+        between(0.1, 3600, " seconds")),
+    {kActive, "method", member<&A::method, ReadMethod>, "Method of the check request."},
+    {kActive, "path", member<&A::path, ReadCheckPath>, "Path of the check request."},
+    {kActive, "host", member<&A::host, ReadCheckHost>, "Host header; null = the frontend."},
+    Key<A>{kActive, "maxConcurrent", member<&A::max_concurrent>, "Checks in flight at once."}
+        .within(at_least(1)),
+    Key<A>{kActive, "maxBackends", member<&A::max_backends>, "Backends checked at once."}.within(
+        at_least(1)),
+    Key<A>{kActive, "lockTtl", member<&A::lock_ttl_s>, "Seconds an unrenewed lock holds."}.within(
+        between(3, 86400, " seconds")),
+    Key<A>{kActive, "releaseAfter", member<&A::release_after_s>, "Seconds before letting go."}
+        .within(at_least(1)),
 };
 
 using T = TlsSettings;
@@ -447,6 +531,9 @@ std::span<const Key<ServerSettings>> server_keys() {
 std::span<const Key<LruCacheSettings>> lru_cache_keys() {
   return kLruCacheKeys;
 }
+std::span<const Key<ActiveHealthCheckSettings>> active_health_check_keys() {
+  return kActiveHealthCheckKeys;
+}
 std::span<const Key<TlsSettings>> tls_keys() {
   return kTlsKeys;
 }
@@ -468,6 +555,7 @@ std::vector<KeyInfo> all_keys() {
   std::vector<KeyInfo> keys;
   list_keys(server_keys(), keys);
   list_keys(lru_cache_keys(), keys);
+  list_keys(active_health_check_keys(), keys);
   list_keys(tls_keys(), keys);
   list_keys(config_keys(), keys);
   list_keys(admin_keys(), keys);

@@ -87,6 +87,7 @@ struct Key {
 
 std::span<const Key<ServerSettings>> server_keys();
 std::span<const Key<LruCacheSettings>> lru_cache_keys();
+std::span<const Key<ActiveHealthCheckSettings>> active_health_check_keys();
 std::span<const Key<TlsSettings>> tls_keys();      // https, server.https and https bind objects
 std::span<const Key<Config>> config_keys();        // the rest: http, https, admin, top level
 std::span<const Key<AdminSettings>> admin_keys();  // admin.token, admin.frontendMetrics

@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "process/checker_child.hpp"
 #include "process/sd_notify.hpp"
 #include "process/worker.hpp"
 #include "process/worker_process.hpp"
@@ -100,14 +101,16 @@ class Supervisor {
     spdlog::info("master {} starting {} worker(s)", ::getpid(), config_.server.workers);
     awaiting_ready_ = config_.server.workers;
     next_memory_check_ = Clock::now() + memory_interval();
-    while (!stopping_ || !workers_.empty()) {
+    while (!stopping_ || !workers_.empty() || checker_.running()) {
       wait_for_event();
       reap();
       read_readiness();
       const auto now = Clock::now();
       kill_overdue(now);
+      checker_.kill_overdue(now);
       if (stopping_) continue;
       while (serving_count() < config_.server.workers && now >= next_spawn_) spawn();
+      checker_.keep_running(wants_checker(), now, [this] { run_checker_child(); });
       if (config_.server.memory_limit_mb > 0 && now >= next_memory_check_) {
         check_memory();
         next_memory_check_ = now + memory_interval();
@@ -127,6 +130,7 @@ class Supervisor {
     };
     if (!stopping_ && serving_count() < config_.server.workers) until(next_spawn_);
     if (!stopping_ && config_.server.memory_limit_mb > 0) until(next_memory_check_);
+    if (!stopping_) until(checker_.next_start(wants_checker()));
     // Signals arrive through a signalfd, readiness bytes through the pipe: one poll for both.
     pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {ready_read_, POLLIN, 0}};
     const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wait).count();
@@ -231,6 +235,15 @@ class Supervisor {
     ::_exit(code);  // never run the master's destructors in a child
   }
 
+  // --- The active health checker's process (server.activeHealthCheck) ---
+  bool wants_checker() const { return config_.server.active_health_check.has_value(); }
+
+  [[noreturn]] void run_checker_child() {
+    run_checker_process(
+        config_, original_mask_, listeners_,
+        {ready_read_, ready_write_, signal_fd_, handover_.send_fd, handover_.receive_fd});
+  }
+
   void schedule_respawn(bool failed_at_start) {
     if (!failed_at_start) {
       respawn_delay_ = kFirstRespawnDelay;
@@ -247,6 +260,7 @@ class Supervisor {
       int status = 0;
       const pid_t pid = ::waitpid(-1, &status, WNOHANG);
       if (pid <= 0) return;
+      if (checker_.reaped(pid, status)) continue;
       const auto it = std::find_if(workers_.begin(), workers_.end(),
                                    [pid](const auto& w) { return w.pid == pid; });
       if (it == workers_.end()) continue;
@@ -366,12 +380,14 @@ class Supervisor {
                  config_.server.graceful_wait_s);
     stopping_ = true;
     sd_notify("STOPPING=1");
+    checker_.stop(SIGTERM, false);
     for (auto& worker : workers_) drain(worker, false);
     net::close_listeners(listeners_);  // new clients are refused, not queued for nobody
   }
 
   void fast_stop() {
     sd_notify("STOPPING=1");
+    checker_.stop(SIGINT, false);
     net::close_listeners(listeners_);
     const auto deadline = Clock::now() + kFastStopGrace;
     for (auto& worker : workers_) {
@@ -408,6 +424,7 @@ class Supervisor {
     sd_notify("RELOADING=1");
     if (metrics_) metrics_->count(metrics::MasterCounter::reloads);
     config_ = std::move(fresh);
+    checker_.stop(SIGTERM, true);  // started again with the new configuration
     tls_ = std::move(fresh_tls);
     std::vector<pid_t> old;
     for (const auto& worker : workers_) {
@@ -429,6 +446,11 @@ class Supervisor {
     for (const auto& worker : workers_) {
       (worker.draining ? inheritance.draining_workers : inheritance.serving_workers)
           .push_back(worker.pid);
+    }
+    // The new image starts its own checker; this one lets its locks go and is reaped there.
+    if (const auto checker = checker_.pid()) {
+      checker_.stop(SIGTERM, true);
+      inheritance.draining_workers.push_back(*checker);
     }
     const auto refused = upgrade_in_place(start_, config_path_, config_, inheritance);
     spdlog::error("upgrade refused, still serving with the running binary: {}", refused);
@@ -480,6 +502,7 @@ class Supervisor {
   std::unique_ptr<metrics::MetricsTable> metrics_;  // null: could not be made
   std::vector<int> allowed_cpus_ = allowed_cpus();  // the master's, as it started
   std::vector<WorkerProcess> workers_;
+  CheckerChild checker_;
   sigset_t signals_{};
   sigset_t original_mask_{};
   int signal_fd_ = -1;
