@@ -36,8 +36,9 @@ struct ListenAddress {
   std::string address;  // IPv4 or IPv6 literal (no brackets); "::" / "0.0.0.0" = all interfaces
   std::uint16_t port = 0;
   bool tls = false;
-  bool admin = false;        // the admin listener (metrics, status page), never proxied traffic
-  TlsSettings tls_settings;  // the https section merged with this bind's overrides (tls only)
+  bool admin = false;           // the admin listener (metrics, status page), never proxied traffic
+  TlsSettings tls_settings;     // the https section merged with this bind's overrides (tls only)
+  bool proxy_protocol = false;  // connections start with a PROXY protocol header (v1 or v2)
 };
 
 struct LruCacheSettings {

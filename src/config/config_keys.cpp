@@ -342,6 +342,7 @@ json show_binds(const Config& config, bool tls) {
     if (tls) show_keys(tls_keys(), "https", listener.tls_settings, bind, true);
     bind["address"] = listener.address;
     bind["port"] = listener.port;
+    bind["proxyProtocol"] = listener.proxy_protocol;
     binds.push_back(std::move(bind));
   }
   return binds;

@@ -144,7 +144,7 @@ ListenAddress make_listener(const Reader& reader, const BindSource& source,
   }
 
   const json& object = source.value;
-  std::vector<std::string_view> known = {"address", "port"};
+  std::vector<std::string_view> known = {"address", "port", "proxyProtocol"};
   if (https != nullptr) {
     const auto tls = key_names(tls_keys(), "https", true);
     known.insert(known.end(), tls.begin(), tls.end());
@@ -155,6 +155,9 @@ ListenAddress make_listener(const Reader& reader, const BindSource& source,
   listener.address = parse_address(reader, *address, join_key(source.name, "address"));
   if (const json* port = find_set(object, "port")) {
     listener.port = reader.port(*port, join_key(source.name, "port"));
+  }
+  if (const json* proxy = find_set(object, "proxyProtocol")) {
+    listener.proxy_protocol = reader.boolean(*proxy, join_key(source.name, "proxyProtocol"));
   }
   if (https == nullptr) return listener;
 

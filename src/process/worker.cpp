@@ -22,6 +22,7 @@
 #include "process/cpu_spread.hpp"
 #include "process/worker_process.hpp"
 #include "proxy/handover.hpp"
+#include "proxy/proxied_client.hpp"
 #include "proxy/proxy_context.hpp"
 #include "store/redis_route_store.hpp"
 
@@ -42,8 +43,9 @@ constexpr auto kMetricsInterval = 1s;
 // and each accepted one is served, or refused with a 503 at server.maxConnections.
 class WorkerAccepts final : public net::AcceptHandler {
  public:
-  WorkerAccepts(proxy::ProxyContext& ctx, net::ssl::context* tls, AcceptTurn& turn)
-      : ctx_(ctx), tls_(tls), turn_(turn) {}
+  WorkerAccepts(proxy::ProxyContext& ctx, net::ssl::context* tls, bool proxy_protocol,
+                AcceptTurn& turn)
+      : ctx_(ctx), tls_(tls), proxy_protocol_(proxy_protocol), turn_(turn) {}
 
   std::chrono::microseconds before_accept() override {
     // Sessions register themselves when they start: those accepted before have by now.
@@ -62,7 +64,9 @@ class WorkerAccepts final : public net::AcceptHandler {
       return;
     }
     // Accepted just before a drain closed the acceptor still gets served.
-    asio::co_spawn(executor, proxy::serve_client(std::move(socket), ctx_, tls_),
+    asio::co_spawn(executor,
+                   proxy_protocol_ ? proxy::serve_proxied_client(std::move(socket), ctx_, tls_)
+                                   : proxy::serve_client(std::move(socket), ctx_, tls_),
                    proxy::log_connection_exception);
     ++not_started_;
   }
@@ -76,6 +80,7 @@ class WorkerAccepts final : public net::AcceptHandler {
 
   proxy::ProxyContext& ctx_;
   net::ssl::context* tls_;
+  bool proxy_protocol_;  // the listener's connections start with a PROXY header
   AcceptTurn& turn_;
   std::int64_t not_started_ = 0;  // accepted, not yet in ctx_.sessions
 };
@@ -183,7 +188,10 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
                           idle};
   // Idle connections of replaced workers come here while this one serves.
   proxy::ConnectionHandover handover(io.get_executor(), handover_socket);
-  handover.start_receiving([&](int fd, std::uint64_t requests) { idle.adopt(fd, requests, ctx); });
+  handover.start_receiving(
+      [&](int fd, std::uint64_t requests, const std::optional<net::ProxiedAddress>& proxied) {
+        idle.adopt(fd, requests, proxied, ctx);
+      });
 
   std::vector<asio::ip::tcp::acceptor> acceptors;
   std::vector<net::ssl::context*> acceptor_tls;
@@ -204,7 +212,8 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   AdminAccepts admin_accepts(admin);
   std::vector<std::unique_ptr<WorkerAccepts>> accepts;
   for (std::size_t i = 0; i < acceptors.size(); ++i) {
-    accepts.push_back(std::make_unique<WorkerAccepts>(ctx, acceptor_tls[i], turn));
+    accepts.push_back(std::make_unique<WorkerAccepts>(ctx, acceptor_tls[i],
+                                                      listeners[i].address.proxy_protocol, turn));
     net::AcceptHandler& handler = listeners[i].address.admin
                                       ? static_cast<net::AcceptHandler&>(admin_accepts)
                                       : *accepts.back();

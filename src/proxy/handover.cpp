@@ -20,6 +20,39 @@ namespace {
 // Connections per message: well under the kernel's SCM_MAX_FD (253).
 constexpr std::size_t kBatch = 64;
 
+// A message's data, for n descriptors: n request counts (uint64), then n address records (a
+// byte saying whether there is one, then the ProxiedAddress). A sender built before the records
+// sends the counts alone; a receiver built before them reads the counts and drops the rest.
+constexpr std::size_t kRecord = 1 + sizeof(net::ProxiedAddress);
+using MessageData = std::array<std::uint8_t, kBatch*(sizeof(std::uint64_t) + kRecord)>;
+
+// Writes entry i of a message of `fds` descriptors.
+void write_entry(MessageData& data, std::size_t fds, std::size_t i, std::uint64_t requests,
+                 const std::optional<net::ProxiedAddress>& proxied) {
+  std::memcpy(data.data() + i * sizeof(std::uint64_t), &requests, sizeof requests);
+  std::uint8_t* record = data.data() + fds * sizeof(std::uint64_t) + i * kRecord;
+  record[0] = proxied ? 1 : 0;
+  if (proxied) std::memcpy(record + 1, proxied->bytes.data(), proxied->bytes.size());
+}
+
+// Entry i of a received message of `got` bytes carrying `fds` descriptors.
+std::pair<std::uint64_t, std::optional<net::ProxiedAddress>> read_entry(const MessageData& data,
+                                                                        std::size_t got,
+                                                                        std::size_t fds,
+                                                                        std::size_t i) {
+  std::uint64_t requests = 1;
+  if ((i + 1) * sizeof(std::uint64_t) <= got) {
+    std::memcpy(&requests, data.data() + i * sizeof(std::uint64_t), sizeof requests);
+  }
+  std::optional<net::ProxiedAddress> proxied;
+  const std::size_t record = fds * sizeof(std::uint64_t) + i * kRecord;
+  if (record + kRecord <= got && data[record] == 1) {
+    proxied.emplace();
+    std::memcpy(proxied->bytes.data(), data.data() + record + 1, proxied->bytes.size());
+  }
+  return {requests, proxied};
+}
+
 int duplicate(int fd) {
   if (fd < 0) return -1;
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -73,9 +106,9 @@ void ConnectionHandover::arm_receive() {
 
 void ConnectionHandover::receive_ready() {
   for (;;) {
-    std::array<std::uint64_t, kBatch> requests{};
+    MessageData entries{};
     alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kBatch)> control{};
-    iovec data{requests.data(), sizeof requests};
+    iovec data{entries.data(), entries.size()};
     msghdr message{};
     message.msg_iov = &data;
     message.msg_iovlen = 1;
@@ -91,7 +124,6 @@ void ConnectionHandover::receive_ready() {
       return;
     }
     if (got == 0) return;
-    const auto counts = static_cast<std::size_t>(got) / sizeof(std::uint64_t);
     for (auto* header = CMSG_FIRSTHDR(&message); header != nullptr;
          header = CMSG_NXTHDR(&message, header)) {
       if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
@@ -99,7 +131,8 @@ void ConnectionHandover::receive_ready() {
       for (std::size_t i = 0; i < fds; ++i) {
         int fd = -1;
         std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof fd);
-        on_receive_(fd, i < counts ? requests[i] : 1);
+        const auto [requests, proxied] = read_entry(entries, static_cast<std::size_t>(got), fds, i);
+        on_receive_(fd, requests, proxied);
       }
     }
     if ((message.msg_flags & MSG_CTRUNC) != 0) {
@@ -108,22 +141,23 @@ void ConnectionHandover::receive_ready() {
   }
 }
 
-void ConnectionHandover::send(int fd, std::uint64_t requests) {
+void ConnectionHandover::send(int fd, std::uint64_t requests,
+                              const std::optional<net::ProxiedAddress>& proxied) {
   if (!sender_.is_open()) {
     ::close(fd);
     return;
   }
-  queue_.emplace_back(fd, requests);
+  queue_.push_back({fd, requests, proxied});
   flush();
 }
 
 void ConnectionHandover::flush() {
   while (!queue_.empty()) {
     const auto count = std::min(queue_.size(), kBatch);
-    std::array<std::uint64_t, kBatch> requests{};
+    MessageData entries{};
     alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kBatch)> control{};
     msghdr message{};
-    iovec data{requests.data(), count * sizeof(std::uint64_t)};
+    iovec data{entries.data(), count * (sizeof(std::uint64_t) + kRecord)};
     message.msg_iov = &data;
     message.msg_iovlen = 1;
     message.msg_control = control.data();
@@ -133,8 +167,8 @@ void ConnectionHandover::flush() {
     header->cmsg_type = SCM_RIGHTS;
     header->cmsg_len = CMSG_LEN(sizeof(int) * count);
     for (std::size_t i = 0; i < count; ++i) {
-      requests[i] = queue_[i].second;
-      std::memcpy(CMSG_DATA(header) + i * sizeof(int), &queue_[i].first, sizeof(int));
+      write_entry(entries, count, i, queue_[i].requests, queue_[i].proxied);
+      std::memcpy(CMSG_DATA(header) + i * sizeof(int), &queue_[i].fd, sizeof(int));
     }
     if (::sendmsg(sender_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ENOBUFS) {
@@ -153,7 +187,7 @@ void ConnectionHandover::flush() {
                    std::strerror(errno), count);
     }
     // Sent (the kernel holds references now) or failed: our copies close either way.
-    for (std::size_t i = 0; i < count; ++i) ::close(queue_[i].first);
+    for (std::size_t i = 0; i < count; ++i) ::close(queue_[i].fd);
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(count));
   }
 }

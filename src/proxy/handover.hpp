@@ -5,7 +5,8 @@
 // upgrade passes them to the new image too): a worker being replaced sends the descriptors of
 // its idle connections on one end (SCM_RIGHTS), and every serving worker reads the other, so the
 // kernel gives each message to exactly one of them. A connection in transit loses nothing:
-// whatever its client sends meanwhile waits in the connection's own socket buffer.
+// whatever its client sends meanwhile waits in the connection's own socket buffer. A connection
+// whose client address came from a PROXY header travels with that address.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -13,7 +14,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <utility>
+
+#include "net/proxy_header.hpp"
 
 namespace hipache::proxy {
 
@@ -29,8 +33,10 @@ struct HandoverSocket {
 
 class ConnectionHandover {
  public:
-  // A received connection: its descriptor (now this process's) and its count of requests.
-  using Receiver = std::function<void(int fd, std::uint64_t requests)>;
+  // A received connection: its descriptor (now this process's), its count of requests and its
+  // client's address from a PROXY header.
+  using Receiver = std::function<void(int fd, std::uint64_t requests,
+                                      const std::optional<net::ProxiedAddress>& proxied)>;
 
   // Duplicates the inherited ends, so that the worker's copies can be closed independently.
   ConnectionHandover(const boost::asio::any_io_executor& executor, HandoverSocket ends);
@@ -42,7 +48,8 @@ class ConnectionHandover {
   void stop_receiving();
 
   // Being replaced: sends `fd` (closed here once sent, or if it cannot be) to a serving worker.
-  void send(int fd, std::uint64_t requests);
+  void send(int fd, std::uint64_t requests,
+            const std::optional<net::ProxiedAddress>& proxied = std::nullopt);
   // Connections queued because the socket was full: the worker waits for these before it ends.
   std::size_t pending() const { return queue_.size(); }
 
@@ -56,7 +63,12 @@ class ConnectionHandover {
   Receiver on_receive_;
   bool receive_armed_ = false;
   bool receiving_ = false;
-  std::deque<std::pair<int, std::uint64_t>> queue_;  // to send, oldest first
+  struct Outgoing {
+    int fd;
+    std::uint64_t requests;
+    std::optional<net::ProxiedAddress> proxied;
+  };
+  std::deque<Outgoing> queue_;  // to send, oldest first
   bool write_wait_armed_ = false;
 };
 

@@ -22,6 +22,7 @@
 #include "http/read.hpp"
 #include "http/serialize.hpp"
 #include "metrics/record.hpp"
+#include "net/proxy_header.hpp"
 #include "net/stream.hpp"
 #include "proxy/backend_errors.hpp"
 #include "proxy/client_side.hpp"
@@ -73,17 +74,21 @@ class Http1Connection final : public DrainableSession,
                               public ClientSide {
  public:
   Http1Connection(asio::ip::tcp::socket socket, ProxyContext& ctx, net::ssl::context* tls,
-                  std::uint64_t requests_before)
+                  std::uint64_t requests_before, std::optional<net::ProxiedAddress> proxied)
       : client_(tls ? net::AnyStream(net::TcpStream(std::move(socket)), *tls)
                     : net::AnyStream(net::TcpStream(std::move(socket)))),
         ctx_(ctx),
         timeout_(ctx_.config.server.tcp_timeout_s),
-        requests_before_park_(requests_before) {
+        requests_before_park_(requests_before),
+        proxied_(proxied) {
     ctx_.sessions.insert(this);
-    // Asked again after a park rather than kept there: a parked connection stays small.
+    // Asked again after a park rather than kept there: a parked connection stays small. A PROXY
+    // header's address cannot be asked again: it is parked (and handed over) with the socket.
     error_code ec;
     const auto remote = client_.socket().remote_endpoint(ec);
-    info_.remote = ec ? std::string("-") : client_address(remote);
+    info_.remote = proxied_ ? net::client_text(*proxied_)
+                   : ec     ? std::string("-")
+                            : client_address(remote);
     const auto local = client_.socket().local_endpoint(ec);
     info_.local_port = ec ? std::string() : std::to_string(local.port());
     info_.tls = client_.is_tls();
@@ -313,8 +318,8 @@ class Http1Connection final : public DrainableSession,
       // (bench: idle keep-alive row); a new session serves its next request. It keeps no
       // bytes: pipelined ones would be lost. (A replaced worker's goes to a serving worker.)
       assert(buffer_.size() == 0 && !chunk_);
-      ctx_.idle.park(client_.tcp().release_socket(), requests_before_park_ + requests_served_,
-                     ctx_);
+      ctx_.idle.park(client_.tcp().release_socket(), requests_before_park_ + requests_served_, ctx_,
+                     proxied_);
       handed_off_ = true;
       co_return false;
     }
@@ -449,15 +454,17 @@ class Http1Connection final : public DrainableSession,
   bool waiting_for_next_request_ = false;
   bool handed_off_ = false;        // the connection went to ctx_.idle or a tunnel: nothing to close
   bool warm_period_over_ = false;  // stop_waiting() ended the current wait
+  std::optional<net::ProxiedAddress> proxied_;  // the client, from a PROXY header
 };
 
 }  // namespace
 
 asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& ctx,
-                                   net::ssl::context* tls, std::uint64_t requests_before) {
+                                   net::ssl::context* tls, std::uint64_t requests_before,
+                                   std::optional<net::ProxiedAddress> proxied) {
   std::optional<Http2Start> http2;
   {
-    Http1Connection connection(std::move(socket), ctx, tls, requests_before);
+    Http1Connection connection(std::move(socket), ctx, tls, requests_before, proxied);
     auto outcome = co_await connection.run();
     if (outcome) http2.emplace(std::move(*outcome));  // (AnyStream cannot be assigned)
   }

@@ -21,8 +21,9 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 struct IdleConnections::Parked {
-  Parked(int descriptor, asio::ip::tcp protocol, std::uint64_t served)
-      : fd(descriptor), v6(protocol == asio::ip::tcp::v6()), requests(served) {}
+  Parked(int descriptor, asio::ip::tcp protocol, std::uint64_t served,
+         const std::optional<net::ProxiedAddress>& client)
+      : fd(descriptor), v6(protocol == asio::ip::tcp::v6()), proxied(client), requests(served) {}
   // Closing the descriptor also takes it out of the epoll set (it has no duplicates).
   ~Parked() {
     if (fd >= 0) ::close(fd);
@@ -32,7 +33,8 @@ struct IdleConnections::Parked {
 
   int fd;  // -1 once a new session owns it
   bool v6;
-  std::uint64_t requests;  // served on this connection so far
+  std::optional<net::ProxiedAddress> proxied;  // from a PROXY header
+  std::uint64_t requests;                      // served on this connection so far
   Clock::time_point since = Clock::now();
   std::pmr::list<Parked>::iterator position;  // its own, for the readiness handler
 };
@@ -59,8 +61,8 @@ IdleConnections::IdleConnections(asio::any_io_executor executor, std::chrono::se
 
 IdleConnections::~IdleConnections() = default;
 
-void IdleConnections::park(asio::ip::tcp::socket socket, std::uint64_t requests,
-                           ProxyContext& ctx) {
+void IdleConnections::park(asio::ip::tcp::socket socket, std::uint64_t requests, ProxyContext& ctx,
+                           const std::optional<net::ProxiedAddress>& proxied) {
   ctx_ = &ctx;
   error_code ec;
   const auto protocol = socket.local_endpoint(ec).protocol();
@@ -69,13 +71,14 @@ void IdleConnections::park(asio::ip::tcp::socket socket, std::uint64_t requests,
   const int fd = socket.release(ec);
   if (ec) return;
   if (handover_ != nullptr) {
-    handover_->send(fd, requests);
+    handover_->send(fd, requests, proxied);
     return;
   }
-  keep(fd, protocol, requests);
+  keep(fd, protocol, requests, proxied);
 }
 
-void IdleConnections::adopt(int fd, std::uint64_t requests, ProxyContext& ctx) {
+void IdleConnections::adopt(int fd, std::uint64_t requests,
+                            const std::optional<net::ProxiedAddress>& proxied, ProxyContext& ctx) {
   ctx_ = &ctx;
   sockaddr_storage local{};
   socklen_t length = sizeof local;
@@ -84,11 +87,13 @@ void IdleConnections::adopt(int fd, std::uint64_t requests, ProxyContext& ctx) {
     ::close(fd);  // not a TCP connection: nothing to serve
     return;
   }
-  keep(fd, local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), requests);
+  keep(fd, local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), requests,
+       proxied);
 }
 
-void IdleConnections::keep(int fd, asio::ip::tcp protocol, std::uint64_t requests) {
-  auto& parked = parked_.emplace_back(fd, protocol, requests);
+void IdleConnections::keep(int fd, asio::ip::tcp protocol, std::uint64_t requests,
+                           const std::optional<net::ProxiedAddress>& proxied) {
+  auto& parked = parked_.emplace_back(fd, protocol, requests, proxied);
   parked.position = std::prev(parked_.end());
   // Level-triggered: bytes that came before this call are reported as well.
   epoll_event interest{};
@@ -111,7 +116,7 @@ void IdleConnections::hand_over_to(ConnectionHandover& handover) {
   handover_ = &handover;
   for (auto& parked : parked_) {
     ::epoll_ctl(ready_set_.native_handle(), EPOLL_CTL_DEL, parked.fd, nullptr);
-    handover.send(std::exchange(parked.fd, -1), parked.requests);
+    handover.send(std::exchange(parked.fd, -1), parked.requests, parked.proxied);
   }
   parked_.clear();
 }
@@ -151,7 +156,8 @@ void IdleConnections::revive(Parked& parked) {
     spdlog::warn("cannot resume an idle connection ({}); closing it", ec.message());
   } else {
     parked.fd = -1;  // the socket's now
-    asio::co_spawn(executor_, serve_client(std::move(socket), *ctx_, nullptr, parked.requests),
+    asio::co_spawn(executor_,
+                   serve_client(std::move(socket), *ctx_, nullptr, parked.requests, parked.proxied),
                    log_connection_exception);
   }
   parked_.erase(parked.position);

@@ -29,6 +29,9 @@
 #include <cstdint>
 #include <list>
 #include <memory_resource>
+#include <optional>
+
+#include "net/proxy_header.hpp"
 
 namespace hipache::proxy {
 
@@ -67,11 +70,14 @@ class IdleConnections {
   // is idle for the timeout, or the worker drains (close_all). The idle timeout counts from
   // here (for a session that waited warm: kWarmPeriod after its last response). `ctx` is the
   // worker's, the same on every call.
-  // `requests`: served on this connection so far.
+  // `requests`: served on this connection so far. `proxied`: its client's address from a PROXY
+  // header, kept for the session that serves it next (the socket's peer is the balancer).
   // While handing over (a replaced worker), the connection goes to a serving worker instead.
-  void park(boost::asio::ip::tcp::socket socket, std::uint64_t requests, ProxyContext& ctx);
+  void park(boost::asio::ip::tcp::socket socket, std::uint64_t requests, ProxyContext& ctx,
+            const std::optional<net::ProxiedAddress>& proxied = std::nullopt);
   // Parks a connection another worker handed over (proxy/handover.hpp); `fd` is ours now.
-  void adopt(int fd, std::uint64_t requests, ProxyContext& ctx);
+  void adopt(int fd, std::uint64_t requests, const std::optional<net::ProxiedAddress>& proxied,
+             ProxyContext& ctx);
 
   // Closes every parked connection (the worker stops).
   void close_all();
@@ -90,7 +96,8 @@ class IdleConnections {
  private:
   struct Parked;
 
-  void keep(int fd, boost::asio::ip::tcp protocol, std::uint64_t requests);
+  void keep(int fd, boost::asio::ip::tcp protocol, std::uint64_t requests,
+            const std::optional<net::ProxiedAddress>& proxied);
   void arm_readiness_wait();
   void revive_ready();
   void revive(Parked& parked);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <random>
 #include <unordered_set>
 
@@ -11,6 +12,7 @@
 #include "hipache/route_store.hpp"
 #include "http/request_id.hpp"
 #include "log/access_log.hpp"
+#include "net/proxy_header.hpp"
 #include "net/stream.hpp"
 #include "proxy/error_pages.hpp"
 #include "proxy/idle_connections.hpp"
@@ -74,9 +76,11 @@ void end_idle_tls_grace(ProxyContext& ctx);
 // Serves one accepted client connection until it closes or, between requests, is parked in
 // ctx.idle (keep-alive and pipelining included). `tls`: the listener's TLS context for https
 // listeners, null for plain http. `requests_before`: served on this connection before a park.
-boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx,
-                                          net::ssl::context* tls,
-                                          std::uint64_t requests_before = 0);
+// `proxied`: the client's address from a PROXY header (proxy/proxied_client.hpp), which then
+// stands for the socket's peer.
+boost::asio::awaitable<void> serve_client(
+    boost::asio::ip::tcp::socket socket, ProxyContext& ctx, net::ssl::context* tls,
+    std::uint64_t requests_before = 0, std::optional<net::ProxiedAddress> proxied = std::nullopt);
 
 // The completion handler of every connection coroutine: the data path reports errors through
 // error_code, so an exception escaping a connection is a bug, logged loudly.

@@ -122,6 +122,18 @@ TEST(ConfigBind, NothingToListenOnIsAnError) {
             "empty)");
 }
 
+TEST(ConfigBind, ProxyProtocolPerBindObject) {
+  const Config config = parse(R"({"http": {"bind": ["127.0.0.1",
+      {"address": "10.0.0.1", "proxyProtocol": true}, {"address": "::1", "proxyProtocol": false}]}})");
+  ASSERT_EQ(config.listeners.size(), 3U);
+  EXPECT_FALSE(config.listeners[0].proxy_protocol);
+  EXPECT_TRUE(config.listeners[1].proxy_protocol);
+  EXPECT_FALSE(config.listeners[2].proxy_protocol);
+  EXPECT_TRUE(config.warnings.empty());
+  EXPECT_EQ(parse_error(R"({"http": {"bind": [{"address": "::1", "proxyProtocol": "yes"}]}})"),
+            "config/x.json: http.bind[0].proxyProtocol: expected true or false, got \"yes\"");
+}
+
 // ------------------------------------------------------------------------------------------
 // https
 
@@ -140,6 +152,16 @@ class ConfigHttps : public ::testing::Test {
 
   TempDir dir_;
 };
+
+TEST_F(ConfigHttps, ProxyProtocolOnAnHttpsBind) {
+  const Config config =
+      parse_https({{"bind", {{{"address", "10.0.0.1"}, {"proxyProtocol", true}}, "10.0.0.2"}}});
+  ASSERT_EQ(config.listeners.size(), 3U);
+  EXPECT_TRUE(config.listeners[1].tls);
+  EXPECT_TRUE(config.listeners[1].proxy_protocol);
+  EXPECT_FALSE(config.listeners[2].proxy_protocol);
+  EXPECT_TRUE(config.warnings.empty());
+}
 
 TEST_F(ConfigHttps, SectionWithoutBindsNeedsNoKey) {
   const Config config = parse(R"({"https": {"port": 8443, "ciphers": "HIGH"}})");

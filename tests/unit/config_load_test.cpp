@@ -33,7 +33,8 @@ TEST(DescribeConfig, CurrentLayoutWithSecretsCensored) {
       {"server", {{"workers", 2}, {"accessLog", nullptr}, {"lruCache", {{"size", 3}}}}},
       {"http", {{"bind", {"127.0.0.1", "::1"}}, {"port", 8080}}},
       {"https",
-       {{"bind", {{{"address", "0.0.0.0"}, {"passphrase", "bind-secret"}}}},
+       {{"bind",
+         {{{"address", "0.0.0.0"}, {"passphrase", "bind-secret"}, {"proxyProtocol", true}}}},
         {"key", dir.file("server.key")},
         {"cert", dir.file("server.crt")},
         {"passphrase", "section-secret"}}},
@@ -55,6 +56,8 @@ TEST(DescribeConfig, CurrentLayoutWithSecretsCensored) {
   EXPECT_EQ(out["http"]["bind"].size(), 2U);
   EXPECT_EQ(out["http"]["bind"][1]["address"], "::1");
   EXPECT_EQ(out["http"]["bind"][1]["port"], 8080);
+  EXPECT_EQ(out["http"]["bind"][1]["proxyProtocol"], false);
+  EXPECT_EQ(out["https"]["bind"][0]["proxyProtocol"], true);
   EXPECT_EQ(out["https"]["passphrase"], "<censored>");
   EXPECT_EQ(out["https"]["key"], dir.file("server.key"));  // a path is not a secret
   EXPECT_EQ(out["https"]["bind"][0]["passphrase"], "<censored>");
