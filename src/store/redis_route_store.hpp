@@ -4,7 +4,9 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <chrono>
 #include <memory>
+#include <vector>
 
 #include "hipache/config.hpp"
 #include "hipache/route_store.hpp"
@@ -15,6 +17,7 @@ class CachingRouteStore;
 class RedisConnection;
 class RedisHealth;
 class RedisRouteSource;
+class SentinelWatcher;
 
 class RedisRouteStore {
  public:
@@ -28,12 +31,16 @@ class RedisRouteStore {
   void stop();              // closes the Redis connections
 
  private:
+  void watch_sentinels(boost::asio::any_io_executor executor, const Config& config,
+                       std::chrono::milliseconds timeout);
+
   std::shared_ptr<RedisConnection> reader_;
   std::shared_ptr<RedisConnection> writer_;
   std::shared_ptr<RedisConnection> subscriber_;
   std::shared_ptr<RedisRouteSource> source_;
   std::shared_ptr<RedisHealth> redis_health_;
   std::unique_ptr<CachingRouteStore> cache_;
+  std::vector<std::shared_ptr<SentinelWatcher>> watchers_;  // redis-sentinel:// URLs
 };
 
 }  // namespace hipache::store

@@ -1,4 +1,5 @@
-// Fuzz target: driver URLs (redis://[:password@]host[:port][/db][#prefix]) and backend URLs
+// Fuzz target: driver URLs (redis[s]://[user:password@]host[:port][/db][?tls][#prefix],
+// redis[s]-sentinel://host:port[,host:port]/master[/db]...) and backend URLs
 // (http[s]://host[:port][/path]). parse_driver_url may only throw ConfigError; censor_driver_url
 // and parse_backend_url never throw.
 #include <cstddef>
@@ -12,7 +13,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string url(reinterpret_cast<const char*>(data), size);
   try {
     const hipache::RedisEndpoint endpoint = hipache::parse_driver_url(url);
-    if (endpoint.host.empty() || endpoint.database < 0) __builtin_trap();
+    if (endpoint.database < 0) __builtin_trap();
+    if (endpoint.sentinels.empty()) {
+      if (endpoint.host.empty() || endpoint.port == 0 || !endpoint.master_name.empty()) {
+        __builtin_trap();
+      }
+    } else {
+      if (endpoint.master_name.empty()) __builtin_trap();
+      for (const auto& sentinel : endpoint.sentinels) {
+        if (sentinel.host.empty() || sentinel.port == 0) __builtin_trap();
+      }
+    }
+    // Client certificates come in pairs; TLS options only on TLS URLs.
+    if (endpoint.tls.cert.empty() != endpoint.tls.key.empty()) __builtin_trap();
+    if (!endpoint.tls.enabled && !(endpoint.tls.ca.empty() && endpoint.tls.cert.empty() &&
+                                   endpoint.tls.server_name.empty())) {
+      __builtin_trap();
+    }
   } catch (const hipache::ConfigError&) {
   }
   (void)hipache::censor_driver_url(url);
