@@ -1,13 +1,14 @@
 // Fuzz target: driver URLs (redis[s]://[user:password@]host[:port][/db][?tls][#prefix],
-// redis[s]-sentinel://host:port[,host:port]/master[/db]...) and backend URLs
-// (http[s]://host[:port][/path]). parse_driver_url may only throw ConfigError; censor_driver_url
-// and parse_backend_url never throw.
+// redis[s]-sentinel://host:port[,host:port]/master[/db]...), backend URLs
+// (http[s]://host[:port][/path]) and sentinel +switch-master payloads. parse_driver_url may only
+// throw ConfigError; censor_driver_url, parse_backend_url and parse_switch_master never throw.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "hipache/config.hpp"
 #include "hipache/route.hpp"
+#include "store/redis_sentinel.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string url(reinterpret_cast<const char*>(data), size);
@@ -33,6 +34,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const hipache::ConfigError&) {
   }
   (void)hipache::censor_driver_url(url);
+  // The same bytes as a sentinel's +switch-master payload.
+  if (const auto master = hipache::store::parse_switch_master(url, "m")) {
+    if (master->port == 0 || url.substr(0, 2) != "m ") __builtin_trap();
+  }
   const hipache::Backend backend = hipache::parse_backend_url(url);
   if (backend.url != url) __builtin_trap();
   if (backend.valid && (backend.port == 0 || backend.host.empty())) __builtin_trap();
