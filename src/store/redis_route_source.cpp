@@ -26,6 +26,12 @@ std::vector<RedisCommand> ping_command() {
   return {RedisCommand{"PING"}};
 }
 
+// "master_link_status:down" in INFO replication's text; absent on a master.
+bool master_link_down(const RedisReply& info) {
+  return info.kind == RedisReply::Kind::string &&
+         info.text.find("master_link_status:down") != std::string::npos;
+}
+
 }  // namespace
 
 RedisRouteSource::RedisRouteSource(asio::any_io_executor executor,
@@ -244,20 +250,6 @@ asio::awaitable<void> RedisRouteSource::heartbeat(std::shared_ptr<RedisRouteSour
     co_await self->subscriber_->async_exec(ping_command(), asio::as_tuple(asio::use_awaitable));
   }
 }
-
-}  // namespace hipache::store
-
-namespace hipache::store {
-
-namespace {
-
-// "master_link_status:down" in INFO replication's text; absent on a master.
-bool master_link_down(const RedisReply& info) {
-  return info.kind == RedisReply::Kind::string &&
-         info.text.find("master_link_status:down") != std::string::npos;
-}
-
-}  // namespace
 
 // Polled on the read connection while its server is a replica (ROLE in the handshake). While the
 // link is down the replica's data may be stale and master writes send no invalidations: the cache

@@ -1,6 +1,7 @@
 // Routes read from Redis (SPEC section 3), and the invalidation link that keeps a cache of them
 // live: the reader connection runs CLIENT TRACKING in broadcast mode for the frontend:/dead:
-// prefixes, redirected (RESP2) to a subscriber connection whose messages go to the sink.
+// prefixes, redirected (RESP2) to a subscriber connection whose messages go to the sink. A read
+// server that is a replica with its master link down counts as a lost link.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

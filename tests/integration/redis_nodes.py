@@ -75,22 +75,28 @@ def link_status(replica):
 
 
 class Sentinel:
-    """One redis-sentinel monitoring MASTER_NAME at `master_port` (quorum 2, fast failover)."""
+    """One redis-sentinel monitoring MASTER_NAME at `master_port` (quorum 2, fast failover).
+    With `tls` (config lines: tls-cert-file, ...) it listens with TLS only and reaches the
+    servers over TLS; the test has no client on it then."""
 
-    def __init__(self, master_port):
+    def __init__(self, master_port, quorum=2, tls=None):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="hipache-sentinel-")
         self.config = os.path.join(self.dir, "sentinel.conf")
         with open(self.config, "w") as f:
-            f.write("port %d\nbind 127.0.0.1\ndir %s\n" % (self.port, self.dir))
-            f.write("sentinel monitor %s 127.0.0.1 %d 2\n" % (MASTER_NAME, master_port))
+            if tls:
+                f.write("port 0\ntls-port %d\ntls-replication yes\n%s\n" % (self.port, tls))
+            else:
+                f.write("port %d\n" % self.port)
+            f.write("bind 127.0.0.1\ndir %s\n" % self.dir)
+            f.write("sentinel monitor %s 127.0.0.1 %d %d\n" % (MASTER_NAME, master_port, quorum))
             f.write("sentinel down-after-milliseconds %s 1000\n" % MASTER_NAME)
             f.write("sentinel failover-timeout %s 4000\n" % MASTER_NAME)
             f.write("sentinel parallel-syncs %s 1\n" % MASTER_NAME)
         self.process = subprocess.Popen(["redis-sentinel", self.config],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, process=self.process)
-        self.client = RedisClient(self.port)
+        self.client = None if tls else RedisClient(self.port)
 
     def master(self):
         """(host, port) of the master as this sentinel sees it."""

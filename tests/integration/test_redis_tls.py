@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import harness
 from harness import free_port, wait_until
-from redis_nodes import RedisNode
+from redis_nodes import MASTER_NAME, RedisNode, Sentinel
 from tls_pki import shared_pki, tearDownModule  # noqa: F401 (unittest calls tearDownModule)
 
 
@@ -84,6 +84,22 @@ class Verified(RedisTlsTestCase):
         self.tls_redis(self.pki.ip, self.pki.ip_key, auth_clients="yes")
         self.start_with(self.url(ca=self.pki.root, cert=cert, key=key))
         self.assertTrue(self.routes(), self.proxy.log())
+
+
+class SentinelOverTls(RedisTlsTestCase):
+    def test_rediss_sentinel_finds_the_master_over_tls(self):
+        node = self.tls_redis(self.pki.ip, self.pki.ip_key)
+        sentinel = Sentinel(self.tls_port, quorum=1, tls="tls-cert-file %s\ntls-key-file %s\n"
+                            "tls-ca-cert-file %s\ntls-auth-clients no" % (
+                                self.pki.ip, self.pki.ip_key, self.pki.root))
+        self._stoppers.append(sentinel.stop)
+        self.start_with("rediss-sentinel://127.0.0.1:%d/%s?ca=%s" % (
+            sentinel.port, MASTER_NAME, quote(self.pki.root, safe="/")))
+        self.assertTrue(self.routes(), self.proxy.log())
+        # Reached through the TLS port the sentinel named (the plain port is the test's).
+        clients = node.client.call("CLIENT", "LIST")
+        self.assertIn("laddr=127.0.0.1:%d" % self.tls_port, clients)
+        self.assertTrue(wait_until(lambda: "route cache: live" in self.proxy.log(), 10))
 
 
 class Refused(RedisTlsTestCase):
