@@ -89,14 +89,18 @@ asio::awaitable<std::string> RedisTransport::open(const RedisAddress& address,
 }
 
 asio::awaitable<void> RedisTransport::wait_readable(error_code& ec) {
-  // Decrypted bytes already inside OpenSSL are readable without the socket saying so.
-  if (tls_ && SSL_pending(tls_->native_handle()) > 0) co_return;
+  // Bytes already inside the TLS stream are readable without the socket saying so.
+  if (tls_ && (!drained_ || SSL_pending(tls_->native_handle()) > 0)) co_return;
   co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
                               asio::redirect_error(asio::use_awaitable, ec));
 }
 
 std::size_t RedisTransport::read_some(asio::mutable_buffer buffer, error_code& ec) {
-  if (tls_) return tls_->read_some(buffer, ec);
+  if (tls_) {
+    const std::size_t n = tls_->read_some(buffer, ec);
+    drained_ = ec == asio::error::would_block;
+    return n;
+  }
   return socket_.read_some(buffer, ec);
 }
 
@@ -112,7 +116,7 @@ asio::awaitable<void> RedisTransport::write(std::string_view bytes, error_code& 
 
 bool RedisTransport::has_unread_input() const {
   if (!socket_.is_open()) return false;
-  if (tls_ && SSL_pending(tls_->native_handle()) > 0) return true;
+  if (tls_ && (!drained_ || SSL_pending(tls_->native_handle()) > 0)) return true;
   error_code ec;
   return socket_.available(ec) > 0;
 }

@@ -51,6 +51,9 @@ class RedisTransport {
   std::string server_name_;
   asio::ip::tcp::socket socket_;
   mutable std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;  // mutable: SSL_pending
+  // TLS: the last read stopped because the socket would block. Until then ciphertext already
+  // taken from the socket may wait inside the stream, and no readiness event announces it.
+  bool drained_ = false;
 };
 
 }  // namespace hipache::store
