@@ -61,7 +61,7 @@ class Verified(RedisTlsTestCase):
     def test_routes_and_invalidations_over_tls(self):
         node = self.tls_redis(self.pki.ip, self.pki.ip_key)
         self.start_with(self.url(ca=self.pki.root))
-        self.assertTrue(self.routes(), self.proxy.log())
+        self.assertTrue(wait_until(self.routes, 10, 0.2), self.proxy.log())
         self.assertTrue(wait_until(lambda: "route cache: live" in self.proxy.log(), 10))
         # The invalidation arrives over the TLS subscriber connection.
         moved = self.http_backend("moved")
@@ -77,13 +77,13 @@ class Verified(RedisTlsTestCase):
     def test_server_name_verifies_a_certificate_for_another_name(self):
         self.tls_redis(self.pki.localhost, self.pki.localhost_key)
         self.start_with(self.url(ca=self.pki.root, serverName="localhost"))
-        self.assertTrue(self.routes(), self.proxy.log())
+        self.assertTrue(wait_until(self.routes, 10, 0.2), self.proxy.log())
 
     def test_client_certificate_when_the_server_demands_one(self):
         cert, key = client_certificate(self.pki)
         self.tls_redis(self.pki.ip, self.pki.ip_key, auth_clients="yes")
         self.start_with(self.url(ca=self.pki.root, cert=cert, key=key))
-        self.assertTrue(self.routes(), self.proxy.log())
+        self.assertTrue(wait_until(self.routes, 10, 0.2), self.proxy.log())
 
 
 class SentinelOverTls(RedisTlsTestCase):
@@ -95,7 +95,7 @@ class SentinelOverTls(RedisTlsTestCase):
         self._stoppers.append(sentinel.stop)
         self.start_with("rediss-sentinel://127.0.0.1:%d/%s?ca=%s" % (
             sentinel.port, MASTER_NAME, quote(self.pki.root, safe="/")))
-        self.assertTrue(self.routes(), self.proxy.log())
+        self.assertTrue(wait_until(self.routes, 10, 0.2), self.proxy.log())
         # Reached through the TLS port the sentinel named (the plain port is the test's).
         clients = node.client.call("CLIENT", "LIST")
         self.assertIn("laddr=127.0.0.1:%d" % self.tls_port, clients)

@@ -72,7 +72,8 @@ class FindsTheMaster(SentinelTestCase):
     def test_routes_read_through_the_sentinels(self):
         self.cluster.master.client.rpush("frontend:known.test", "known", self.backend.url)
         self.start()
-        self.assertTrue(self.routes_to("known.test", "first"), self.proxy.log())
+        self.assertTrue(wait_until(lambda: self.routes_to("known.test", "first"), 10, 0.2),
+                        self.proxy.log())
         self.assert_live_on(self.cluster.master)
         self.assert_dead_mark_on(self.cluster.master)
         self.assertIn("route cache: live", self.proxy.log())
@@ -93,7 +94,8 @@ class FollowsFailovers(SentinelTestCase):
         cluster = self.cluster
         cluster.master.client.rpush("frontend:known.test", "known", self.backend.url)
         self.start()
-        self.assertTrue(self.routes_to("known.test", "first"), self.proxy.log())
+        self.assertTrue(wait_until(lambda: self.routes_to("known.test", "first"), 10, 0.2),
+                        self.proxy.log())
 
         cluster.master.kill()
         # Until the sentinels have promoted the replica, the route known before is served.
@@ -118,7 +120,8 @@ class FollowsFailovers(SentinelTestCase):
         cluster = self.cluster
         cluster.master.client.rpush("frontend:known.test", "known", self.backend.url)
         self.start()
-        self.assertTrue(self.routes_to("known.test", "first"), self.proxy.log())
+        self.assertTrue(wait_until(lambda: self.routes_to("known.test", "first"), 10, 0.2),
+                        self.proxy.log())
 
         # The old master stays up, demoted to a replica: only the sentinels say where to go.
         cluster.sentinels[0].client.call("SENTINEL", "FAILOVER", MASTER_NAME)
