@@ -60,13 +60,34 @@ struct ActiveHealthCheckSettings {
   unsigned release_after_s = 1800;  // a backend unchanged this long is let go (hchecker's)
 };
 
-// A parsed driver URL: redis://[:password@]host[:port][/db][#prefix]
+// TLS to Redis (rediss:// and rediss-sentinel:// URLs; the files come from the URL's query).
+struct RedisTlsOptions {
+  bool enabled = false;
+  std::string ca;           // PEM CA file; empty = the system's trust store
+  std::string cert;         // client certificate (with key), optional
+  std::string key;          // client key
+  std::string server_name;  // SNI and the name verified; empty = the host connected to
+};
+
+struct RedisAddress {
+  std::string host;
+  std::uint16_t port = 0;
+  bool operator==(const RedisAddress&) const = default;
+};
+
+// A parsed driver URL: redis[s]://[[user]:password@]host[:port][/db][?tls options][#prefix], or
+// redis[s]-sentinel://[[user]:password@]host:port[,host:port...]/master[/db][?...][#prefix].
 struct RedisEndpoint {
   std::string host = "127.0.0.1";
   std::uint16_t port = 6379;
+  std::string user;  // an ACL user (AUTH user password); empty = AUTH password
   std::string password;
   int database = 0;
   std::string prefix;
+  RedisTlsOptions tls;
+  // Sentinel mode: host/port above are unused; the master named here is asked of these, in turn.
+  std::vector<RedisAddress> sentinels;
+  std::string master_name;
 };
 
 // server.accessLogFormat: Hipache's line, or one JSON object per line.

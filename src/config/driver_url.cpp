@@ -1,4 +1,5 @@
-// Driver URL parsing: redis://[:password@]host[:port][/db][#prefix].
+// Driver URL parsing: redis://[:password@]host[:port][/db][#prefix], and the forms Hipache did
+// not have: rediss:// (TLS, options in the query), redis-sentinel:// and ACL users.
 //
 // Hipache handed these URLs to Node's url.parse and read hostname, port, auth, path and hash
 // from the result. This parser accepts the same forms but refuses what Node silently turned into
@@ -101,18 +102,26 @@ class UrlParser {
     if (colon == std::string::npos) fail("missing scheme (expected redis://host:port)");
     std::string scheme = url_.substr(0, colon);
     for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (scheme != "redis") fail("unsupported scheme \"" + scheme + "\" (only redis is supported)");
+    const bool sentinel = scheme == "redis-sentinel" || scheme == "rediss-sentinel";
+    endpoint.tls.enabled = scheme == "rediss" || scheme == "rediss-sentinel";
+    if (scheme != "redis" && scheme != "rediss" && !sentinel) {
+      fail("unsupported scheme \"" + scheme +
+           "\" (expected redis, rediss, redis-sentinel or rediss-sentinel)");
+    }
 
     std::string_view rest = std::string_view(url_).substr(colon + 1);
-    if (rest.empty()) return endpoint;  // "redis:" is Hipache's default: the local Redis
-    if (rest.substr(0, 2) != "//") fail("expected \"//\" after \"redis:\"");
+    if (rest.empty() && scheme == "redis") return endpoint;  // Hipache's default: local Redis
+    if (rest.substr(0, 2) != "//") fail("expected \"//\" after \"" + scheme + ":\"");
     rest.remove_prefix(2);
 
     if (const std::size_t hash = rest.find('#'); hash != std::string_view::npos) {
       endpoint.prefix = std::string(rest.substr(hash + 1));
       rest = rest.substr(0, hash);
     }
-    if (rest.find('?') != std::string_view::npos) fail("query strings are not supported");
+    if (const std::size_t query = rest.find('?'); query != std::string_view::npos) {
+      parse_query(rest.substr(query + 1), endpoint);
+      rest = rest.substr(0, query);
+    }
 
     std::string_view authority = rest;
     std::string_view path;
@@ -125,7 +134,12 @@ class UrlParser {
       parse_userinfo(authority.substr(0, at), endpoint);
       authority.remove_prefix(at + 1);
     }
-    parse_hostport(authority, endpoint);
+    if (sentinel) {
+      parse_sentinels(authority, endpoint);
+      path = parse_master_name(path, endpoint);
+    } else {
+      parse_hostport(authority, endpoint);
+    }
     parse_database(path, endpoint);
     return endpoint;
   }
@@ -135,13 +149,87 @@ class UrlParser {
     throw ConfigError("bad driver URL \"" + censor_driver_url(url_) + "\": " + reason);
   }
 
-  // "user:password" or ":password"; the user part means nothing to Redis < 6 and Hipache
-  // ignored it. Without a colon the whole userinfo is the password, as in Hipache.
+  // "user:password" or ":password". A user names a Redis 6 ACL user (AUTH user password).
+  // Without a colon the whole userinfo is the password, as in Hipache.
   void parse_userinfo(std::string_view userinfo, RedisEndpoint& endpoint) const {
     const std::size_t colon = userinfo.find(':');
-    const std::string_view raw =
-        colon == std::string_view::npos ? userinfo : userinfo.substr(colon + 1);
-    if (!percent_decode(raw, endpoint.password)) fail("bad percent-encoding in the password");
+    if (colon == std::string_view::npos) {
+      if (!percent_decode(userinfo, endpoint.password))
+        fail("bad percent-encoding in the password");
+      return;
+    }
+    if (!percent_decode(userinfo.substr(0, colon), endpoint.user)) {
+      fail("bad percent-encoding in the user name");
+    }
+    if (!percent_decode(userinfo.substr(colon + 1), endpoint.password)) {
+      fail("bad percent-encoding in the password");
+    }
+  }
+
+  // TLS options: ca, cert, key and serverName, each at most once, percent-decoded.
+  void parse_query(std::string_view query, RedisEndpoint& endpoint) const {
+    if (!endpoint.tls.enabled) {
+      fail("query strings are only for TLS options (rediss:// or rediss-sentinel://)");
+    }
+    while (!query.empty()) {
+      const std::size_t amp = query.find('&');
+      const std::string_view pair = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      const std::size_t eq = pair.find('=');
+      const std::string_view name = pair.substr(0, eq);
+      std::string* target = nullptr;
+      if (name == "ca") target = &endpoint.tls.ca;
+      if (name == "cert") target = &endpoint.tls.cert;
+      if (name == "key") target = &endpoint.tls.key;
+      if (name == "serverName") target = &endpoint.tls.server_name;
+      if (target == nullptr) {
+        fail("unknown query parameter \"" + std::string(name) +
+             "\" (expected ca, cert, key or serverName)");
+      }
+      if (eq == std::string_view::npos || eq + 1 == pair.size()) {
+        fail("query parameter \"" + std::string(name) + "\" needs a value");
+      }
+      if (!target->empty()) fail("query parameter \"" + std::string(name) + "\" given twice");
+      if (!percent_decode(pair.substr(eq + 1), *target)) {
+        fail("bad percent-encoding in query parameter \"" + std::string(name) + "\"");
+      }
+    }
+    if (endpoint.tls.cert.empty() != endpoint.tls.key.empty()) {
+      fail("a client certificate needs both cert and key");
+    }
+  }
+
+  // "host:port[,host:port...]": every sentinel, tried in this order.
+  void parse_sentinels(std::string_view list, RedisEndpoint& endpoint) const {
+    if (list.empty()) fail("a sentinel URL needs at least one sentinel host:port");
+    while (true) {
+      const std::size_t comma = list.find(',');
+      RedisEndpoint one;
+      one.port = 26379;
+      const std::string_view item = list.substr(0, comma);
+      if (item.empty()) fail("empty sentinel address in the list");
+      parse_hostport(item, one);
+      endpoint.sentinels.push_back({one.host, one.port});
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+    endpoint.host.clear();
+    endpoint.port = 0;
+  }
+
+  // "/<master name>[/db]": returns what follows the name ("" or "/db").
+  std::string_view parse_master_name(std::string_view path, RedisEndpoint& endpoint) const {
+    const std::string_view name = path.empty() ? path : path.substr(1, path.find('/', 1) - 1);
+    if (name.empty())
+      fail("a sentinel URL needs the master's name: redis-sentinel://host:port/name");
+    for (const char c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) &&
+          std::string_view("-._:").find(c) == std::string_view::npos) {
+        fail("the master name must be letters, digits, '-', '.', '_' or ':'");
+      }
+    }
+    endpoint.master_name = std::string(name);
+    return path.substr(1 + name.size());
   }
 
   void parse_hostport(std::string_view hostport, RedisEndpoint& endpoint) const {

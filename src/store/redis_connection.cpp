@@ -3,21 +3,20 @@
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <new>
 
 #include "metrics/record.hpp"
+#include "store/redis_sentinel.hpp"
+#include "store/redis_transport.hpp"
 
 namespace hipache::store {
 
@@ -121,10 +120,12 @@ RedisConnection::RedisConnection(asio::any_io_executor executor, RedisEndpoint e
       endpoint_(std::move(endpoint)),
       name_(std::move(name)),
       reply_timeout_(reply_timeout),
-      socket_(executor),
+      server_{endpoint_.host, endpoint_.port},
       write_signal_(executor),
       reader_(new_reader(), &redisReaderFree),
-      reconnect_timer_(executor) {}
+      reconnect_timer_(executor) {
+  if (endpoint_.tls.enabled) tls_context_ = make_redis_tls_context(endpoint_.tls, tls_error_);
+}
 
 void RedisConnection::start() {
   if (state_ == State::idle) connect();
@@ -134,6 +135,29 @@ void RedisConnection::stop() {
   fail(generation_, "");
   state_ = State::stopped;
   reconnect_timer_.cancel();
+}
+
+bool RedisConnection::has_unread_input() const {
+  return state_ == State::connected && transport_ && transport_->has_unread_input();
+}
+
+void RedisConnection::reconnect_now() {
+  if (state_ == State::stopped) return;
+  if (state_ == State::connected || state_ == State::connecting) fail(generation_, "");
+  backoff_ = kInitialBackoff;
+  reconnect_timer_.cancel();
+  connect();
+}
+
+void RedisConnection::retarget(const RedisAddress& address) {
+  endpoint_.host = address.host;
+  endpoint_.port = address.port;
+}
+
+std::string RedisConnection::where() const {
+  const std::string address = server_.host + ":" + std::to_string(server_.port);
+  if (endpoint_.sentinels.empty()) return address;
+  return "master \"" + endpoint_.master_name + "\"" + (server_.host.empty() ? "" : " " + address);
 }
 
 void RedisConnection::submit(std::vector<RedisCommand> commands, Handler handler) {
@@ -165,72 +189,82 @@ void RedisConnection::append_command(const RedisCommand& command) {
   outbox_.append(encoded, static_cast<std::size_t>(length));
 }
 
+void RedisConnection::queue_handshake(RedisCommand command, Handshake step) {
+  append_command(command);
+  pending_.push_back(Pending{1, {}, Handler(), std::chrono::steady_clock::now(), step});
+}
+
 void RedisConnection::connect() {
   ++generation_;
   state_ = State::connecting;
   outbox_.clear();
   reader_.reset(new_reader());
-  error_code ignored;
-  socket_.close(ignored);
-  socket_ = asio::ip::tcp::socket(executor_);
-  // The handshake goes first in the pipeline; its replies are checked by complete().
-  if (!endpoint_.password.empty()) {
-    append_command({"AUTH", endpoint_.password});
-    pending_.push_back(Pending{1, {}, Handler(), std::chrono::steady_clock::now()});
+  if (transport_) transport_->close();
+  transport_.reset();
+  replica_ = false;
+  // The handshake goes first in the pipeline; its replies are checked by check_handshake().
+  if (!endpoint_.user.empty()) {
+    queue_handshake({"AUTH", endpoint_.user, endpoint_.password}, Handshake::auth);
+  } else if (!endpoint_.password.empty()) {
+    queue_handshake({"AUTH", endpoint_.password}, Handshake::auth);
   }
   if (endpoint_.database != 0) {
-    append_command({"SELECT", std::to_string(endpoint_.database)});
-    pending_.push_back(Pending{1, {}, Handler(), std::chrono::steady_clock::now()});
+    queue_handshake({"SELECT", std::to_string(endpoint_.database)}, Handshake::select);
   }
+  queue_handshake({"ROLE"}, Handshake::role);
   asio::co_spawn(executor_, run_connection(generation_), asio::detached);
 }
 
 asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) {
-  using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
-  error_code ec;
-  asio::ip::tcp::resolver resolver(executor_);
-  auto endpoints = co_await resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port),
-                                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (endpoint_.tls.enabled && !tls_context_) {
+    fail(generation, "TLS setup: " + tls_error_);
+    co_return;
+  }
+  const auto timeout = std::min<std::chrono::milliseconds>(kConnectTimeout, reply_timeout_);
+  if (!endpoint_.sentinels.empty()) {
+    std::string why;
+    auto master = co_await ask_sentinels(executor_, endpoint_, tls_context_, timeout, why);
+    if (generation != generation_) co_return;
+    if (!master) {
+      fail(generation, why);
+      co_return;
+    }
+    server_ = std::move(*master);
+  } else {
+    server_ = {endpoint_.host, endpoint_.port};
+  }
+  auto transport =
+      std::make_shared<RedisTransport>(executor_, tls_context_, endpoint_.tls.server_name);
+  transport_ = transport;
+  const std::string error = co_await transport->open(server_, timeout);
   if (generation != generation_) co_return;
-  if (ec) {
-    fail(generation, "cannot resolve " + endpoint_.host + ": " + ec.message());
+  if (!error.empty()) {
+    fail(generation, error);
     co_return;
   }
-  asio::steady_timer deadline(executor_,
-                              std::min<std::chrono::milliseconds>(kConnectTimeout, reply_timeout_));
-  auto result = co_await (
-      asio::async_connect(socket_, endpoints, asio::redirect_error(asio::use_awaitable, ec)) ||
-      deadline.async_wait(asio::use_awaitable));
-  if (generation != generation_) co_return;
-  if (result.index() == 1) {
-    fail(generation, "connect timed out");
-    co_return;
-  }
-  if (ec) {
-    fail(generation, ec.message());
-    co_return;
-  }
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   state_ = State::connected;
   if (was_connected_) metrics::add(metrics::Counter::redis_reconnects);
   was_connected_ = true;
-  asio::co_spawn(executor_, write_loop(generation), asio::detached);
+  asio::co_spawn(executor_, write_loop(generation, transport), asio::detached);
   asio::co_spawn(executor_, watchdog(generation), asio::detached);
   if (on_connected_) on_connected_();
+  co_await read_loop(generation, std::move(transport));
+}
 
-  // A wait for readability, then a read here, rather than a pending read: the reactor performs a
-  // pending read as soon as bytes arrive and queues its completion, and until that runs the
-  // bytes are neither on the socket (has_unread_input() would say none) nor handled. An
-  // invalidation must never be in that gap while a request checks for one.
-  socket_.non_blocking(true, ec);
+// A wait for readability, then reads until the socket would block, rather than a pending read:
+// the reactor performs a pending read as soon as bytes arrive and queues its completion, and
+// until that runs the bytes are neither on the socket (has_unread_input() would say none) nor
+// handled. An invalidation must never be in that gap while a request checks for one.
+asio::awaitable<void> RedisConnection::read_loop(std::uint64_t generation,
+                                                 std::shared_ptr<RedisTransport> transport) {
   std::array<char, 16384> buffer{};
+  error_code ec;
   while (generation == generation_) {
-    co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                                asio::redirect_error(asio::use_awaitable, ec));
+    co_await transport->wait_readable(ec);
     if (generation != generation_) co_return;
     std::size_t n = 0;
-    if (!ec) n = socket_.read_some(asio::buffer(buffer), ec);
+    if (!ec) n = transport->read_some(asio::buffer(buffer), ec);
     if (ec == asio::error::would_block) continue;
     if (!ec && n == 0) ec = asio::error::eof;
     if (ec) {
@@ -259,25 +293,46 @@ asio::awaitable<void> RedisConnection::run_connection(std::uint64_t generation) 
         fail(generation, "unexpected reply");
         co_return;
       }
-      if (logged_down_) {
-        // Only a reply proves recovery: a server that accepts and then hangs is still down.
-        spdlog::info("redis ({}) {}:{}: answering again", name_, endpoint_.host, endpoint_.port);
-        logged_down_ = false;
-      }
-      backoff_ = kInitialBackoff;
+      RedisReply converted = convert(reply.get());
+      if (server_refuses(generation, converted)) co_return;
       auto& front = pending_.front();
-      front.replies.push_back(convert(reply.get()));
+      front.replies.push_back(std::move(converted));
       if (front.replies.size() == front.expected) {
         Pending done = std::move(front);
         pending_.pop_front();
         complete(done, {});
         if (generation != generation_) co_return;  // a failed handshake reset the connection
       }
+      if (logged_down_) {
+        // Only a reply proves recovery: a server that accepts and then hangs (or refuses our
+        // AUTH) is still down.
+        spdlog::info("redis ({}) {}: answering again", name_, where());
+        logged_down_ = false;
+      }
+      backoff_ = kInitialBackoff;
     }
   }
 }
 
-asio::awaitable<void> RedisConnection::write_loop(std::uint64_t generation) {
+// Errors that say this server cannot serve us now, whatever the command: one still loading its
+// data set (retried after the back-off), and, in sentinel mode, a master demoted to a replica
+// (the sentinels are asked again). Returns true when the connection was dropped.
+bool RedisConnection::server_refuses(std::uint64_t generation, const RedisReply& reply) {
+  if (reply.kind != RedisReply::Kind::error) return false;
+  const std::string_view text = reply.text;
+  if (text.starts_with("LOADING")) {
+    fail(generation, "server is loading its data set: " + reply.text);
+    return true;
+  }
+  if (text.starts_with("READONLY") && !endpoint_.sentinels.empty()) {
+    fail(generation, "server is read-only (a demoted master); asking the sentinels again");
+    return true;
+  }
+  return false;
+}
+
+asio::awaitable<void> RedisConnection::write_loop(std::uint64_t generation,
+                                                  std::shared_ptr<RedisTransport> transport) {
   auto self = shared_from_this();
   std::string writing;
   error_code ec;
@@ -289,8 +344,7 @@ asio::awaitable<void> RedisConnection::write_loop(std::uint64_t generation) {
     }
     writing.clear();
     writing.swap(outbox_);
-    co_await asio::async_write(socket_, asio::buffer(writing),
-                               asio::redirect_error(asio::use_awaitable, ec));
+    co_await transport->write(writing, ec);
     if (ec && generation == generation_) {
       fail(generation, ec.message());
       co_return;
@@ -319,12 +373,10 @@ void RedisConnection::fail(std::uint64_t generation, const std::string& why) {
   ++generation_;  // every coroutine of the failed connection stands down
   if (!why.empty() && !logged_down_) {
     // Logged once per outage, not per attempt: a down Redis must not flood the log.
-    spdlog::error("redis ({}) {}:{}: {}; retrying with back-off", name_, endpoint_.host,
-                  endpoint_.port, why);
+    spdlog::error("redis ({}) {}: {}; retrying with back-off", name_, where(), why);
     logged_down_ = true;
   }
-  error_code ignored;
-  socket_.close(ignored);
+  if (transport_) transport_->close();
   write_signal_.cancel();
   outbox_.clear();
   auto failed = std::move(pending_);
@@ -344,17 +396,33 @@ void RedisConnection::fail(std::uint64_t generation, const std::string& why) {
 
 void RedisConnection::complete(Pending& pending, error_code ec) {
   if (!pending.handler) {
-    // A handshake command (AUTH / SELECT) of our own.
-    if (!ec && !pending.replies.empty() &&
-        pending.replies.front().kind == RedisReply::Kind::error) {
-      fail(generation_, "handshake refused: " + pending.replies.front().text);
-    }
+    if (!ec) check_handshake(pending);
     return;
   }
   asio::post(executor_, [handler = std::move(pending.handler), ec,
                          replies = std::move(pending.replies)]() mutable {
     std::move(handler)(ec, std::move(replies));
   });
+}
+
+// AUTH and SELECT must succeed. ROLE tells a replica from a master ("slave" in RESP); a server
+// that refuses ROLE (an ACL without it) is taken as a master. In sentinel mode the server must be
+// the master: a replica means the sentinels' answer is out of date, so they are asked again.
+void RedisConnection::check_handshake(const Pending& pending) {
+  if (pending.replies.empty()) return;
+  const RedisReply& reply = pending.replies.front();
+  if (pending.step != Handshake::role) {
+    if (reply.kind == RedisReply::Kind::error) {
+      fail(generation_, std::string(pending.step == Handshake::auth ? "AUTH" : "SELECT") +
+                            " refused: " + reply.text);
+    }
+    return;
+  }
+  replica_ = reply.kind == RedisReply::Kind::array && !reply.elements.empty() &&
+             reply.elements.front().text == "slave";
+  if (replica_ && !endpoint_.sentinels.empty()) {
+    fail(generation_, "the server the sentinels named is a replica; asking them again");
+  }
 }
 
 }  // namespace hipache::store

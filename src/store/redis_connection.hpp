@@ -4,12 +4,13 @@
 //
 // The connection reconnects by itself with back-off. While it is down (or backing off), calls
 // fail at once instead of queueing, so a Redis outage costs clients an error page, not a hang.
+// Each connection asks the sentinels for the master first (redis-sentinel:// URLs), runs over TLS
+// for rediss://, and learns the server's ROLE in its handshake.
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
@@ -27,7 +28,13 @@
 
 struct redisReader;
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace hipache::store {
+
+class RedisTransport;
 
 namespace asio = boost::asio;
 
@@ -87,28 +94,46 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void stop();
 
   bool connected() const { return state_ == State::connected; }
+  bool connecting() const { return state_ == State::connecting; }
 
   // Bytes have arrived that the read loop has not taken yet (one FIONREAD, no read).
-  bool has_unread_input() const {
-    boost::system::error_code ec;
-    return state_ == State::connected && socket_.available(ec) > 0;
-  }
+  bool has_unread_input() const;
   const RedisEndpoint& endpoint() const { return endpoint_; }
+
+  // The server connected to (or last tried): the URL's, or the master the sentinels named.
+  const RedisAddress& server() const { return server_; }
+  // The server's ROLE said "slave" in this connection's handshake.
+  bool is_replica() const { return replica_; }
+  // Drops the connection (quietly) and connects again at once, skipping the back-off: the
+  // sentinels announced a new master.
+  void reconnect_now();
+  // Where the next connection goes (a sentinel watcher moves on to the next sentinel).
+  void retarget(const RedisAddress& address);
 
  private:
   enum class State { idle, connecting, connected, backing_off, stopped };
+  // Commands of the connection's own handshake, checked by complete().
+  enum class Handshake { none, auth, select, role };
   struct Pending {
     std::size_t expected;
     RedisReplies replies;
     Handler handler;
     std::chrono::steady_clock::time_point sent_at;
+    Handshake step = Handshake::none;
   };
 
   void submit(std::vector<RedisCommand> commands, Handler handler);
   void append_command(const RedisCommand& command);
   void connect();
+  void queue_handshake(RedisCommand command, Handshake step);
+  void check_handshake(const Pending& pending);
+  bool server_refuses(std::uint64_t generation, const RedisReply& reply);
+  std::string where() const;
   asio::awaitable<void> run_connection(std::uint64_t generation);
-  asio::awaitable<void> write_loop(std::uint64_t generation);
+  asio::awaitable<void> read_loop(std::uint64_t generation,
+                                  std::shared_ptr<RedisTransport> transport);
+  asio::awaitable<void> write_loop(std::uint64_t generation,
+                                   std::shared_ptr<RedisTransport> transport);
   asio::awaitable<void> watchdog(std::uint64_t generation);
   void fail(std::uint64_t generation, const std::string& why);
   void complete(Pending& pending, boost::system::error_code ec);
@@ -117,7 +142,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   RedisEndpoint endpoint_;
   std::string name_;  // "read"/"write", for logs
   std::chrono::milliseconds reply_timeout_;
-  asio::ip::tcp::socket socket_;
+  std::shared_ptr<asio::ssl::context> tls_context_;  // rediss://; null when plain or unusable
+  std::string tls_error_;                            // why tls_context_ is null for rediss://
+  std::shared_ptr<RedisTransport> transport_;        // this connection's socket
+  RedisAddress server_;
+  bool replica_ = false;
   asio::steady_timer write_signal_;
   State state_ = State::idle;
   std::uint64_t generation_ = 0;  // bumped per connection, so stale coroutines stand down

@@ -20,9 +20,16 @@ using namespace std::chrono_literals;
 constexpr const char* kInvalidationChannel = "__redis__:invalidate";
 constexpr auto kHeartbeatInterval = 3s;
 constexpr auto kErrorLogInterval = 10s;
+constexpr auto kReplicaLinkPollInterval = 1s;
 
 std::vector<RedisCommand> ping_command() {
   return {RedisCommand{"PING"}};
+}
+
+// "master_link_status:down" in INFO replication's text; absent on a master.
+bool master_link_down(const RedisReply& info) {
+  return info.kind == RedisReply::Kind::string &&
+         info.text.find("master_link_status:down") != std::string::npos;
 }
 
 }  // namespace
@@ -59,6 +66,7 @@ void RedisRouteSource::start() {
     subscriber_->start();
     asio::co_spawn(executor_, heartbeat(shared_from_this()), asio::detached);
   }
+  asio::co_spawn(executor_, watch_replica_link(shared_from_this()), asio::detached);
   reader_->start();
 }
 
@@ -161,6 +169,9 @@ void RedisRouteSource::subscribe() {
 
 void RedisRouteSource::enable_tracking() {
   if (!subscriber_ || unsupported_ || subscriber_id_.empty() || !reader_->connected()) return;
+  // REDIRECT names a client of the same server: after a failover both must be on the new master
+  // (the one still on the old server reconnects and calls this again).
+  if (!(reader_->server() == subscriber_->server()) || replica_link_down_) return;
   // off first: re-enabling with a new REDIRECT target is refused while tracking is on.
   std::vector<RedisCommand> commands{
       {"CLIENT", "TRACKING", "off"},
@@ -176,12 +187,13 @@ void RedisRouteSource::enable_tracking() {
                         if (replies[1].kind == RedisReply::Kind::error) {
                           // A stale REDIRECT (the subscriber reconnected meanwhile) is retried by
                           // its own hook.
-                          if (redirect == self->subscriber_id_) {
+                          if (redirect == self->subscriber_id_ &&
+                              self->reader_->server() == self->subscriber_->server()) {
                             self->tracking_unsupported("CLIENT TRACKING: " + replies[1].text);
                           }
                           return;
                         }
-                        if (epoch != self->link_epoch_)
+                        if (epoch != self->link_epoch_ || self->replica_link_down_)
                           return;  // a connection dropped (or came up) meanwhile
                         ++self->link_epoch_;
                         self->tracking_active_ = true;
@@ -237,6 +249,45 @@ asio::awaitable<void> RedisRouteSource::heartbeat(std::shared_ptr<RedisRouteSour
     if (self->stopped_ || self->unsupported_ || !self->subscriber_->connected()) continue;
     co_await self->subscriber_->async_exec(ping_command(), asio::as_tuple(asio::use_awaitable));
   }
+}
+
+// Polled on the read connection while its server is a replica (ROLE in the handshake). While the
+// link is down the replica's data may be stale and master writes send no invalidations: the cache
+// treats it as a lost link (nothing cached answers as fresh, reads are not kept as fresh) until
+// the link is back, when tracking is set up again and everything is read afresh.
+asio::awaitable<void> RedisRouteSource::watch_replica_link(std::shared_ptr<RedisRouteSource> self) {
+  asio::steady_timer timer(self->executor_);
+  while (!self->stopped_) {
+    timer.expires_after(kReplicaLinkPollInterval);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (self->stopped_ || !self->reader_->connected()) continue;
+    if (!self->reader_->is_replica()) {
+      if (self->replica_link_down_) self->replica_link_changed(false);  // promoted
+      continue;
+    }
+    std::vector<RedisCommand> info{{"INFO", "replication"}};
+    auto [ec, replies] =
+        co_await self->reader_->async_exec(std::move(info), asio::as_tuple(asio::use_awaitable));
+    if (ec || replies.size() != 1 || replies[0].kind != RedisReply::Kind::string) continue;
+    const bool down = master_link_down(replies[0]);
+    if (down != self->replica_link_down_) self->replica_link_changed(down);
+  }
+}
+
+void RedisRouteSource::replica_link_changed(bool down) {
+  replica_link_down_ = down;
+  const auto& server = reader_->server();
+  if (down) {
+    spdlog::error(
+        "redis (read) {}:{}: the replica's link to its master is down; its routes may be stale "
+        "and are not cached until it is back",
+        server.host, server.port);
+    link_lost();
+    return;
+  }
+  spdlog::info("redis (read) {}:{}: the replica's link to its master is up again", server.host,
+               server.port);
+  enable_tracking();
 }
 
 }  // namespace hipache::store

@@ -1,6 +1,7 @@
 // Routes read from Redis (SPEC section 3), and the invalidation link that keeps a cache of them
 // live: the reader connection runs CLIENT TRACKING in broadcast mode for the frontend:/dead:
-// prefixes, redirected (RESP2) to a subscriber connection whose messages go to the sink.
+// prefixes, redirected (RESP2) to a subscriber connection whose messages go to the sink. A read
+// server that is a replica with its master link down counts as a lost link.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -35,6 +36,9 @@ class RedisRouteSource final : public RouteSource,
   void on_message(const RedisReply& message);
   void report_error_reply(const std::string& host, const std::string& error);
   static boost::asio::awaitable<void> heartbeat(std::shared_ptr<RedisRouteSource> self);
+  // A replica whose link to its master is down serves stale data and misses invalidations.
+  static boost::asio::awaitable<void> watch_replica_link(std::shared_ptr<RedisRouteSource> self);
+  void replica_link_changed(bool down);
 
   boost::asio::any_io_executor executor_;
   std::shared_ptr<RedisConnection> reader_;
@@ -49,6 +53,7 @@ class RedisRouteSource final : public RouteSource,
   bool pending_checked_ = false;  // invalidation_pending() asked in this batch of events
   bool pending_ = false;          // its answer
   std::chrono::steady_clock::time_point next_error_log_{};
+  bool replica_link_down_ = false;  // INFO replication: master_link_status:down
 };
 
 }  // namespace hipache::store

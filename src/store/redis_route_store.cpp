@@ -10,6 +10,7 @@
 #include "store/redis_connection.hpp"
 #include "store/redis_health.hpp"
 #include "store/redis_route_source.hpp"
+#include "store/redis_sentinel.hpp"
 
 namespace hipache::store {
 
@@ -32,8 +33,26 @@ RedisRouteStore::RedisRouteStore(boost::asio::any_io_executor executor, const Co
   cache_ = std::make_unique<CachingRouteStore>(source_, *redis_health_,
                                                RouteCacheSettings::from(config));
   prefix_ = config.read_endpoint.prefix;
+  watch_sentinels(executor, config, timeout);
   source_->start();
   redis_health_->start();
+}
+
+// One watcher per sentinel URL, moving the connections that use it.
+void RedisRouteStore::watch_sentinels(boost::asio::any_io_executor executor, const Config& config,
+                                      std::chrono::milliseconds timeout) {
+  std::vector<std::shared_ptr<RedisConnection>> readers{reader_};  // the writer too if shared
+  if (subscriber_) readers.push_back(subscriber_);
+  if (!config.read_endpoint.sentinels.empty()) {
+    watchers_.push_back(
+        std::make_shared<SentinelWatcher>(executor, config.read_endpoint, timeout, readers));
+  }
+  if (writer_ != reader_ && !config.write_endpoint.sentinels.empty()) {
+    watchers_.push_back(
+        std::make_shared<SentinelWatcher>(executor, config.write_endpoint, timeout,
+                                          std::vector<std::shared_ptr<RedisConnection>>{writer_}));
+  }
+  for (const auto& watcher : watchers_) watcher->start();
 }
 
 RedisRouteStore::~RedisRouteStore() = default;
@@ -47,6 +66,7 @@ BackendHealth& RedisRouteStore::health() {
 }
 
 void RedisRouteStore::stop() {
+  for (const auto& watcher : watchers_) watcher->stop();
   source_->stop();
   redis_health_->stop();
   if (subscriber_) subscriber_->stop();

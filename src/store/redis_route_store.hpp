@@ -5,6 +5,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@ class CachingRouteStore;
 class RedisConnection;
 class RedisHealth;
 class RedisRouteSource;
+class SentinelWatcher;
 
 class RedisRouteStore {
  public:
@@ -42,6 +44,9 @@ class RedisRouteStore {
                                                                   std::size_t limit);
 
  private:
+  void watch_sentinels(boost::asio::any_io_executor executor, const Config& config,
+                       std::chrono::milliseconds timeout);
+
   std::shared_ptr<RedisConnection> reader_;
   std::shared_ptr<RedisConnection> writer_;
   std::shared_ptr<RedisConnection> subscriber_;
@@ -49,6 +54,7 @@ class RedisRouteStore {
   std::shared_ptr<RedisHealth> redis_health_;
   std::unique_ptr<CachingRouteStore> cache_;
   std::string prefix_;
+  std::vector<std::shared_ptr<SentinelWatcher>> watchers_;  // redis-sentinel:// URLs
 };
 
 }  // namespace hipache::store

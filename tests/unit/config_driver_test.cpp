@@ -67,7 +67,7 @@ TEST(ConfigDriver, MoreThanTwoUrlsWarns) {
 TEST(ConfigDriver, Errors) {
   EXPECT_EQ(parse_error(R"({"driver": "http://x"})"),
             "config/x.json: driver: bad driver URL \"http://x\": unsupported scheme \"http\" "
-            "(only redis is supported)");
+            "(expected redis, rediss, redis-sentinel or rediss-sentinel)");
   EXPECT_EQ(parse_error(R"({"driver": ["redis:", "redis://m:0"]})"),
             "config/x.json: driver[1]: bad driver URL \"redis://m:0\": port must be a number from "
             "1 to 65535, got \"0\"");

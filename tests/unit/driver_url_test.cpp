@@ -56,8 +56,13 @@ TEST(DriverUrl, PasswordWithEmptyUser) {
   expect_endpoint(parse_driver_url("redis://:s3cret@h:1234"), "h", 1234, "s3cret", 0, "");
 }
 
-TEST(DriverUrl, UserPartIsIgnored) {
-  expect_endpoint(parse_driver_url("redis://admin:s3cret@h"), "h", 6379, "s3cret", 0, "");
+TEST(DriverUrl, UserPartIsAnAclUser) {
+  const RedisEndpoint endpoint = parse_driver_url("redis://admin:s3cret@h");
+  expect_endpoint(endpoint, "h", 6379, "s3cret", 0, "");
+  EXPECT_EQ(endpoint.user, "admin");
+  EXPECT_EQ(parse_driver_url("redis://:s3cret@h").user, "");
+  EXPECT_EQ(parse_driver_url("redis://s3cret@h").user, "");
+  EXPECT_EQ(parse_driver_url("redis://a%3Ab:pw@h").user, "a:b");
 }
 
 TEST(DriverUrl, UserinfoWithoutColonIsThePassword) {
@@ -101,10 +106,9 @@ TEST(DriverUrl, Ipv6InBrackets) {
 
 TEST(DriverUrl, ErrorsNameTheUrlAndTheReason) {
   EXPECT_EQ(url_error("http://h"),
-            "bad driver URL \"http://h\": unsupported scheme \"http\" (only redis is supported)");
-  EXPECT_EQ(url_error("rediss://h"),
-            "bad driver URL \"rediss://h\": unsupported scheme \"rediss\" (only redis is "
-            "supported)");
+            "bad driver URL \"http://h\": unsupported scheme \"http\" (expected redis, rediss, "
+            "redis-sentinel or rediss-sentinel)");
+  EXPECT_EQ(url_error("rediss:"), "bad driver URL \"rediss:\": expected \"//\" after \"rediss:\"");
   EXPECT_EQ(url_error(""), "bad driver URL \"\": missing scheme (expected redis://host:port)");
   EXPECT_EQ(url_error("10.0.0.1"),
             "bad driver URL \"10.0.0.1\": missing scheme (expected redis://host:port)");
@@ -139,9 +143,94 @@ TEST(DriverUrl, BadDatabase) {
             "got \"2147483648\"");
 }
 
-TEST(DriverUrl, QueryStringIsRefused) {
+TEST(DriverUrl, QueryStringIsOnlyForTls) {
   EXPECT_EQ(url_error("redis://h?db=1"),
-            "bad driver URL \"redis://h?db=1\": query strings are not supported");
+            "bad driver URL \"redis://h?db=1\": query strings are only for TLS options "
+            "(rediss:// or rediss-sentinel://)");
+}
+
+TEST(DriverUrl, TlsWithOptions) {
+  const RedisEndpoint plain = parse_driver_url("rediss://h:6380/2#p");
+  expect_endpoint(plain, "h", 6380, "", 2, "p");
+  EXPECT_TRUE(plain.tls.enabled);
+  EXPECT_EQ(plain.tls.ca, "");
+  EXPECT_FALSE(parse_driver_url("redis://h").tls.enabled);
+
+  const RedisEndpoint full = parse_driver_url(
+      "REDISS://u:pw@h/1?ca=/etc/ca.pem&cert=/c%20d.pem&key=/k.pem&serverName=redis.internal#x");
+  expect_endpoint(full, "h", 6379, "pw", 1, "x");
+  EXPECT_EQ(full.tls.ca, "/etc/ca.pem");
+  EXPECT_EQ(full.tls.cert, "/c d.pem");
+  EXPECT_EQ(full.tls.key, "/k.pem");
+  EXPECT_EQ(full.tls.server_name, "redis.internal");
+}
+
+TEST(DriverUrl, BadTlsOptions) {
+  EXPECT_EQ(url_error("rediss://h?verify=no"),
+            "bad driver URL \"rediss://h?verify=no\": unknown query parameter \"verify\" "
+            "(expected ca, cert, key or serverName)");
+  EXPECT_EQ(url_error("rediss://h?ca="),
+            "bad driver URL \"rediss://h?ca=\": query parameter \"ca\" needs a value");
+  EXPECT_EQ(url_error("rediss://h?ca"),
+            "bad driver URL \"rediss://h?ca\": query parameter \"ca\" needs a value");
+  EXPECT_EQ(url_error("rediss://h?ca=a&ca=b"),
+            "bad driver URL \"rediss://h?ca=a&ca=b\": query parameter \"ca\" given twice");
+  EXPECT_EQ(url_error("rediss://h?cert=c"),
+            "bad driver URL \"rediss://h?cert=c\": a client certificate needs both cert and key");
+  EXPECT_EQ(url_error("rediss://h?ca=%zz"),
+            "bad driver URL \"rediss://h?ca=%zz\": bad percent-encoding in query parameter "
+            "\"ca\"");
+}
+
+TEST(DriverUrl, Sentinel) {
+  const RedisEndpoint one = parse_driver_url("redis-sentinel://10.0.0.1:26380/mymaster");
+  EXPECT_EQ(one.master_name, "mymaster");
+  ASSERT_EQ(one.sentinels.size(), 1U);
+  EXPECT_EQ(one.sentinels[0], (RedisAddress{"10.0.0.1", 26380}));
+  EXPECT_EQ(one.database, 0);
+  EXPECT_FALSE(one.tls.enabled);
+
+  const RedisEndpoint many =
+      parse_driver_url("redis-sentinel://app:pw@s1,s2:26381,[::1]:26382/main/3#pre:");
+  EXPECT_EQ(many.master_name, "main");
+  EXPECT_EQ(many.user, "app");
+  EXPECT_EQ(many.password, "pw");
+  EXPECT_EQ(many.database, 3);
+  EXPECT_EQ(many.prefix, "pre:");
+  ASSERT_EQ(many.sentinels.size(), 3U);
+  EXPECT_EQ(many.sentinels[0], (RedisAddress{"s1", 26379}));  // the sentinel's default port
+  EXPECT_EQ(many.sentinels[1], (RedisAddress{"s2", 26381}));
+  EXPECT_EQ(many.sentinels[2], (RedisAddress{"::1", 26382}));
+
+  const RedisEndpoint tls = parse_driver_url("rediss-sentinel://s1/m?ca=/ca.pem");
+  EXPECT_TRUE(tls.tls.enabled);
+  EXPECT_EQ(tls.tls.ca, "/ca.pem");
+  EXPECT_EQ(tls.master_name, "m");
+}
+
+TEST(DriverUrl, BadSentinel) {
+  EXPECT_EQ(url_error("redis-sentinel://s1:26379"),
+            "bad driver URL \"redis-sentinel://s1:26379\": a sentinel URL needs the master's "
+            "name: redis-sentinel://host:port/name");
+  EXPECT_EQ(url_error("redis-sentinel://s1//1"),
+            "bad driver URL \"redis-sentinel://s1//1\": a sentinel URL needs the master's name: "
+            "redis-sentinel://host:port/name");
+  EXPECT_EQ(url_error("redis-sentinel:///m"),
+            "bad driver URL \"redis-sentinel:///m\": a sentinel URL needs at least one sentinel "
+            "host:port");
+  EXPECT_EQ(url_error("redis-sentinel://s1,,s2/m"),
+            "bad driver URL \"redis-sentinel://s1,,s2/m\": empty sentinel address in the list");
+  EXPECT_EQ(url_error("redis-sentinel://s1:0/m"),
+            "bad driver URL \"redis-sentinel://s1:0/m\": port must be a number from 1 to 65535, "
+            "got \"0\"");
+  EXPECT_EQ(url_error("redis-sentinel://s1/m/x"),
+            "bad driver URL \"redis-sentinel://s1/m/x\": database must be a non-negative "
+            "integer, got \"x\"");
+  EXPECT_EQ(url_error("redis-sentinel://s1/m%20x"),
+            "bad driver URL \"redis-sentinel://s1/m%20x\": the master name must be letters, "
+            "digits, '-', '.', '_' or ':'");
+  EXPECT_EQ(url_error("redis-sentinel:"),
+            "bad driver URL \"redis-sentinel:\": expected \"//\" after \"redis-sentinel:\"");
 }
 
 TEST(DriverUrl, BadHosts) {
@@ -176,6 +265,9 @@ TEST(CensorDriverUrl, ReplacesOnlyThePassword) {
   EXPECT_EQ(censor_driver_url("redis://user:pw@h"), "redis://user:<censored>@h");
   EXPECT_EQ(censor_driver_url("redis://pw@h"), "redis://<censored>@h");
   EXPECT_EQ(censor_driver_url("redis://:p@ss@h"), "redis://:<censored>@h");
+  EXPECT_EQ(censor_driver_url("redis-sentinel://u:pw@s1,s2/m"),
+            "redis-sentinel://u:<censored>@s1,s2/m");
+  EXPECT_EQ(censor_driver_url("rediss://:pw@h?ca=/x"), "rediss://:<censored>@h?ca=/x");
 }
 
 TEST(CensorDriverUrl, LeavesUrlsWithoutPasswordAlone) {
