@@ -76,10 +76,9 @@ int select_protocol(SSL*, const unsigned char** out, unsigned char* out_length,
                     const unsigned char* in, unsigned int in_length, void* arg) {
   const auto* ours = static_cast<const std::string_view*>(arg);
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, out_length,
-                            reinterpret_cast<const unsigned char*>(ours->data()),
-                            static_cast<unsigned>(ours->size()), in,
-                            in_length) != OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(
+          &selected, out_length, reinterpret_cast<const unsigned char*>(ours->data()),
+          static_cast<unsigned>(ours->size()), in, in_length) != OPENSSL_NPN_NEGOTIATED) {
     return SSL_TLSEXT_ERR_NOACK;  // none of ours offered: carry on without ALPN
   }
   *out = selected;

@@ -1,6 +1,6 @@
 // TLS contexts: the server side of the https listeners (key/cert/ca/passphrase, protocol and
-// cipher options, ALPN h2 and http/1.1, SNI certificates from https.certDir) and the client side used
-// for https:// backends.
+// cipher options, ALPN h2 and http/1.1, SNI certificates from https.certDir) and the client side
+// used for https:// backends.
 //
 // Server contexts are built by the master before it forks, so every worker shares the same
 // session-ticket keys and a client resumes its session whichever worker it reaches.

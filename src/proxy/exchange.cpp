@@ -329,8 +329,7 @@ log::AccessLogEntry Exchange::access_entry() const {
   entry.remote = real_ip_.empty() ? std::string_view(client_.info().remote) : real_ip_;
   entry.method = to_std(request_->method_string());
   entry.target = to_std(request_->target());
-  entry.protocol =
-      log::protocol_name(client_.info().http2 ? 20 : client_version_ == 10 ? 10 : 11);
+  entry.protocol = log::protocol_name(client_.info().http2 ? 20 : client_version_ == 10 ? 10 : 11);
   entry.status = status_;
   entry.bytes_sent = bytes_sent_;
   entry.referer = referer_;

@@ -266,8 +266,8 @@ class Http1Connection final : public DrainableSession,
 
   Http2Start hand_to_http2() {
     handed_off_ = true;
-    Http2Start start{std::move(client_), std::string(static_cast<const char*>(buffer_.data().data()),
-                                                     buffer_.size()),
+    Http2Start start{std::move(client_),
+                     std::string(static_cast<const char*>(buffer_.data().data()), buffer_.size()),
                      info_};
     buffer_.consume(buffer_.size());
     return start;

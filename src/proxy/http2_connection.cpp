@@ -72,9 +72,9 @@ Http2Connection::Http2Connection(net::AnyStream stream, ProxyContext& ctx, Clien
   std::unique_ptr<nghttp2_option, OptionDeleter> option(raw_option);
   // Windows open as the backend takes the bytes, not as they arrive: memory stays bounded.
   nghttp2_option_set_no_auto_window_update(option.get(), 1);
-  nghttp2_option_set_max_continuations(option.get(), 8);      // CONTINUATION flood
-  nghttp2_option_set_max_settings(option.get(), 32);          // entries in one SETTINGS frame
-  nghttp2_option_set_max_outbound_ack(option.get(), 100);     // PING/SETTINGS acks queued
+  nghttp2_option_set_max_continuations(option.get(), 8);   // CONTINUATION flood
+  nghttp2_option_set_max_settings(option.get(), 32);       // entries in one SETTINGS frame
+  nghttp2_option_set_max_outbound_ack(option.get(), 100);  // PING/SETTINGS acks queued
   nghttp2_option_set_stream_reset_rate_limit(option.get(), 200, 50);  // rapid reset
 
   nghttp2_session* raw_session = nullptr;
@@ -91,7 +91,9 @@ Http2Connection::Http2Connection(net::AnyStream stream, ProxyContext& ctx, Clien
   control_budget_ = kControlBudget;
 }
 
-Http2Connection::~Http2Connection() { ctx_.sessions.erase(this); }
+Http2Connection::~Http2Connection() {
+  ctx_.sessions.erase(this);
+}
 
 asio::awaitable<void> Http2Connection::run(std::string received) {
   if (!received.empty()) {
@@ -138,9 +140,8 @@ asio::awaitable<void> Http2Connection::read_loop() {
     // No deadline here: a timeout would close the socket before the GOAWAY could go out. The
     // writer ends an idle connection; streams have deadlines of their own.
     stream_.tcp().expires_never();
-    auto [ec, n] = co_await stream_.visit([&](auto& s) {
-      return s.async_read_some(asio::buffer(read_buffer_), kUseTuple);
-    });
+    auto [ec, n] = co_await stream_.visit(
+        [&](auto& s) { return s.async_read_some(asio::buffer(read_buffer_), kUseTuple); });
     if (ec) break;
     const auto used = nghttp2_session_mem_recv(session(), read_buffer_.data(), n);
     if (used < 0) {
@@ -233,8 +234,7 @@ bool Http2Connection::spend_control_budget() {
     --control_budget_;
     return true;
   }
-  spdlog::warn("HTTP/2 client {} sends too many control frames: connection closed",
-               info_.remote);
+  spdlog::warn("HTTP/2 client {} sends too many control frames: connection closed", info_.remote);
   nghttp2_session_terminate_session(session(), NGHTTP2_ENHANCE_YOUR_CALM);
   return false;
 }

@@ -72,8 +72,8 @@ class Http2Connection final : public DrainableSession {
   // nghttp2 callbacks (user_data is the connection).
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* name,
-                       std::size_t name_length, const std::uint8_t* value,
-                       std::size_t value_length, std::uint8_t flags, void* self);
+                       std::size_t name_length, const std::uint8_t* value, std::size_t value_length,
+                       std::uint8_t flags, void* self);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int on_data_chunk_recv(nghttp2_session*, std::uint8_t flags, std::int32_t stream_id,
                                 const std::uint8_t* data, std::size_t length, void* self);
@@ -87,7 +87,7 @@ class Http2Connection final : public DrainableSession {
   std::chrono::seconds timeout_;
   std::unique_ptr<nghttp2_session, SessionDeleter> session_;
   std::unordered_map<std::int32_t, std::shared_ptr<Http2Stream>> streams_;
-  boost::asio::steady_timer write_wakeup_;   // cancelled when the session has frames to send
+  boost::asio::steady_timer write_wakeup_;    // cancelled when the session has frames to send
   boost::asio::steady_timer exchanges_done_;  // cancelled when the last exchange ends
   std::size_t exchanges_ = 0;                 // running, including those of reset streams
   std::uint64_t control_budget_ = 0;

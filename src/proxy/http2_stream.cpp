@@ -42,7 +42,9 @@ Http2Stream::Http2Stream(Http2Connection& connection, std::int32_t id)
       request_(http::Request::header_type(request_memory_.allocator())),
       progress_(connection.executor()) {}
 
-const ClientInfo& Http2Stream::info() const { return connection_.info(); }
+const ClientInfo& Http2Stream::info() const {
+  return connection_.info();
+}
 
 void Http2Stream::on_data(const std::uint8_t* data, std::size_t size) {
   if (exchange_done_) {
@@ -218,9 +220,8 @@ asio::awaitable<WriteResult> Http2Stream::send_response(std::span<const asio::co
 
 asio::awaitable<WriteResult> Http2Stream::send_generated(const http::ErrorResponse& answer) {
   begin_header(answer.status);
-  answer.for_each_field([this](std::string_view name, std::string_view value) {
-    add_field(name, value);
-  });
+  answer.for_each_field(
+      [this](std::string_view name, std::string_view value) { add_field(name, value); });
   add_field("content-length", std::to_string(answer.body.size()));
   header_ready_ = true;
   const std::array<asio::const_buffer, 1> body{asio::buffer(answer.body)};
@@ -242,8 +243,8 @@ asio::awaitable<WriteResult> Http2Stream::send_interim(http::Response& interim) 
                       NGHTTP2_NV_FLAG_NONE});
     start = value_end;
   }
-  const int status = nghttp2_submit_headers(connection_.session(), NGHTTP2_FLAG_NONE, id_,
-                                            nullptr, fields.data(), fields.size(), nullptr);
+  const int status = nghttp2_submit_headers(connection_.session(), NGHTTP2_FLAG_NONE, id_, nullptr,
+                                            fields.data(), fields.size(), nullptr);
   connection_.want_write();
   const auto bytes = field_text_.size();
   field_text_.clear();

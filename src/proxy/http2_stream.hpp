@@ -39,7 +39,7 @@ class Http2Stream final : public ClientSide {
   // The header block ended the stream: the request has no body.
   void on_bodiless_header() { bodiless_ = true; }
   bool bodiless() const { return bodiless_; }
-  void on_close();        // closed or reset: nothing more goes to or comes from the client
+  void on_close();  // closed or reset: nothing more goes to or comes from the client
   bool request_ended() const { return request_ended_; }
   bool response_complete() const { return response_complete_; }
   bool closed() const { return closed_; }
@@ -107,10 +107,10 @@ class Http2Stream final : public ClientSide {
   bool header_ready_ = false;
   bool header_submitted_ = false;
   // The data source: bytes handed over and not yet taken into frames.
-  std::string body_copy_;              // a small body sent whole with its header
-  std::span<const char> outbound_{};   // what the data source hands out next
-  bool outbound_last_ = false;         // the answer ends with `outbound_`
-  bool response_complete_ = false;     // the data source said end of stream
+  std::string body_copy_;             // a small body sent whole with its header
+  std::span<const char> outbound_{};  // what the data source hands out next
+  bool outbound_last_ = false;        // the answer ends with `outbound_`
+  bool response_complete_ = false;    // the data source said end of stream
 };
 
 }  // namespace hipache::proxy

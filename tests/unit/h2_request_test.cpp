@@ -77,8 +77,10 @@ TEST(H2Request, RefusedBlocks) {
   EXPECT_EQ(build({{":method", "GET"}}).error, H2RequestError::missing_fields);
   EXPECT_EQ(build({{":method", "CONNECT"}, {":authority", "example.test:443"}}).error,
             H2RequestError::connect);
-  const auto extended = build(
-      {{":method", "CONNECT"}, {":protocol", "websocket"}, {":path", "/chat"}, {":authority", "a"}});
+  const auto extended = build({{":method", "CONNECT"},
+                               {":protocol", "websocket"},
+                               {":path", "/chat"},
+                               {":authority", "a"}});
   EXPECT_EQ(extended.error, H2RequestError::none);
 }
 
