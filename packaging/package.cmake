@@ -5,6 +5,10 @@
 # logrotate look for them, whatever the prefix.
 include(GNUInstallDirs)
 
+# cpack and cmake --install package what is built; they never build (a test that packages the
+# binary under test must not relink it while other tests run it).
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY TRUE)
+
 install(TARGETS hipache RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 # config/hipache.service names /usr/local/bin/hipache and /usr/local/share/doc/hipache: the

@@ -35,9 +35,10 @@ void H2RequestBuilder::add(std::string_view name, std::string_view value) {
 H2RequestError H2RequestBuilder::finish() {
   if (size_ > kHeaderLimit) return H2RequestError::too_large;
   if (!has_method_) return H2RequestError::missing_fields;
-  if (request_.method() == bhttp::verb::connect && protocol_.empty()) {
-    return H2RequestError::connect;
-  }
+  // CONNECT, extended (RFC 8441, :protocol) or not, is not proxied: an HTTP/1.1 backend would
+  // read it as a tunnel to an authority. (nghttp2 refuses :protocol anyway while we do not
+  // announce SETTINGS_ENABLE_CONNECT_PROTOCOL.)
+  if (request_.method() == bhttp::verb::connect) return H2RequestError::connect;
   if (!has_path_) return H2RequestError::missing_fields;
   // :authority stands for Host (RFC 9113 section 8.3.1); a Host field beside it is dropped, so
   // that routing and the backend see one and the same name.

@@ -18,7 +18,7 @@ enum class H2RequestError {
   none,
   too_large,       // more header bytes than kHeaderLimit (as SETTINGS_MAX_HEADER_LIST_SIZE counts)
   missing_fields,  // no :method, or no :path outside CONNECT
-  connect,         // CONNECT: a tunnel to an authority, which Hipache never proxied
+  connect,         // CONNECT (plain or RFC 8441 extended): not proxied
 };
 
 class H2RequestBuilder {

@@ -48,9 +48,18 @@ def needed_packages(binary):
     dependency on it, the package holding it and what that package provides
     (libspdlog1.10 provides libspdlog1.10-fmt9, which its shlibs file names)."""
     dump = run("objdump", "-p", binary).stdout
+    # Where the loader finds each one: a bare name may match other architectures' copies too
+    # (libc6-i386 holds a /lib32/libm.so.6).
+    resolved = dict(re.findall(r"^\s*(\S+) => (/\S+)", run("ldd", binary).stdout, re.M))
     needed = {}
     for library in re.findall(r"^\s*NEEDED\s+(\S+)$", dump, re.M):
-        owner = run("dpkg", "-S", "*/" + library).stdout.split(":")[0].strip()
+        path = resolved[library]
+        # dpkg knows a file by the path its package shipped: /lib or /usr/lib (merged /usr).
+        for candidate in (path, "/usr" + path, os.path.realpath(path)):
+            found = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+            if found.returncode == 0:
+                break
+        owner = found.stdout.split(":")[0].strip()
         provides = run("dpkg-query", "-W", "-f=${Provides}", owner).stdout
         needed[library] = {owner} | {p.split()[0] for p in provides.split(", ") if p.strip()}
     return needed

@@ -129,9 +129,21 @@ class HttpsServingTest(TlsTestCase):
         self.assertEqual(status, 200)
         self.assertEqual(names_of(info["cert"]), ("secure.test", ["secure.test"]))
 
-    def test_alpn_selects_http11(self):
+    def test_alpn_selects_h2_first_then_http11(self):
         self.echo_frontend()
         self.start_tls_proxy(self.tls_config())
+        context = self.client_context()
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        with self.tls_connect(context=context) as s:
+            self.assertEqual(s.selected_alpn_protocol(), "h2")
+        context = self.client_context()
+        context.set_alpn_protocols(["http/1.1"])
+        status, _, _, info = self.https_get(context=context)
+        self.assertEqual((status, info["alpn"]), (200, "http/1.1"))
+
+    def test_alpn_selects_http11_with_http2_off(self):
+        self.echo_frontend()
+        self.start_tls_proxy(self.tls_config(server={"http2": False}))
         context = self.client_context()
         context.set_alpn_protocols(["h2", "http/1.1"])
         status, _, _, info = self.https_get(context=context)
