@@ -109,6 +109,22 @@ class H2cTest(http2_helpers.Http2TestCase):
         self.assertEqual(status, 200)
         self.assertEqual(json.loads(body)["path"], "/h1")
 
+    def test_expect_100_continue_gets_an_interim_answer(self):
+        import h2.events
+        client = self.raw()
+        stream = client.request("h2.test", "/expect", method="POST", end=False,
+                                headers=[("content-length", "5"), ("expect", "100-continue")])
+        self.assertTrue(client.pump(lambda c: any(
+            isinstance(e, h2.events.InformationalResponseReceived) for e in c.events)))
+        interim = [e for e in client.events
+                   if isinstance(e, h2.events.InformationalResponseReceived)][0]
+        self.assertEqual(dict(interim.headers)[":status"], "100")
+        client.send_body(stream, b"hello")
+        status, _, body, ended = client.response(stream)
+        self.assertEqual((status, ended), (200, True))
+        self.assertEqual(json.loads(body)["body_length"], 5)
+        self.assertNotIn("Expect", self.backend.requests[-1]["headers"])
+
     def test_cookies_are_joined_for_the_backend(self):
         client = self.raw()
         stream = client.request("h2.test", "/c", headers=[("cookie", "a=1"), ("cookie", "b=2")])
