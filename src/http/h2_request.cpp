@@ -14,16 +14,18 @@ void H2RequestBuilder::add(std::string_view name, std::string_view value) {
   if (size_ > kHeaderLimit) return;  // finish() refuses the request; keep nothing more
   if (name == ":method") {
     request_.method_string(value);
-    has_method_ = true;
+    has_method_ = !value.empty();
   } else if (name == ":path") {
     request_.target(value);
-    has_path_ = true;
+    has_path_ = !value.empty();  // RFC 9113 section 8.3.1: never empty
   } else if (name == ":authority") {
     authority_ = value;
   } else if (name == ":protocol") {
     protocol_ = value;
   } else if (name == ":scheme") {
     // The listener says whether the client used TLS; the scheme it claims adds nothing.
+  } else if (!name.empty() && name.front() == ':') {
+    malformed_ = true;  // no other pseudo-field exists in a request (RFC 9113 section 8.3)
   } else if (name == "cookie") {
     if (!cookie_.empty()) cookie_ += "; ";
     cookie_ += value;
@@ -34,7 +36,7 @@ void H2RequestBuilder::add(std::string_view name, std::string_view value) {
 
 H2RequestError H2RequestBuilder::finish() {
   if (size_ > kHeaderLimit) return H2RequestError::too_large;
-  if (!has_method_) return H2RequestError::missing_fields;
+  if (!has_method_ || malformed_) return H2RequestError::missing_fields;
   // CONNECT, extended (RFC 8441, :protocol) or not, is not proxied: an HTTP/1.1 backend would
   // read it as a tunnel to an authority. (nghttp2 refuses :protocol anyway while we do not
   // announce SETTINGS_ENABLE_CONNECT_PROTOCOL.)

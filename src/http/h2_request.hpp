@@ -17,7 +17,7 @@ namespace hipache::http {
 enum class H2RequestError {
   none,
   too_large,       // more header bytes than kHeaderLimit (as SETTINGS_MAX_HEADER_LIST_SIZE counts)
-  missing_fields,  // no :method, or no :path outside CONNECT
+  missing_fields,  // no :method, no :path, or a pseudo-field a request has not
   connect,         // CONNECT (plain or RFC 8441 extended): not proxied
 };
 
@@ -41,6 +41,7 @@ class H2RequestBuilder {
   std::size_t size_ = 0;
   bool has_method_ = false;
   bool has_path_ = false;
+  bool malformed_ = false;
 };
 
 }  // namespace hipache::http

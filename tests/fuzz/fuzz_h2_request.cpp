@@ -1,6 +1,6 @@
 // Fuzz target: an HTTP/2 stream's header block as the proxy turns it into the HTTP/1.1 request a
-// backend receives. The input is a list of header fields; those nghttp2 would refuse (its own
-// nghttp2_check_header_name/value, as the session applies them) are dropped, the rest go through
+// backend receives. The input is a list of header fields; a block with one nghttp2 would refuse
+// (its own nghttp2_check_* functions, as the session applies them) is skipped, the rest go through
 // http::H2RequestBuilder, the framing rules for version 20 and our serializer, exactly as an
 // exchange forwards a stream. What we would send must parse back, with Beast, as exactly one
 // request with that method, target, Host (the :authority when there was one), one Host field, and
@@ -37,6 +37,10 @@ bool nghttp2_accepts(std::string_view name, std::string_view value) {
   const auto* n = reinterpret_cast<const std::uint8_t*>(name.data());
   const auto* v = reinterpret_cast<const std::uint8_t*>(value.data());
   if (name.front() == ':') {
+    // The session checks the pseudo-fields' values as nghttp2_check_method/path/authority do.
+    if (name == ":method") return nghttp2_check_method(v, value.size()) != 0;
+    if (name == ":path") return nghttp2_check_path(v, value.size()) != 0;
+    if (name == ":authority") return nghttp2_check_authority(v, value.size()) != 0;
     return nghttp2_check_header_name(n + 1, name.size() - 1) != 0 &&
            nghttp2_check_header_value_rfc9113(v, value.size()) != 0;
   }
@@ -96,8 +100,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   parser.body_limit(1 << 20);
   if (framing.framing == BodyFraming::content_length && framing.length > (1 << 16)) return 0;
   boost::system::error_code ec;
-  const auto used = parser.put(boost::asio::buffer(wire), ec);
-  if (ec == bhttp::error::need_more) return 0;  // a body longer than we append
+  std::size_t used = 0;
+  // put() stops after the header: feed on until the message is done.
+  while (!ec && !parser.is_done() && used < wire.size()) {
+    used += parser.put(boost::asio::buffer(wire.data() + used, wire.size() - used), ec);
+  }
   check(!ec);
   check(parser.is_done() && used == wire.size());  // exactly one request, nothing left over
   const auto& parsed = parser.get();
@@ -107,8 +114,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& field : parsed) hosts += field.name() == bhttp::field::host;
   check(hosts <= 1);
   if (!authority.empty()) check(parsed[bhttp::field::host] == authority);
-  check(parsed.body().size() == (framing.framing == BodyFraming::content_length
-                                     ? framing.length
-                                     : framing.framing == BodyFraming::chunked ? 1 : 0));
+  check(parsed.body().size() == (framing.framing == BodyFraming::content_length ? framing.length
+                                 : framing.framing == BodyFraming::chunked      ? 1
+                                                                                : 0));
   return 0;
 }

@@ -75,6 +75,9 @@ TEST(H2Request, CookieFieldsAreJoined) {
 TEST(H2Request, RefusedBlocks) {
   EXPECT_EQ(build({{":path", "/"}}).error, H2RequestError::missing_fields);
   EXPECT_EQ(build({{":method", "GET"}}).error, H2RequestError::missing_fields);
+  EXPECT_EQ(build({{":method", "GET"}, {":path", ""}}).error, H2RequestError::missing_fields);
+  EXPECT_EQ(build({{":method", "GET"}, {":path", "/"}, {":status", "200"}}).error,
+            H2RequestError::missing_fields);
   EXPECT_EQ(build({{":method", "CONNECT"}, {":authority", "example.test:443"}}).error,
             H2RequestError::connect);
   const auto extended = build({{":method", "CONNECT"},
