@@ -111,6 +111,26 @@ void Http2Stream::add_field(std::string_view name, std::string_view value) {
   field_offsets_.emplace_back(name_end, field_text_.size());
 }
 
+void Http2Stream::add_message_fields(const http::Response& message) {
+  for (const auto& field : message) {
+    const auto name = http::to_std(field.name_string());
+    if (!connection_specific(name)) add_field(name, http::to_std(field.value()));
+  }
+}
+
+std::vector<nghttp2_nv> Http2Stream::field_list() {
+  std::vector<nghttp2_nv> fields;
+  fields.reserve(field_offsets_.size());
+  std::size_t start = 0;
+  auto* const text = reinterpret_cast<std::uint8_t*>(field_text_.data());
+  for (const auto& [name_end, value_end] : field_offsets_) {
+    fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
+                      NGHTTP2_NV_FLAG_NONE});
+    start = value_end;
+  }
+  return fields;
+}
+
 void Http2Stream::begin_header(unsigned status) {
   field_text_.clear();
   field_offsets_.clear();
@@ -120,10 +140,7 @@ void Http2Stream::begin_header(unsigned status) {
 void Http2Stream::start_response(http::Response& header, const http::Framing& framing) {
   assert(!header_submitted_);
   begin_header(header.result_int());
-  for (const auto& field : header) {
-    const auto name = http::to_std(field.name_string());
-    if (!connection_specific(name)) add_field(name, http::to_std(field.value()));
-  }
+  add_message_fields(header);
   if (framing.framing == http::BodyFraming::content_length) {
     add_field("content-length", std::to_string(framing.length));
   }
@@ -138,15 +155,7 @@ void Http2Stream::cancel_response() {
 
 int Http2Stream::submit_header(bool ends_stream) {
   assert(header_ready_ && !header_submitted_);
-  std::vector<nghttp2_nv> fields;
-  fields.reserve(field_offsets_.size());
-  std::size_t start = 0;
-  auto* const text = reinterpret_cast<std::uint8_t*>(field_text_.data());
-  for (const auto& [name_end, value_end] : field_offsets_) {
-    fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
-                      NGHTTP2_NV_FLAG_NONE});
-    start = value_end;
-  }
+  const auto fields = field_list();
   header_submitted_ = true;
   nghttp2_data_provider provider{};
   provider.source.ptr = this;
@@ -231,18 +240,8 @@ asio::awaitable<WriteResult> Http2Stream::send_generated(const http::ErrorRespon
 asio::awaitable<WriteResult> Http2Stream::send_interim(http::Response& interim) {
   if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
   begin_header(interim.result_int());
-  for (const auto& field : interim) {
-    const auto name = http::to_std(field.name_string());
-    if (!connection_specific(name)) add_field(name, http::to_std(field.value()));
-  }
-  std::vector<nghttp2_nv> fields;
-  std::size_t start = 0;
-  auto* const text = reinterpret_cast<std::uint8_t*>(field_text_.data());
-  for (const auto& [name_end, value_end] : field_offsets_) {
-    fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
-                      NGHTTP2_NV_FLAG_NONE});
-    start = value_end;
-  }
+  add_message_fields(interim);
+  const auto fields = field_list();
   const int status = nghttp2_submit_headers(connection_.session(), NGHTTP2_FLAG_NONE, id_, nullptr,
                                             fields.data(), fields.size(), nullptr);
   connection_.want_write();

@@ -75,6 +75,9 @@ class Http2Stream final : public ClientSide {
   // A header field to send: names lowercase, as HTTP/2 wants them.
   void add_field(std::string_view name, std::string_view value);
   void begin_header(unsigned status);
+  void add_message_fields(const http::Response& message);  // but the connection-specific ones
+  // The prepared fields as nghttp2 takes them (pointing into field_text_, which nghttp2 copies).
+  std::vector<nghttp2_nv> field_list();
   // Submits the prepared header, with a data source unless the answer ends with it.
   int submit_header(bool ends_stream);
   // Hands `data` to the data source (which copies it into DATA frames as the window allows).
