@@ -71,8 +71,10 @@ void Http2Stream::on_close() {
   wake();
 }
 
+// Also after the stream closed: the bytes still count against the connection's window (nghttp2
+// then updates that one alone), or uploads cut short by resets would close it for good.
 void Http2Stream::consume(std::size_t size) {
-  if (closed_ || size == 0) return;
+  if (size == 0) return;
   nghttp2_session_consume(connection_.session(), id_, size);
   connection_.want_write();
 }
