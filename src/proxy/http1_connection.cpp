@@ -257,8 +257,9 @@ class Http1Connection final : public DrainableSession,
       const auto compared = std::min(received.size(), kHttp2Preface.size());
       if (received.substr(0, compared) != kHttp2Preface.substr(0, compared)) co_return false;
       if (compared == kHttp2Preface.size()) co_return true;
-      auto [ec, n] =
-          co_await client_.tcp().async_read_some(buffer_.prepare(kFirstReadSize), kUseTuple);
+      // Sized as the header read sizes its first read: the buffer is then the same one.
+      auto [ec, n] = co_await client_.tcp().async_read_some(
+          buffer_.prepare(beast::read_size(buffer_, 65536)), kUseTuple);
       buffer_.commit(n);
       if (ec) co_return false;  // serve_one() sees the same end
     }

@@ -17,7 +17,8 @@ class TlsHandshakeMetricsTest(AdminTestCase, tls_helpers.TlsTestCase):
         self.start_tls_proxy(config)
         harness.wait_for_port(self.admin_port)
         # The start-up check connected to the TLS port and closed without a handshake: that
-        # counts as a failed one too.
+        # counts as a failed one too, once its worker has seen the close.
+        harness.wait_until(lambda: self.scrape()["hipache_tls_handshake_failures_total"] >= 1, 5)
         before = self.scrape()["hipache_tls_handshake_failures_total"]
         for _ in range(3):
             self.assertEqual(self.https_get()[0], 200)
