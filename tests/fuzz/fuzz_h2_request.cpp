@@ -91,6 +91,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   request.version(11);
   std::string head;
   serialize_header(request, AddedFields{}, framing, head);
+  // A body is appended as its framing announces it: only lengths worth building here.
+  if (framing.framing == BodyFraming::content_length && framing.length > (1 << 16)) return 0;
   std::string wire = head;
   if (framing.framing == BodyFraming::content_length) wire.append(framing.length, 'b');
   if (framing.framing == BodyFraming::chunked) wire += "1\r\nb\r\n0\r\n\r\n";
@@ -98,7 +100,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bhttp::request_parser<bhttp::string_body> parser;
   parser.header_limit(1 << 20);
   parser.body_limit(1 << 20);
-  if (framing.framing == BodyFraming::content_length && framing.length > (1 << 16)) return 0;
   boost::system::error_code ec;
   std::size_t used = 0;
   // put() stops after the header: feed on until the message is done.
