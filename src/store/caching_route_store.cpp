@@ -22,6 +22,7 @@ namespace {
 constexpr auto kLiveEntryLifetime = std::chrono::hours(1);
 constexpr auto kDeadEntryLifetime = std::chrono::seconds(1);
 constexpr std::uint64_t kLruGeneration = UINT64_MAX;  // entries of Hipache's lruCache mode
+constexpr std::uint64_t kLastResortGeneration = 0;    // never fresh: only for an outage
 
 bool any_dead(const RouteLookup& lookup) {
   return lookup.route && std::any_of(lookup.route->backends.begin(), lookup.route->backends.end(),
@@ -88,7 +89,7 @@ asio::awaitable<RouteLookup> CachingRouteStore::lookup(const std::string& host) 
     // The source is out of reach: any route we still hold beats an error page.
     if (const auto* stale = any_entry(host)) result = stale->lookup;
   } else {
-    // A read that an invalidation overtook answers this request but is not kept.
+    // A read that an invalidation overtook answers this request; it is kept only as a last resort.
     remember(
         host, result,
         tracked && flight->generation == generation_ && flight->invalidations == invalidations_);
@@ -143,14 +144,25 @@ const routing::RouteCache::Entry* CachingRouteStore::fresh_entry(const std::stri
 
 void CachingRouteStore::remember(const std::string& host, const RouteLookup& lookup,
                                  bool vouched_by_tracking) {
-  auto& cache = lookup.status == RouteLookup::Status::found ? positive_ : negative_;
+  const bool found = lookup.status == RouteLookup::Status::found;
+  auto& cache = found ? positive_ : negative_;
   const auto now = Clock::now();
   if (vouched_by_tracking) {
     cache.insert(host, lookup, now + (any_dead(lookup) ? kDeadEntryLifetime : kLiveEntryLifetime),
                  generation_);
   } else if (lru_ttl_) {
     cache.insert(host, lookup, now + *lru_ttl_, kLruGeneration);
+  } else if (const auto* held = any_entry(host);
+             held == nullptr || !tracking_active_ || held->generation != generation_) {
+    // Read while no link vouched for it (before tracking was set up, during an outage, or
+    // overtaken by an invalidation): it answers no later request, but an outage that follows
+    // serves it rather than a 503.
+    cache.insert(host, lookup, now, kLastResortGeneration);
+  } else {
+    return;  // a fresher vouched entry stays
   }
+  // The newest read decides: the other table's entry for the host is older.
+  (found ? negative_ : positive_).erase(host);
 }
 
 RouteLookup CachingRouteStore::with_local_marks(const std::string& host, RouteLookup lookup) {

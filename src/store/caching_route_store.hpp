@@ -85,7 +85,7 @@ class CachingRouteStore final : public RouteStore, public BackendHealth, private
   std::optional<std::chrono::milliseconds> lru_ttl_;
   std::chrono::seconds local_mark_lifetime_;
   bool tracking_active_ = false;  // invalidations flow: cached entries may answer
-  std::uint64_t generation_ = 0;  // changes whenever the link goes down or comes up
+  std::uint64_t generation_ = 1;  // changes whenever the link goes down or comes up
   std::uint64_t invalidations_ = 0;
   routing::RouteCache positive_;
   routing::RouteCache negative_;
