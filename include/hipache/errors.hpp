@@ -21,14 +21,15 @@ enum class Failure {
   bad_backend_url,    // the picked backend URL cannot be parsed
   store_unavailable,  // Redis could not answer
   // backend side
-  backend_refused,          // connect refused / unreachable
-  backend_reset,            // connection reset or closed before a complete response header
-  backend_timeout,          // connect or response wait exceeded tcpTimeout
-  backend_bad_response,     // the backend answered something that is not HTTP
-  backend_tls_failed,       // TLS handshake with an https:// backend failed (or its certificate)
-  backend_broken_body,      // the backend failed mid-response (client connection is closed)
-  backend_stopped_reading,  // the backend stopped taking the request body and never answered
-  pool_exhausted,           // waited too long for one of maxSockets connections
+  backend_refused,           // connect refused / unreachable
+  backend_reset,             // connection reset or closed before a complete response header
+  backend_timeout,           // connect or response wait exceeded tcpTimeout
+  backend_bad_response,      // the backend answered something that is not HTTP
+  backend_tls_failed,        // TLS handshake with an https:// backend failed (or its certificate)
+  backend_broken_body,       // the backend failed mid-response (client connection is closed)
+  backend_stopped_reading,   // the backend stopped taking the request body and never answered
+  pool_exhausted,            // waited too long for one of maxSockets connections
+  upgrade_to_http2_backend,  // an HTTP/1.1 upgrade (WebSocket) routed to an h2c/h2 backend
 };
 
 enum class FailureSource { client, routing, store, backend };
@@ -105,6 +106,9 @@ constexpr FailureClass classify(Failure f) {
     case Failure::pool_exhausted:
       return {504, FailureSource::backend, false, RetryKind::none,
               "No backend connection available"};
+    case Failure::upgrade_to_http2_backend:
+      return {502, FailureSource::routing, false, RetryKind::none,
+              "Cannot upgrade a connection to an HTTP/2 backend"};
   }
   return {500, FailureSource::client, false, RetryKind::none, "Internal error"};
 }

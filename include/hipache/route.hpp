@@ -15,10 +15,11 @@ namespace hipache {
 struct Backend {
   std::string host;  // without brackets for IPv6
   std::uint16_t port = 0;
-  bool tls = false;      // https:// backend
+  bool tls = false;      // https:// or h2:// backend
+  bool http2 = false;    // h2c:// or h2:// backend: spoken to in HTTP/2
   bool valid = false;    // false: the URL could not be parsed (502 if picked)
   bool dead = false;     // in the frontend's dead set (or marked dead by this worker)
-  std::string pool_key;  // "host:port" (+ "+tls"): the upstream pool's key, empty when invalid
+  std::string pool_key;  // "host:port" (+ "+tls", "+h2"): the upstream pool's key; empty: invalid
   std::string url;       // as stored in Redis; logged and published verbatim
 };
 
@@ -29,7 +30,8 @@ struct Route {
   std::string frontend_key;  // the list that matched, without prefix, e.g. "*.example.com"
 };
 
-// Parses a backend URL "http://host[:port][/path]" or "https://...". Never throws.
+// Parses a backend URL "http://host[:port][/path]", "https://...", or the HTTP/2 schemes
+// "h2c://..." (cleartext, port 80 by default) and "h2://..." (TLS, 443). Never throws.
 Backend parse_backend_url(const std::string& url);
 
 // A URL's port as written: decimal digits only, 1 to 65535; nullopt otherwise.

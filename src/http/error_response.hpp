@@ -21,6 +21,10 @@ struct ErrorResponse {
   // server.requestIdHeader and the request's id; no such field when the name is empty.
   std::string_view request_id_field;
   std::string_view request_id;
+  // A gRPC client's answer: 200 with grpc-status and grpc-message and no body (see
+  // grpc_error()); 0 for an ordinary page.
+  unsigned grpc_status = 0;
+  std::string_view grpc_message;
 
   // The fields but the framing and connection ones, in order: f(name, value).
   template <class F>
@@ -37,8 +41,22 @@ struct ErrorResponse {
     }
     if (retry_after) f("Retry-After", "1");
     if (!request_id_field.empty()) f(request_id_field, request_id);
+    if (grpc_status != 0) {
+      f("grpc-status", grpc_code_text());
+      f("grpc-message", grpc_message);
+    }
   }
+
+  // The page as a gRPC client reads it: the status code mapped as gRPC maps HTTP statuses
+  // (UNAVAILABLE for 502, 503 and 504, INTERNAL for 400, ...), `reason` as grpc-message.
+  void make_grpc(std::string_view reason);
+
+ private:
+  std::string_view grpc_code_text() const;
 };
+
+// Whether a request's Content-Type is gRPC's ("application/grpc", "application/grpc+proto"...).
+bool is_grpc_content_type(std::string_view content_type);
 
 // Status line, headers and body, ready to send.
 std::string serialize_error_response(const ErrorResponse& response);

@@ -18,6 +18,10 @@ namespace hipache::http {
 // Connection option can never remove Host.
 void remove_hop_by_hop(MessageFields& fields);
 
+// Whether a trailer field of a backend's answer may be forwarded: none of the fixed hop-by-hop
+// or framing fields above, no Host, no pseudo-header.
+bool allowed_in_trailers(std::string_view name);
+
 // What the request path checks in a request's header, found in one pass over its fields: Beast
 // looks a field up by name with a case-insensitive tree search, even by enum (a visible share of
 // a small request's CPU). The views are valid until the request's fields change.

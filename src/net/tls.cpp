@@ -304,4 +304,11 @@ std::shared_ptr<ssl::context> make_backend_tls(bool verify) {
   return context;
 }
 
+bool alpn_selected(const SSL* tls, std::string_view protocol) {
+  const unsigned char* selected = nullptr;
+  unsigned length = 0;
+  SSL_get0_alpn_selected(tls, &selected, &length);
+  return std::string_view(reinterpret_cast<const char*>(selected), length) == protocol;
+}
+
 }  // namespace hipache::net

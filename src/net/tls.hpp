@@ -10,6 +10,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -42,6 +43,9 @@ std::shared_ptr<ServerTls> make_server_tls(const Config& config, const ServerTls
 // The client context for https:// backends: system trust store, TLS 1.2 minimum, and peer
 // verification unless `verify` is false.
 std::shared_ptr<ssl::context> make_backend_tls(bool verify);
+
+// Whether the finished handshake on `tls` agreed on the ALPN protocol `protocol`.
+bool alpn_selected(const SSL* tls, std::string_view protocol);
 
 // Names a certificate answers for (subjectAltName DNS entries, else the common name); for tests.
 std::vector<std::string> certificate_names(const std::string& pem_path);

@@ -12,6 +12,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "http/error_response.hpp"
 #include "http/framing.hpp"
@@ -42,6 +44,20 @@ struct WriteResult {
 struct TunnelStart {
   std::uint64_t to_client = 0;  // bytes written to the client
   bool failed = false;          // a write failed: nothing was handed over, the caller logs
+};
+
+// Header or trailer fields of an HTTP/2 message (names lowercase, no pseudo-headers).
+using FieldList = std::vector<std::pair<std::string, std::string>>;
+
+// Where a request body goes when the backend is not a byte stream of ours (an HTTP/2 backend):
+// take() returns once the piece is on its way and its memory may be reused.
+class BodySink {
+ public:
+  virtual boost::asio::awaitable<boost::system::error_code> take(const char* data, std::size_t size,
+                                                                 bool last) = 0;
+
+ protected:
+  ~BodySink() = default;
 };
 
 class ClientSide {
@@ -78,6 +94,20 @@ class ClientSide {
   virtual boost::asio::awaitable<BodyRelay> relay_response_body(UpstreamConnection& upstream,
                                                                 http::ResponseParser& parser,
                                                                 http::BodyFraming framing) = 0;
+
+  // The same for a body that goes to `sink` piece by piece (unframed).
+  virtual boost::asio::awaitable<BodyRelay> relay_request_body(BodySink& sink) = 0;
+  // The answer ended while that relay still runs (an HTTP/2 backend answered before the whole
+  // body arrived): it stops, with a read error, at its next wait for the client.
+  virtual void stop_request_body() = 0;
+
+  // One piece of the started answer's body (the header goes first if still unsent), framed as
+  // start_response() was told; `last`: the answer ends with it.
+  virtual boost::asio::awaitable<WriteResult> send_body_piece(const char* data, std::size_t size,
+                                                              bool last) = 0;
+  // Ends the started answer with trailer fields: HTTP/2 sends them, HTTP/1.1 after a chunked
+  // body; otherwise the answer just ends.
+  virtual boost::asio::awaitable<WriteResult> send_trailers(const FieldList& trailers) = 0;
 
   // After a 101 handshake reached the client: hands both connections to a tunnel, which logs
   // `entry` (its bytes counted on from here) when it closes. The connection then ends.

@@ -302,9 +302,13 @@ asio::awaitable<bool> Exchange::send_error(Failure failure) {
     error.request_id_field = *name;
     error.request_id = scratch_.request_id;
   }
+  // A gRPC client reads its status from grpc-status, not from an HTML page.
+  if (http::is_grpc_content_type(to_std((*request_)[bhttp::field::content_type]))) {
+    error.make_grpc(failure_class.reason);
+  }
   answered_by_ = {};  // the answer is ours, whichever backends were tried
   const auto written = co_await client_.send_generated(error);
-  status_ = failure_class.status;
+  status_ = error.status;
   bytes_sent_ += written.error ? 0 : written.bytes;
   if (backend_finished_ == Clock::time_point{}) backend_finished_ = backend_started_;
   log_exchange();

@@ -3,8 +3,9 @@
 // access-log line. It talks to its client only through ClientSide (proxy/client_side.hpp).
 //
 // Its methods are spread by role: exchange.cpp (checks, routing, attempts, error pages, log),
-// upstream_attempt.cpp (one attempt: connect, send the request and its body) and
-// response_relay.cpp (the backend's answer to the client, and the 101 hand-off).
+// upstream_attempt.cpp (one attempt: connect, send the request and its body),
+// response_relay.cpp (the backend's answer to the client, and the 101 hand-off) and
+// h2_backend_attempt.cpp (an attempt on an HTTP/2 backend).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -53,6 +54,8 @@ struct ReceivedRequest {
   http::ParsedFraming parsed_framing;
 };
 
+class H2Upstream;
+
 class Exchange {
  public:
   Exchange(ProxyContext& ctx, ClientSide& client, ExchangeScratch& scratch);
@@ -93,6 +96,13 @@ class Exchange {
   Attempt fail_upstream(std::unique_ptr<UpstreamConnection> upstream, Attempt attempt,
                         Failure failure);
   Attempt fail_client(std::unique_ptr<UpstreamConnection> upstream, Attempt attempt);
+
+  // h2_backend_attempt.cpp
+  boost::asio::awaitable<Attempt> forward_h2(const std::string& host, const Route& route);
+  boost::asio::awaitable<Attempt> relay_h2_answer(std::shared_ptr<H2Upstream> upstream,
+                                                  const std::string& host, const Route& route,
+                                                  Attempt attempt);
+  boost::asio::awaitable<BodyRelay> send_h2_body(std::shared_ptr<H2Upstream> upstream);
 
   // response_relay.cpp
   boost::asio::awaitable<Attempt> relay_response(std::unique_ptr<UpstreamConnection> upstream,

@@ -18,6 +18,7 @@
 
 #include "hipache/errors.hpp"
 #include "http/error_response.hpp"
+#include "http/fields.hpp"
 #include "http/message.hpp"
 #include "http/read.hpp"
 #include "http/serialize.hpp"
@@ -153,6 +154,7 @@ class Http1Connection final : public DrainableSession,
     assert(scratch_.head.empty());
     header.version(11);
     serialize_header(header, framing, scratch_.head);
+    response_framing_ = framing.framing;
   }
 
   bool response_unsent() const override { return !scratch_.head.empty(); }
@@ -203,6 +205,65 @@ class Http1Connection final : public DrainableSession,
       return relay_body(in, upstream.buffer, parser, out, scratch_.head, framing, ctx_.chunks,
                         chunk_lease(), timeout_);
     });
+  }
+
+  asio::awaitable<BodyRelay> relay_request_body(BodySink& sink) override {
+    assert(parser_ != nullptr);
+    BodyRelay result;
+    auto& chunk = chunk_lease();
+    make_room_for_body(buffer_, *parser_);
+    while (!stop_request_body_) {
+      auto [ec, got] = co_await client_.visit(
+          [&](auto& in) { return read_body_piece(in, buffer_, *parser_, *chunk, timeout_); });
+      result.body_started = result.body_started || got > 0;
+      if (ec) {
+        result.read_error = ec;  // a body cut short is never completed towards the backend
+        co_return result;
+      }
+      const bool last = parser_->is_done();
+      result.write_error = co_await sink.take((*chunk).data(), got, last);
+      if (result.write_error) co_return result;
+      result.bytes_written += got;
+      if (last) co_return result;
+    }
+    result.read_error = asio::error::operation_aborted;
+    co_return result;
+  }
+
+  void stop_request_body() override {
+    stop_request_body_ = true;
+    error_code ignored;
+    client_.socket().cancel(ignored);  // a body read under way ends
+  }
+
+  asio::awaitable<WriteResult> send_body_piece(const char* data, std::size_t size,
+                                               bool last) override {
+    http::BodyEncoder encoder(response_framing_);
+    const auto prefix = size > 0 ? encoder.prefix(size) : std::string_view();
+    const auto suffix = encoder.suffix(size, last);
+    const std::array<asio::const_buffer, 4> pieces{
+        asio::buffer(scratch_.head), asio::buffer(prefix.data(), prefix.size()),
+        asio::buffer(data, size), asio::buffer(suffix.data(), suffix.size())};
+    const auto written = co_await send(pieces);
+    scratch_.head.clear();
+    co_return written;
+  }
+
+  // HTTP/1.1 carries trailers only after a chunked body (RFC 9112 section 7.1.2).
+  asio::awaitable<WriteResult> send_trailers(const FieldList& trailers) override {
+    if (response_framing_ != http::BodyFraming::chunked) {
+      co_return co_await send_body_piece(nullptr, 0, true);
+    }
+    std::string end = "0\r\n";
+    for (const auto& [name, value] : trailers) {
+      if (!http::allowed_in_trailers(name)) continue;
+      end.append(name).append(": ").append(value).append("\r\n");
+    }
+    end += "\r\n";
+    const std::array<asio::const_buffer, 2> pieces{asio::buffer(scratch_.head), asio::buffer(end)};
+    const auto written = co_await send(pieces);
+    scratch_.head.clear();
+    co_return written;
   }
 
   asio::awaitable<TunnelStart> start_tunnel(
@@ -398,6 +459,7 @@ class Http1Connection final : public DrainableSession,
       co_return false;  // closed, timed out, reset, or refused above
     }
     parser_ = &parser;
+    stop_request_body_ = false;
     Exchange exchange(ctx_, *this, scratch_);
     const bool reusable = co_await exchange.serve(
         {parser.get(), parser.keep_alive(), parser.upgrade(), http::ParsedFraming::of(parser)});
@@ -448,6 +510,8 @@ class Http1Connection final : public DrainableSession,
   // Declared before the parser whose fields it holds (a local of serve_one()).
   HeaderMemory request_memory_;
   RequestParser* parser_ = nullptr;  // the current request's, while an exchange serves it
+  bool stop_request_body_ = false;   // the answer is complete: the body relay stops
+  http::BodyFraming response_framing_ = http::BodyFraming::none;  // of the started answer
   ExchangeScratch scratch_;
   std::chrono::seconds timeout_{0};
   std::uint64_t requests_served_ = 0;       // by this session

@@ -9,6 +9,7 @@
 #include <cassert>
 
 #include "http/ascii.hpp"
+#include "http/fields.hpp"
 #include "proxy/http2_connection.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/upstream_pool.hpp"
@@ -177,6 +178,12 @@ ssize_t Http2Stream::read_outbound(std::uint8_t* out, std::size_t length, std::u
     if (outbound_last_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       response_complete_ = true;
+      if (trailers_pending_) {
+        trailers_pending_ = false;
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        const auto fields = field_list();
+        nghttp2_submit_trailer(connection_.session(), id_, fields.data(), fields.size());
+      }
     }
     wake();  // the piece is taken: the relay reads the next one
     if (n == 0 && !outbound_last_) return NGHTTP2_ERR_DEFERRED;
@@ -196,8 +203,9 @@ asio::awaitable<bool> Http2Stream::wait_for_progress() {
 }
 
 // Hands `data` to the data source; the caller then waits until nghttp2 took all of it into
-// frames. (Not a coroutine that also waits: built by GCC 12, such a member coroutine taking a
-// std::span never ran its body once awaited, and the stream stalled.)
+// frames. (Not a coroutine that also waits, nor a helper coroutine for that wait: built by GCC
+// 12, such member coroutines awaited from another one either never ran their body or were
+// resumed in a state they did not have, and the worker crashed.)
 int Http2Stream::hand_over(std::span<const char> data, bool last) {
   assert(outbound_.empty());
   if (closed_) return NGHTTP2_ERR_STREAM_CLOSED;
@@ -265,11 +273,15 @@ asio::awaitable<BodyRelay> Http2Stream::relay_request_body(net::AnyStream& upstr
   BodyRelay result;
   http::BodyEncoder encoder(framing);
   for (;;) {
-    while (inbound_.empty() && !request_ended_ && !closed_) {
+    while (inbound_.empty() && !request_ended_ && !closed_ && !stop_request_body_) {
       if (!co_await wait_for_progress()) {
         result.read_error = asio::error::timed_out;
         co_return result;
       }
+    }
+    if (stop_request_body_) {
+      result.read_error = asio::error::operation_aborted;
+      co_return result;
     }
     if (inbound_.empty() && !request_ended_) {
       result.read_error = asio::error::connection_reset;  // the client reset the stream
@@ -325,21 +337,99 @@ asio::awaitable<BodyRelay> Http2Stream::relay_response_body(UpstreamConnection& 
     // The data source copies the piece into frames as the client's window allows.
     while (!outbound_.empty() && !closed_) {
       if (!co_await wait_for_progress()) {
-        nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
-        connection_.want_write();
-        outbound_ = {};
-        result.write_error = asio::error::timed_out;
+        result.write_error = give_up_piece();
         co_return result;
       }
     }
     if (!outbound_.empty()) {
-      outbound_ = {};
-      result.write_error = asio::error::connection_reset;
+      result.write_error = give_up_piece();
       co_return result;
     }
     result.bytes_written += got;
     if (last || read_ec) co_return result;
   }
+}
+
+// A piece the client did not take within tcpTimeout (the stream is reset) or before the
+// stream closed.
+boost::system::error_code Http2Stream::give_up_piece() {
+  outbound_ = {};
+  if (closed_) return asio::error::connection_reset;
+  nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
+  connection_.want_write();
+  return asio::error::timed_out;
+}
+
+asio::awaitable<BodyRelay> Http2Stream::relay_request_body(BodySink& sink) {
+  BodyRelay result;
+  for (;;) {
+    while (inbound_.empty() && !request_ended_ && !closed_ && !stop_request_body_) {
+      if (!co_await wait_for_progress()) {
+        result.read_error = asio::error::timed_out;
+        co_return result;
+      }
+    }
+    if (stop_request_body_) {
+      result.read_error = asio::error::operation_aborted;
+      co_return result;
+    }
+    if (inbound_.empty() && !request_ended_) {
+      result.read_error = asio::error::connection_reset;  // the client reset the stream
+      co_return result;
+    }
+    const bool last = request_ended_;
+    forwarding_.swap(inbound_);
+    inbound_.clear();
+    const auto size = forwarding_.size();
+    result.body_started = result.body_started || size > 0;
+    result.write_error = co_await sink.take(forwarding_.data(), size, last);
+    if (result.write_error) co_return result;
+    result.bytes_written += size;
+    consume(size);
+    if (last) co_return result;
+  }
+}
+
+void Http2Stream::stop_request_body() {
+  stop_request_body_ = true;
+  wake();
+}
+
+asio::awaitable<WriteResult> Http2Stream::send_body_piece(const char* data, std::size_t size,
+                                                          bool last) {
+  if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
+  const auto header_bytes = header_submitted_ ? 0 : field_text_.size();
+  if (size == 0 && !last && header_submitted_) co_return WriteResult{};
+  if (hand_over({data, size}, last) != 0) co_return WriteResult{asio::error::connection_reset, 0};
+  // (The waits are written out in each coroutine: see hand_over().)
+  while (!outbound_.empty() && !closed_) {
+    if (!co_await wait_for_progress()) co_return WriteResult{give_up_piece(), 0};
+  }
+  if (!outbound_.empty()) co_return WriteResult{give_up_piece(), 0};
+  co_return WriteResult{{}, size + header_bytes};
+}
+
+asio::awaitable<WriteResult> Http2Stream::send_trailers(const FieldList& trailers) {
+  if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
+  std::size_t bytes = 0;
+  if (!header_submitted_) {
+    bytes += field_text_.size();
+    if (submit_header(false) != 0) co_return WriteResult{asio::error::connection_reset, 0};
+  }
+  // nghttp2 copied the header: field_text_ now holds the trailers until the data source ends.
+  field_text_.clear();
+  field_offsets_.clear();
+  for (const auto& [name, value] : trailers) {
+    if (http::allowed_in_trailers(name)) add_field(name, value);
+  }
+  bytes += field_text_.size();
+  trailers_pending_ = true;
+  if (hand_over({}, true) != 0) co_return WriteResult{asio::error::connection_reset, 0};
+  while (!response_complete_ && !closed_) {
+    if (!co_await wait_for_progress()) co_return WriteResult{asio::error::timed_out, 0};
+  }
+  co_return WriteResult{
+      response_complete_ ? boost::system::error_code{} : asio::error::connection_reset, bytes};
 }
 
 asio::awaitable<TunnelStart> Http2Stream::start_tunnel(std::unique_ptr<UpstreamConnection>&,

@@ -66,6 +66,11 @@ class Http2Stream final : public ClientSide {
   boost::asio::awaitable<BodyRelay> relay_response_body(UpstreamConnection& upstream,
                                                         http::ResponseParser& parser,
                                                         http::BodyFraming framing) override;
+  boost::asio::awaitable<BodyRelay> relay_request_body(BodySink& sink) override;
+  void stop_request_body() override;
+  boost::asio::awaitable<WriteResult> send_body_piece(const char* data, std::size_t size,
+                                                      bool last) override;
+  boost::asio::awaitable<WriteResult> send_trailers(const FieldList& trailers) override;
   boost::asio::awaitable<TunnelStart> start_tunnel(
       std::unique_ptr<UpstreamConnection>& upstream, log::AccessLogEntry entry,
       std::chrono::steady_clock::time_point started,
@@ -84,6 +89,8 @@ class Http2Stream final : public ClientSide {
   int hand_over(std::span<const char> data, bool last);
   // Waits for on_data/on_close/read_outbound to move, at most tcpTimeout: false on a timeout.
   boost::asio::awaitable<bool> wait_for_progress();
+  boost::system::error_code give_up_piece();
+
   void wake() { progress_.cancel(); }
   void consume(std::size_t size);
 
@@ -114,6 +121,9 @@ class Http2Stream final : public ClientSide {
   std::span<const char> outbound_{};  // what the data source hands out next
   bool outbound_last_ = false;        // the answer ends with `outbound_`
   bool response_complete_ = false;    // the data source said end of stream
+  bool trailers_pending_ = false;     // the data source ends the body, the trailers (in
+                                      // field_text_) end the stream
+  bool stop_request_body_ = false;
 };
 
 }  // namespace hipache::proxy

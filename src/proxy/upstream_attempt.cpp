@@ -17,6 +17,7 @@ namespace hipache::proxy {
 namespace bhttp = boost::beast::http;
 
 asio::awaitable<Exchange::Attempt> Exchange::forward(const std::string& host, const Route& route) {
+  if (backend(route).http2) co_return co_await forward_h2(host, route);
   Attempt attempt;
   auto& request = *request_;
   assert(scratch_.head.empty());  // no header of an earlier attempt left unsent

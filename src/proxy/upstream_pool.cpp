@@ -4,6 +4,7 @@
 #include "net/tls.hpp"
 #include "proxy/backend_errors.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -123,10 +124,18 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
       SSL_set_tlsext_host_name(tls->native_handle(), backend.host.c_str());
     }
     tls->set_verify_callback(net::ssl::host_name_verification(backend.host));
+    // An h2:// backend is offered HTTP/2 alone, and must take it.
+    static constexpr unsigned char kAlpnH2[] = {2, 'h', '2'};
+    if (backend.http2) SSL_set_alpn_protos(tls->native_handle(), kAlpnH2, sizeof kAlpnH2);
     std::tie(ec) = co_await tls->async_handshake(net::ssl::stream_base::client, kUseTuple);
     if (ec) {
       release(std::move(connection), false);
       co_return Acquired{backend_failure(ec, BackendPhase::tls_handshake), nullptr};
+    }
+    if (backend.http2 && !net::alpn_selected(tls->native_handle(), "h2")) {
+      spdlog::warn("backend {}: TLS handshake did not select HTTP/2 (ALPN h2)", backend.url);
+      release(std::move(connection), false);
+      co_return Acquired{Failure::backend_tls_failed, nullptr};
     }
   }
   co_return Acquired{std::nullopt, std::move(connection)};

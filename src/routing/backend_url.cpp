@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <boost/url/parse.hpp>
 #include <charconv>
+#include <iterator>
 #include <string>
 
 #include "hipache/route.hpp"
@@ -34,16 +36,24 @@ Backend parse_backend_url(const std::string& url) {
   // ...) would start a header of its own, even in the path that routing ignores.
   if (!http::is_field_value(url)) return b;
   std::string_view rest = url;
-  if (starts_with_nocase(rest, "http://")) {
-    rest.remove_prefix(7);
-    b.port = 80;
-  } else if (starts_with_nocase(rest, "https://")) {
-    rest.remove_prefix(8);
-    b.port = 443;
-    b.tls = true;
-  } else {
-    return b;
-  }
+  // scheme, default port, TLS, HTTP/2
+  static constexpr struct {
+    std::string_view prefix;
+    std::uint16_t port;
+    bool tls;
+    bool http2;
+  } kSchemes[] = {{"http://", 80, false, false},
+                  {"https://", 443, true, false},
+                  {"h2c://", 80, false, true},
+                  {"h2://", 443, true, true}};
+  const auto* scheme = std::find_if(std::begin(kSchemes), std::end(kSchemes), [&](const auto& s) {
+    return starts_with_nocase(rest, s.prefix);
+  });
+  if (scheme == std::end(kSchemes)) return b;
+  rest.remove_prefix(scheme->prefix.size());
+  b.port = scheme->port;
+  b.tls = scheme->tls;
+  b.http2 = scheme->http2;
   // The authority ends at the first '/', '?' or '#'; the path is ignored (as Hipache did), and
   // so is any userinfo, up to the last '@' (Node's url.parse took a raw '@' in a password).
   rest = rest.substr(0, rest.find_first_of("/?#"));
@@ -70,7 +80,8 @@ Backend parse_backend_url(const std::string& url) {
     b.port = *value;
   }
   b.host = std::move(host);
-  b.pool_key = b.host + ":" + std::to_string(b.port) + (b.tls ? "+tls" : "");
+  b.pool_key =
+      b.host + ":" + std::to_string(b.port) + (b.tls ? "+tls" : "") + (b.http2 ? "+h2" : "");
   b.valid = true;
   return b;
 }

@@ -24,6 +24,25 @@ TEST(ParseBackendUrl, HttpsDefaultsTo443) {
   EXPECT_EQ(b.host, "secure.internal");
 }
 
+TEST(ParseBackendUrl, Http2SchemesAndTheirPoolKeys) {
+  const auto h2c = parse_backend_url("h2c://10.0.0.1:50051");
+  EXPECT_TRUE(h2c.valid);
+  EXPECT_TRUE(h2c.http2);
+  EXPECT_FALSE(h2c.tls);
+  EXPECT_EQ(h2c.port, 50051);
+  EXPECT_EQ(h2c.pool_key, "10.0.0.1:50051+h2");
+  const auto h2 = parse_backend_url("H2://grpc.internal");
+  EXPECT_TRUE(h2.valid);
+  EXPECT_TRUE(h2.http2);
+  EXPECT_TRUE(h2.tls);
+  EXPECT_EQ(h2.port, 443);
+  EXPECT_EQ(h2.pool_key, "grpc.internal:443+tls+h2");
+  EXPECT_EQ(parse_backend_url("h2c://backend").port, 80);
+  EXPECT_FALSE(parse_backend_url("http://x").http2);
+  EXPECT_FALSE(parse_backend_url("h2s://x").valid);
+  EXPECT_FALSE(parse_backend_url("h3://x").valid);
+}
+
 TEST(ParseBackendUrl, PathQueryAndUserinfoAreIgnored) {
   const auto b = parse_backend_url("HTTP://user:pw@10.1.2.3:81/some/path?q#f");
   EXPECT_TRUE(b.valid);

@@ -32,7 +32,8 @@ TEST(Classify, OnlyBackendFailuresBeforeAResponseMarkDeadAndRetry) {
   EXPECT_FALSE(classify(Failure::backend_stopped_reading).marks_backend_dead);
   for (const auto f :
        {Failure::bad_request, Failure::frontend_not_found, Failure::no_live_backend,
-        Failure::store_unavailable, Failure::backend_broken_body, Failure::pool_exhausted}) {
+        Failure::store_unavailable, Failure::backend_broken_body, Failure::pool_exhausted,
+        Failure::upgrade_to_http2_backend}) {
     EXPECT_FALSE(classify(f).marks_backend_dead);
     EXPECT_EQ(classify(f).retry, RetryKind::none);
   }

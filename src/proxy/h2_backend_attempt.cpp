@@ -1,0 +1,264 @@
+// One attempt of an exchange on an HTTP/2 backend (h2c:// or h2://): a connection of its own
+// (proxy/h2_upstream.hpp), the request as one stream, then the request body and the answer at
+// the same time (gRPC streams both ways), the answer's trailers passed on. Retries, dead marks,
+// error pages and the log line are the exchange's, as for HTTP/1.1 backends.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <cassert>
+
+#include "hipache/balancer.hpp"
+#include "http/ascii.hpp"
+#include "http/fields.hpp"
+#include "proxy/backend_errors.hpp"
+#include "proxy/exchange.hpp"
+#include "proxy/h2_upstream.hpp"
+#include "proxy/retry_policy.hpp"
+#include "proxy/upstream_pool.hpp"
+
+namespace hipache::proxy {
+
+namespace {
+
+namespace bhttp = boost::beast::http;
+using http::to_std;
+
+// The request's header as HTTP/2 fields: the pseudo-headers, then the fields but the
+// connection-specific and framing ones (RFC 9113 section 8.2.2), names lowercase.
+class RequestFields {
+ public:
+  RequestFields(const http::Request& request, const http::AddedFields& added,
+                const http::Framing& framing, bool tls) {
+    add(":method", to_std(request.method_string()));
+    add(":scheme", tls ? "https" : "http");
+    add(":authority", to_std(request[bhttp::field::host]));
+    add(":path", to_std(request.target()));
+    for (const auto& field : request) {
+      const auto name = field.name();
+      if (name == bhttp::field::host || !http::allowed_in_trailers(to_std(field.name_string()))) {
+        continue;  // (the same fields a trailer section may not carry)
+      }
+      add(to_std(field.name_string()), to_std(field.value()));
+    }
+    for (const auto& [name, value] : added) add(name, value);
+    if (framing.framing == http::BodyFraming::content_length) {
+      add("content-length", std::to_string(framing.length));
+    }
+    add("te", "trailers");  // we pass trailers on (gRPC servers check that a proxy does)
+  }
+
+  std::vector<nghttp2_nv> list() {
+    std::vector<nghttp2_nv> fields;
+    fields.reserve(ends_.size());
+    std::size_t start = 0;
+    auto* const text = reinterpret_cast<std::uint8_t*>(text_.data());
+    for (const auto& [name_end, value_end] : ends_) {
+      fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
+                        NGHTTP2_NV_FLAG_NONE});
+      start = value_end;
+    }
+    return fields;
+  }
+
+ private:
+  void add(std::string_view name, std::string_view value) {
+    for (const char c : name) text_ += http::ascii_lower(c);
+    const auto name_end = text_.size();
+    text_ += value;
+    ends_.emplace_back(name_end, text_.size());
+  }
+
+  std::string text_;
+  std::vector<std::pair<std::size_t, std::size_t>> ends_;
+};
+
+}  // namespace
+
+asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
+                                                        const Route& route) {
+  using namespace asio::experimental::awaitable_operators;
+  Attempt attempt;
+  if (upgrade_) {
+    attempt.failure = Failure::upgrade_to_http2_backend;
+    co_return attempt;
+  }
+  if (backend_started_ == Clock::time_point{}) backend_started_ = Clock::now();
+  const bool replayable = !body_pending() && is_idempotent(request_->method());
+  auto acquired = co_await ctx_.pool.acquire(backend(route), false, replayable);
+  if (acquired.failure) {
+    attempt.failure = acquired.failure;
+    co_return attempt;
+  }
+  // The connection is this attempt's alone and never pooled: its slot is returned now.
+  ctx_.pool.forget(*acquired.connection);
+  auto upstream = std::make_shared<H2Upstream>(std::move(acquired.connection), timeout_);
+  const bool has_body = body_pending();
+  RequestFields fields(*request_, scratch_.forwarded, framing_, backend(route).tls);
+  const auto list = fields.list();
+  if (!upstream->start(list, has_body)) {
+    upstream->close();
+    attempt.failure = Failure::bad_request;  // nghttp2 refused a field of the request
+    co_return attempt;
+  }
+  attempt.phase = AttemptPhase::request_sent;
+  if (!has_body) {
+    attempt = co_await relay_h2_answer(upstream, host, route, attempt);
+    upstream->close();
+    co_return attempt;
+  }
+  if (expects_continue_) {
+    const auto written = co_await client_.send_continue();
+    if (written.error) {
+      upstream->close();
+      attempt.client_reusable = false;
+      co_return attempt;
+    }
+  }
+  // Both at once: a gRPC server may answer (and stream) while the client still sends.
+  auto [answered, uploaded] =
+      co_await (relay_h2_answer(upstream, host, route, attempt) && send_h2_body(upstream));
+  upstream->close();
+  answered.body_consumed = uploaded.body_started;
+  if (uploaded.read_error && !answered.failure && !client_.request_body_done()) {
+    // The answer went out before the whole request body arrived: that connection cannot read
+    // its next request.
+    answered.client_reusable = false;
+  }
+  if (uploaded.read_error && answered.failure && answered.phase != AttemptPhase::answer_started) {
+    // The client went away (or stalled) mid-body: nobody to answer, nothing to blame on the
+    // backend.
+    answered.failure.reset();
+    answered.client_reusable = false;
+  }
+  co_return answered;
+}
+
+asio::awaitable<BodyRelay> Exchange::send_h2_body(std::shared_ptr<H2Upstream> upstream) {
+  auto relayed = co_await client_.relay_request_body(*upstream);
+  // A client gone mid-body: the backend's stream is reset, and the answer's wait ends.
+  if (relayed.read_error) upstream->close();
+  co_return relayed;
+}
+
+asio::awaitable<Exchange::Attempt> Exchange::relay_h2_answer(std::shared_ptr<H2Upstream> upstream,
+                                                             const std::string& host,
+                                                             const Route& route, Attempt attempt) {
+  auto& up = *upstream;
+  // The rest of the request body is not waited for once the answer is over.
+  struct StopBody {
+    ClientSide& client;
+    ~StopBody() { client.stop_request_body(); }
+  } stop_body{client_};
+
+  while (!up.has_header() && !up.failed()) {
+    if (!co_await up.wait_for_change()) {
+      attempt.failure = Failure::backend_timeout;
+      co_return attempt;
+    }
+  }
+  if (!up.has_header()) {
+    attempt.failure = up.answer_too_large() ? Failure::backend_bad_response
+                                            : backend_failure(up.error(), BackendPhase::exchange);
+    co_return attempt;
+  }
+  backend_finished_ = Clock::now();
+  const auto status = up.status();
+  status_ = status;
+  http::Response response;
+  response.result(status);
+  for (const auto& [name, value] : up.header()) response.insert(name, value);
+  const auto framing_fields = http::read_framing_fields(response);
+  const bool head = request_->method() == bhttp::verb::head;
+  const bool no_body = status == 204 || status == 304 || head;
+  const bool length_says_body =
+      !framing_fields.content_length || *framing_fields.content_length > 0;
+  // HTTP/2 has no 101, and nghttp2 already refused Transfer-Encoding and a Content-Length
+  // that the DATA frames would contradict.
+  const auto framing = http::response_framing(
+      framing_fields, {status, 11, head, client_version_},
+      http::ParsedFraming{false, framing_fields.content_length, !no_body && length_says_body});
+  if (!framing.ok() || status == 101) {
+    spdlog::debug("HTTP/2 backend {} of {}: invalid answer", backend(route).url, host);
+    attempt.failure = Failure::backend_bad_response;
+    co_return attempt;
+  }
+  const bool retry_after =
+      status >= 500 && response.find(bhttp::field::retry_after) != response.end();
+  if (status_marks_dead(
+          static_cast<int>(status), retry_after,
+          ctx_.config.server.dead_backend_on_500 && ctx_.health.passive_checks_enabled())) {
+    mark_backend_dead(host, route, {});
+  }
+  http::remove_hop_by_hop(response);
+  const bool close_after = !client_keep_alive_ || ctx_.closes_for_drain(client_.info().tls) ||
+                           framing.framing == http::BodyFraming::close;
+  response.version(11);
+  if (close_after) response.set(bhttp::field::connection, "close");
+  if (!close_after && client_version_ == 10) response.set(bhttp::field::connection, "keep-alive");
+  if (wants_debug_) add_debug_headers(response, host, route);
+  add_request_id(response);
+  attempt.client_reusable = !close_after;
+  if (!framing.body || (up.ended() && up.body().empty() && up.trailers().empty())) {
+    // The header was the whole answer (gRPC's trailers-only status among them): one HEADERS
+    // frame that ends the stream, or an HTTP/1.1 header with no body.
+    http::Framing empty = framing;
+    if (framing.body)
+      empty = {http::FramingError::none, http::BodyFraming::content_length, 0, false};
+    client_.start_response(response, empty);
+    const auto written = co_await client_.send_response({}, true);
+    attempt.phase = AttemptPhase::answer_started;
+    bytes_sent_ += written.bytes;
+    if (written.error) attempt.client_reusable = false;
+    backend_finished_ = Clock::now();
+    log_exchange();
+    co_return attempt;
+  }
+  client_.start_response(response, framing);
+
+  // The body as it arrives: a piece goes to the client while the next one is received.
+  std::string passing;
+  for (;;) {
+    while (up.body().empty() && !up.ended() && !up.failed()) {
+      if (!co_await up.wait_for_change()) break;
+    }
+    if (!up.body().empty()) {
+      passing.swap(up.body());
+      up.body().clear();
+      const bool last = up.ended() && up.body().empty() && up.trailers().empty();
+      const auto written = co_await client_.send_body_piece(passing.data(), passing.size(), last);
+      attempt.phase = AttemptPhase::answer_started;
+      bytes_sent_ += written.bytes;
+      if (written.error) {
+        attempt.client_reusable = false;  // the client went away: nothing more to do
+        co_return attempt;
+      }
+      up.passed_on(passing.size());
+      if (last) break;
+      continue;
+    }
+    if (up.ended()) {
+      const auto written = up.trailers().empty()
+                               ? co_await client_.send_body_piece(nullptr, 0, true)
+                               : co_await client_.send_trailers(up.trailers());
+      attempt.phase = AttemptPhase::answer_started;
+      bytes_sent_ += written.bytes;
+      if (written.error) attempt.client_reusable = false;
+      break;
+    }
+    // Failed or silent for tcpTimeout mid-answer.
+    if (client_.response_unsent()) {
+      client_.cancel_response();
+      attempt.failure = up.failed() ? backend_failure(up.error(), BackendPhase::exchange)
+                                    : Failure::backend_timeout;
+      co_return attempt;
+    }
+    log_exchange();
+    attempt.failure = Failure::backend_broken_body;
+    co_return attempt;
+  }
+  backend_finished_ = Clock::now();
+  log_exchange();
+  co_return attempt;
+}
+
+}  // namespace hipache::proxy
