@@ -55,6 +55,8 @@ class BodySink {
  public:
   virtual boost::asio::awaitable<boost::system::error_code> take(const char* data, std::size_t size,
                                                                  bool last) = 0;
+  // Trailer fields of the request, given before its last piece.
+  virtual void trailers(const FieldList& fields) = 0;
 
  protected:
   ~BodySink() = default;

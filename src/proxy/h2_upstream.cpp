@@ -13,6 +13,7 @@
 #include <boost/beast/core/error.hpp>
 #include <charconv>
 
+#include "http/fields.hpp"
 #include "http/message.hpp"
 
 namespace hipache::proxy {
@@ -136,7 +137,9 @@ asio::awaitable<void> H2Upstream::read_loop() {
         [&](auto& s) { return s.async_read_some(asio::buffer(read_buffer_), kUseTuple); });
     if (closed_) break;
     if (ec) {
-      fail(ec);
+      // Closed before its SETTINGS (the server preface): the backend does not speak HTTP/2 (an
+      // HTTP/1.1 server answers the preface with a 400 and closes).
+      fail(settings_received_ ? ec : make_error_code(boost::beast::http::error::bad_value));
       break;
     }
     const auto used = nghttp2_session_mem_recv(session_.get(), read_buffer_.data(), n);
@@ -145,6 +148,11 @@ asio::awaitable<void> H2Upstream::read_loop() {
                     nghttp2_strerror(static_cast<int>(used)));
       fail(make_error_code(boost::beast::http::error::bad_value));
       break;
+    }
+    // The session ended on bytes that broke the protocol (GOAWAY queued): before the close
+    // that follows, the failure is the backend's answer, not its close.
+    if (nghttp2_session_want_read(session_.get()) == 0) {
+      fail(make_error_code(boost::beast::http::error::bad_value));
     }
     want_write();
   }
@@ -209,6 +217,10 @@ asio::awaitable<boost::system::error_code> H2Upstream::take(const char* data, st
   co_return boost::system::error_code{};
 }
 
+void H2Upstream::trailers(const FieldList& fields) {
+  request_trailers_ = fields;
+}
+
 ssize_t H2Upstream::read_request_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags) {
   const auto n = std::min(length, outbound_.size());
   std::copy_n(outbound_.data(), n, out);
@@ -217,6 +229,17 @@ ssize_t H2Upstream::read_request_body(std::uint8_t* out, std::size_t length, std
     if (outbound_last_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       request_ended_ = true;
+      if (!request_trailers_.empty()) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        std::vector<nghttp2_nv> fields;
+        for (auto& [name, value] : request_trailers_) {
+          if (!http::allowed_in_trailers(name)) continue;
+          fields.push_back({reinterpret_cast<std::uint8_t*>(name.data()),
+                            reinterpret_cast<std::uint8_t*>(value.data()), name.size(),
+                            value.size(), NGHTTP2_NV_FLAG_NONE});
+        }
+        nghttp2_submit_trailer(session_.get(), stream_id_, fields.data(), fields.size());
+      }
     }
     changed();
     if (n == 0 && !outbound_last_) return NGHTTP2_ERR_DEFERRED;
@@ -249,6 +272,7 @@ int H2Upstream::on_header(nghttp2_session*, const nghttp2_frame* frame, const st
 
 int H2Upstream::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
   auto& upstream = *static_cast<H2Upstream*>(self);
+  if (frame->hd.type == NGHTTP2_SETTINGS) upstream.settings_received_ = true;
   if (frame->hd.stream_id != upstream.stream_id_) return 0;
   const bool ends_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_HEADERS) {
@@ -287,8 +311,18 @@ int H2Upstream::on_stream_close(nghttp2_session*, std::int32_t stream_id, std::u
   if (stream_id != upstream.stream_id_) return 0;
   // Closed before the answer ended: a reset (REFUSED_STREAM, CANCEL, a malformed answer).
   if (!upstream.ended_) {
-    spdlog::debug("HTTP/2 backend reset the stream: {}", nghttp2_http2_strerror(error_code));
-    upstream.fail(asio::error::connection_reset);
+    spdlog::debug("HTTP/2 backend stream closed: {}", nghttp2_http2_strerror(error_code));
+    switch (error_code) {
+      case NGHTTP2_PROTOCOL_ERROR:
+      case NGHTTP2_FRAME_SIZE_ERROR:
+      case NGHTTP2_COMPRESSION_ERROR:
+      case NGHTTP2_FLOW_CONTROL_ERROR:
+        // Frames that break the protocol (either side may have said so): not HTTP/2.
+        upstream.fail(make_error_code(boost::beast::http::error::bad_value));
+        break;
+      default:
+        upstream.fail(asio::error::connection_reset);  // refused, cancelled, reset
+    }
   }
   upstream.changed();
   return 0;

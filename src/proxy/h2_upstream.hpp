@@ -57,6 +57,7 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   // BodySink: the request body, one piece at a time.
   boost::asio::awaitable<boost::system::error_code> take(const char* data, std::size_t size,
                                                          bool last) override;
+  void trailers(const FieldList& fields) override;
 
   // nghttp2's data source for the request body.
   ssize_t read_request_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags);
@@ -89,6 +90,7 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   boost::asio::steady_timer write_wakeup_;  // cancelled when the session has frames to send
   bool write_wanted_ = false;
   bool closed_ = false;
+  bool settings_received_ = false;  // the backend's connection preface came
 
   // The header block being received, and the answer.
   FieldList block_;
@@ -109,6 +111,7 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   std::span<const char> outbound_{};
   bool outbound_last_ = false;
   bool request_ended_ = false;
+  FieldList request_trailers_;  // sent after the last piece, when there are any
 
   std::array<std::uint8_t, 16 * 1024> read_buffer_{};
   std::string write_buffer_;

@@ -257,8 +257,16 @@ int Http2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame,
                                const std::uint8_t* value, std::size_t value_length, std::uint8_t,
                                void* self) {
   auto& connection = *static_cast<Http2Connection*>(self);
-  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-    return 0;  // trailers of a request body: an HTTP/1.1 backend gets none
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    // Trailers of a request body (an HTTP/2 backend gets them, an HTTP/1.1 one none).
+    auto* stream = connection.find(frame->hd.stream_id);
+    if (stream != nullptr &&
+        !stream->on_trailer({reinterpret_cast<const char*>(name), name_length},
+                            {reinterpret_cast<const char*>(value), value_length})) {
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // too many: the stream is reset
+    }
+    return 0;
   }
   if (auto* stream = connection.find(frame->hd.stream_id)) {
     stream->builder().add({reinterpret_cast<const char*>(name), name_length},

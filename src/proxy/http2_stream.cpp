@@ -56,6 +56,13 @@ void Http2Stream::on_data(const std::uint8_t* data, std::size_t size) {
   wake();
 }
 
+bool Http2Stream::on_trailer(std::string_view name, std::string_view value) {
+  request_trailer_bytes_ += name.size() + value.size() + 32;  // as RFC 9113 counts a field
+  if (request_trailer_bytes_ > http::kHeaderLimit) return false;
+  request_trailers_.emplace_back(name, value);
+  return true;
+}
+
 void Http2Stream::on_request_end() {
   request_ended_ = true;
   wake();
@@ -382,6 +389,7 @@ asio::awaitable<BodyRelay> Http2Stream::relay_request_body(BodySink& sink) {
     inbound_.clear();
     const auto size = forwarding_.size();
     result.body_started = result.body_started || size > 0;
+    if (last && !request_trailers_.empty()) sink.trailers(request_trailers_);
     result.write_error = co_await sink.take(forwarding_.data(), size, last);
     if (result.write_error) co_return result;
     result.bytes_written += size;

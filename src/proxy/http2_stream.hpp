@@ -36,6 +36,8 @@ class Http2Stream final : public ClientSide {
   // Events from the connection's nghttp2 callbacks.
   void on_data(const std::uint8_t* data, std::size_t size);
   void on_request_end();  // END_STREAM: the request body is complete
+  // A trailer field of the request; false past the header size limit.
+  bool on_trailer(std::string_view name, std::string_view value);
   // The header block ended the stream: the request has no body.
   void on_bodiless_header() { bodiless_ = true; }
   bool bodiless() const { return bodiless_; }
@@ -105,6 +107,8 @@ class Http2Stream final : public ClientSide {
 
   std::string inbound_;     // request body bytes received, not yet forwarded
   std::string forwarding_;  // those being written to the backend
+  FieldList request_trailers_;
+  std::size_t request_trailer_bytes_ = 0;
   bool request_ended_ = false;
   bool bodiless_ = false;
   bool closed_ = false;

@@ -1,0 +1,120 @@
+"""An HTTP/2 cleartext backend (h2c with prior knowledge) built on python3-h2, for the tests of
+h2c:// backends: it records every request it gets (pseudo-headers, fields, body, trailers) and
+answers as the test says, or misbehaves (resets the stream, sends garbage)."""
+import socket
+import threading
+
+import h2.config
+import h2.connection
+import h2.events
+
+
+class ReceivedRequest:
+    def __init__(self):
+        self.headers = []  # (name, value) in order, pseudo-headers included
+        self.body = b""
+        self.trailers = []
+        self.ended = False
+
+    def field(self, name):
+        values = [v for k, v in self.headers if k == name]
+        return values[0] if values else None
+
+
+class H2Backend:
+    """`answer(request) -> (status, headers, body, trailers)` is called once a request ended;
+    mode "reset" resets every stream instead, "garbage" answers bytes that are not HTTP/2."""
+
+    def __init__(self, answer=None, mode="answer"):
+        self.answer = answer or (lambda request: (200, [("content-type", "text/plain")],
+                                                  b"h2 backend", []))
+        self.mode = mode
+        self.requests = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = "h2c://127.0.0.1:%d" % self.port
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        if self.mode == "garbage":
+            # What an HTTP/1.1 server says to the preface: a 400, then it closes.
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nno")
+            conn.close()
+            return
+        config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        h2conn = h2.connection.H2Connection(config=config)
+        h2conn.initiate_connection()
+        conn.sendall(h2conn.data_to_send())
+        streams = {}
+        pending = {}  # stream id -> body still to send (flow control)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                for event in h2conn.receive_data(data):
+                    self._handle(h2conn, event, streams, pending)
+                self._send_pending(h2conn, pending)
+                conn.sendall(h2conn.data_to_send())
+        except (OSError, h2.exceptions.ProtocolError):
+            return
+        finally:
+            conn.close()
+
+    def _handle(self, h2conn, event, streams, pending):
+        if isinstance(event, h2.events.RequestReceived):
+            request = ReceivedRequest()
+            request.headers = list(event.headers)
+            streams[event.stream_id] = request
+            self.requests.append(request)
+        elif isinstance(event, h2.events.DataReceived):
+            streams[event.stream_id].body += event.data
+            h2conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.TrailersReceived):
+            streams[event.stream_id].trailers = list(event.headers)
+        elif isinstance(event, h2.events.StreamEnded):
+            request = streams[event.stream_id]
+            request.ended = True
+            if self.mode == "reset":
+                h2conn.reset_stream(event.stream_id)
+                return
+            status, headers, body, trailers = self.answer(request)
+            h2conn.send_headers(event.stream_id, [(":status", str(status))] + list(headers),
+                                end_stream=not body and not trailers)
+            if body or trailers:
+                pending[event.stream_id] = [body, trailers]
+
+    def _send_pending(self, h2conn, pending):
+        for stream_id in list(pending):
+            body, trailers = pending[stream_id]
+            while body:
+                room = min(h2conn.local_flow_control_window(stream_id),
+                           h2conn.max_outbound_frame_size, len(body))
+                if room <= 0:
+                    break
+                h2conn.send_data(stream_id, body[:room], end_stream=room == len(body) and
+                                 not trailers)
+                body = body[room:]
+            pending[stream_id][0] = body
+            if not body:
+                if trailers:
+                    h2conn.send_headers(stream_id, trailers, end_stream=True)
+                del pending[stream_id]
+
+    def stop(self):
+        self.running = False
+        self.sock.close()
