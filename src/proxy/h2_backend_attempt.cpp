@@ -10,6 +10,7 @@
 #include "hipache/balancer.hpp"
 #include "http/ascii.hpp"
 #include "http/fields.hpp"
+#include "http/h2_fields.hpp"
 #include "proxy/backend_errors.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/h2_upstream.hpp"
@@ -22,55 +23,6 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 using http::to_std;
-
-// The request's header as HTTP/2 fields: the pseudo-headers, then the fields but the
-// connection-specific and framing ones (RFC 9113 section 8.2.2), names lowercase.
-class RequestFields {
- public:
-  RequestFields(const http::Request& request, const http::AddedFields& added,
-                const http::Framing& framing, bool tls) {
-    add(":method", to_std(request.method_string()));
-    add(":scheme", tls ? "https" : "http");
-    add(":authority", to_std(request[bhttp::field::host]));
-    add(":path", to_std(request.target()));
-    for (const auto& field : request) {
-      const auto name = field.name();
-      if (name == bhttp::field::host || !http::allowed_in_trailers(to_std(field.name_string()))) {
-        continue;  // (the same fields a trailer section may not carry)
-      }
-      add(to_std(field.name_string()), to_std(field.value()));
-    }
-    for (const auto& [name, value] : added) add(name, value);
-    if (framing.framing == http::BodyFraming::content_length) {
-      add("content-length", std::to_string(framing.length));
-    }
-    add("te", "trailers");  // we pass trailers on (gRPC servers check that a proxy does)
-  }
-
-  std::vector<nghttp2_nv> list() {
-    std::vector<nghttp2_nv> fields;
-    fields.reserve(ends_.size());
-    std::size_t start = 0;
-    auto* const text = reinterpret_cast<std::uint8_t*>(text_.data());
-    for (const auto& [name_end, value_end] : ends_) {
-      fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
-                        NGHTTP2_NV_FLAG_NONE});
-      start = value_end;
-    }
-    return fields;
-  }
-
- private:
-  void add(std::string_view name, std::string_view value) {
-    for (const char c : name) text_ += http::ascii_lower(c);
-    const auto name_end = text_.size();
-    text_ += value;
-    ends_.emplace_back(name_end, text_.size());
-  }
-
-  std::string text_;
-  std::vector<std::pair<std::size_t, std::size_t>> ends_;
-};
 
 }  // namespace
 
@@ -93,7 +45,9 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
   ctx_.pool.forget(*acquired.connection);
   auto upstream = std::make_shared<H2Upstream>(std::move(acquired.connection), timeout_);
   const bool has_body = body_pending();
-  RequestFields fields(*request_, scratch_.forwarded, framing_, backend(route).tls);
+  http::H2FieldBlock fields;
+  http::add_backend_request_fields(*request_, scratch_.forwarded, framing_, backend(route).tls,
+                                   fields);
   const auto list = fields.list();
   if (!upstream->start(list, has_body)) {
     upstream->close();

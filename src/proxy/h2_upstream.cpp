@@ -14,6 +14,7 @@
 #include <charconv>
 
 #include "http/fields.hpp"
+#include "http/h2_fields.hpp"
 #include "http/message.hpp"
 
 namespace hipache::proxy {
@@ -231,13 +232,11 @@ ssize_t H2Upstream::read_request_body(std::uint8_t* out, std::size_t length, std
       request_ended_ = true;
       if (!request_trailers_.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        std::vector<nghttp2_nv> fields;
-        for (auto& [name, value] : request_trailers_) {
-          if (!http::allowed_in_trailers(name)) continue;
-          fields.push_back({reinterpret_cast<std::uint8_t*>(name.data()),
-                            reinterpret_cast<std::uint8_t*>(value.data()), name.size(),
-                            value.size(), NGHTTP2_NV_FLAG_NONE});
+        http::H2FieldBlock block;
+        for (const auto& [name, value] : request_trailers_) {
+          if (http::allowed_in_trailers(name)) block.add(name, value);
         }
+        const auto fields = block.list();
         nghttp2_submit_trailer(session_.get(), stream_id_, fields.data(), fields.size());
       }
     }
