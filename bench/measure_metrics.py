@@ -1,6 +1,7 @@
 """The measurements of bench/measure.py, each against one proxy: wrk throughput and latency,
-h2load throughput over HTTP/2 (TLS and h2c), idle keep-alive connections, 1 GB upload and download, WebSocket echo tunnels, and the time
-from a Redis write to the first request routed by it. Definitions: bench/README.md.
+h2load throughput over HTTP/2 (TLS and h2c), idle keep-alive connections, 1 GB upload and
+download, WebSocket echo tunnels, and the time from a Redis write to the first request routed by
+it. Definitions: bench/README.md.
 """
 import math
 import os
