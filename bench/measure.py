@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Runs the measurements of bench/run.sh against proxies that are already running, and prints
-the comparison table.  Standard library only; wrk does the HTTP load.
+the comparison table.  Standard library only; wrk does the HTTP/1.1 load, h2load the HTTP/2.
 
     measure.py run TARGETS.json RESULTS.json PHASE
-                                               one phase (throughput, idle, websocket,
+                                               one phase (throughput, h2, idle, websocket,
                                                transfer) against freshly started proxies;
                                                results accumulate in RESULTS.json
     measure.py table RESULTS.json [OUT.md]     the table, on stdout and into OUT.md
 
 TARGETS.json (written by run.sh):
-    {"proxies": [{"name": "hipache", "port": 8080, "pid": 123}, ...],
+    {"proxies": [{"name": "hipache", "port": 8080, "pid": 123, "tls_port": 8443,
+                  "h2c_port": 8080}, ...],
      "redis_port": 6379, "backends": ["http://127.0.0.1:9001", ...],
      "sink": "http://127.0.0.1:9003", "wsecho": "http://127.0.0.1:9004",
      "transfer_bytes": 1073741824, "lua": "bench/vhosts.lua"}
@@ -28,12 +29,12 @@ import statistics
 import sys
 
 from measure_clients import HttpConn, Redis
-from measure_metrics import (download_test, idle_test, route_latency, run_wrk, upload_test,
-                             warm_backends, ws_finish_handshake, ws_open, ws_test)
+from measure_metrics import (download_test, idle_test, route_latency, run_h2load, run_wrk,
+                             upload_test, warm_backends, ws_finish_handshake, ws_open, ws_test)
 from measure_proc import alive, cpu_seconds_tree, rss_tree
-from measure_settings import (IDLE_CONNS, QUICK, ROUNDS, ROUTE_SAMPLES, SECONDS, SMALL_HOST,
-                              UPLOAD_HOST, VHOSTS, WRK_CONNECTIONS, WS_HOST, WS_TUNNELS, WS_WINDOW,
-                              log)
+from measure_settings import (H2_CONNECTIONS, H2_STREAMS, IDLE_CONNS, QUICK, ROUNDS,
+                              ROUTE_SAMPLES, SECONDS, SMALL_HOST, UPLOAD_HOST, VHOSTS,
+                              WRK_CONNECTIONS, WS_HOST, WS_TUNNELS, WS_WINDOW, log)
 from measure_table import render
 
 
@@ -85,7 +86,7 @@ def guarded(results, proxy, what, fn):
         return "error: %s" % str(e).splitlines()[0][:200]
 
 
-PHASES = ("throughput", "idle", "websocket", "transfer")
+PHASES = ("throughput", "h2", "idle", "websocket", "transfer")
 
 
 def run(targets_path, out_path, phase):
@@ -99,6 +100,7 @@ def run(targets_path, out_path, phase):
                             "idle_conns": IDLE_CONNS, "ws_tunnels": WS_TUNNELS,
                             "ws_window": WS_WINDOW, "vhosts": VHOSTS,
                             "route_samples": ROUTE_SAMPLES, "wrk_connections": WRK_CONNECTIONS,
+                            "h2_connections": H2_CONNECTIONS, "h2_streams": H2_STREAMS,
                             "transfer_bytes": targets["transfer_bytes"]},
                "versions": targets.get("versions", {}), "proxies": names,
                "rounds": {}, "values": {}, "notes": []}
@@ -121,6 +123,8 @@ def run(targets_path, out_path, phase):
             put("rss_start", p["name"], rss_tree(p["pid"]))
         throughput_phase(targets, res, put)
         route_phase(targets, res, put)
+    elif phase == "h2":
+        h2_phase(targets, res, put)
     else:
         log("warm-up (1 s of wrk per proxy)")
         for p in proxies:
@@ -175,31 +179,64 @@ def throughput_phase(targets, res, put):
         guarded(res, p, "warm-up", lambda: run_wrk(p["port"], 1))
         guarded(res, p, "warm-up", lambda: run_wrk(p["port"], 1, lua=targets["lua"]))
     for metric, lua in (("small", None), ("vhosts", targets["lua"])):
-        per = {p["name"]: [] for p in proxies}
-        for r in range(ROUNDS):
-            for p in proxies:       # rounds interleaved, so background noise hits all alike
-                log("%s round %d/%d: %s (%gs)" % (metric, r + 1, ROUNDS, p["name"], SECONDS))
-                cpu_before = cpu_seconds_tree(p["pid"])
-                out = guarded(res, p, metric, lambda: run_wrk(p["port"], SECONDS, lua=lua))
-                if isinstance(out, str):
-                    per[p["name"]].append(out)
-                    continue
-                rps, p99, problems, total = out
-                cpu_us = (cpu_seconds_tree(p["pid"]) - cpu_before) * 1e6 / max(total, 1)
-                per[p["name"]].append([rps, p99, round(cpu_us, 2)])
-                for problem in problems:
-                    res["notes"].append("%s, %s round %d: %s" % (p["name"], metric, r + 1,
-                                                                 problem))
-        res["rounds"][metric] = per
-        for n, rounds in per.items():
-            ok = [x for x in rounds if not isinstance(x, str)]
-            if not ok:
-                for suffix in ("_rps", "_p99", "_cpu"):
-                    put(metric + suffix, n, rounds[0])
+        def wrk(p):
+            rps, p99, problems, total = run_wrk(p["port"], SECONDS, lua=lua)
+            return [rps, p99], problems, total
+        interleaved_rounds(proxies, res, put, metric, ("_rps", "_p99"), wrk)
+
+
+def h2_modes():
+    """(metric, TLS?, streams per connection): one stream per connection and multiplexed, over
+    TLS (ALPN h2) and over h2c with prior knowledge (the difference is the cost of TLS)."""
+    return (("h2tls_m1", True, 1), ("h2tls_mx", True, H2_STREAMS), ("h2c_m1", False, 1),
+            ("h2c_mx", False, H2_STREAMS))
+
+
+def h2_phase(targets, res, put):
+    proxies = targets["proxies"]
+    log("h2 check and warm-up (1 s of each h2load run per proxy)")
+    for p in proxies:
+        for _, tls, streams in h2_modes():
+            port = p["tls_port"] if tls else p["h2c_port"]
+            out = run_h2load(port, tls, streams, requests=20, clients=2)
+            if out[1]:
+                raise SystemExit("%s: h2 check on port %d: %s" % (p["name"], port, out[1]))
+            if out[3]:
+                res.setdefault("tls_ciphers", {})[p["name"]] = out[3]
+            guarded(res, p, "warm-up", lambda: run_h2load(port, tls, streams, seconds=1))
+    for metric, tls, streams in h2_modes():
+        def h2load(p):
+            rps, problems, ok, _ = run_h2load(p["tls_port"] if tls else p["h2c_port"], tls,
+                                              streams, seconds=SECONDS)
+            return [rps], problems, ok
+        interleaved_rounds(proxies, res, put, metric, ("_rps",), h2load)
+
+
+def interleaved_rounds(proxies, res, put, metric, suffixes, measure):
+    """ROUNDS rounds of measure(proxy) -> (figures, problems, requests done) for every proxy,
+    interleaved (round 1 of each, then round 2...) so background noise hits all alike. Records
+    the median of each figure (metric + suffix) and of the proxy's CPU time per request
+    (metric + "_cpu"); every round goes to res["rounds"][metric] as figures + [CPU µs]."""
+    per = {p["name"]: [] for p in proxies}
+    for r in range(ROUNDS):
+        for p in proxies:
+            log("%s round %d/%d: %s (%gs)" % (metric, r + 1, ROUNDS, p["name"], SECONDS))
+            cpu_before = cpu_seconds_tree(p["pid"])
+            out = guarded(res, p, metric, lambda: measure(p))
+            if isinstance(out, str):
+                per[p["name"]].append(out)
                 continue
-            put(metric + "_rps", n, statistics.median(x[0] for x in ok))
-            put(metric + "_p99", n, statistics.median(x[1] for x in ok))
-            put(metric + "_cpu", n, statistics.median(x[2] for x in ok))
+            figures, problems, total = out
+            cpu_us = (cpu_seconds_tree(p["pid"]) - cpu_before) * 1e6 / max(total, 1)
+            per[p["name"]].append(figures + [round(cpu_us, 2)])
+            for problem in problems:
+                res["notes"].append("%s, %s round %d: %s" % (p["name"], metric, r + 1, problem))
+    res["rounds"][metric] = per
+    suffixes = tuple(suffixes) + ("_cpu",)
+    for n, rounds in per.items():
+        ok = [x for x in rounds if not isinstance(x, str)]
+        for i, suffix in enumerate(suffixes):
+            put(metric + suffix, n, statistics.median(x[i] for x in ok) if ok else rounds[0])
 
 
 def route_phase(targets, res, put):

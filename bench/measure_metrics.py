@@ -1,6 +1,7 @@
 """The measurements of bench/measure.py, each against one proxy: wrk throughput and latency,
-idle keep-alive connections, 1 GB upload and download, WebSocket echo tunnels, and the time
-from a Redis write to the first request routed by it. Definitions: bench/README.md.
+h2load throughput over HTTP/2 (TLS and h2c), idle keep-alive connections, 1 GB upload and
+download, WebSocket echo tunnels, and the time from a Redis write to the first request routed by
+it. Definitions: bench/README.md.
 """
 import math
 import os
@@ -13,8 +14,9 @@ import time
 
 from measure_clients import HttpConn, Redis, connect
 from measure_proc import PeakSampler, settled_rss
-from measure_settings import (IDLE_CONNS, ROUNDS, ROUTE_SAMPLES, SECONDS, SMALL_HOST, UPLOAD_HOST,
-                              VHOSTS, WRK_CONNECTIONS, WS_HOST, WS_TUNNELS, WS_WINDOW)
+from measure_settings import (H2_CONNECTIONS, IDLE_CONNS, ROUNDS, ROUTE_SAMPLES, SECONDS,
+                              SMALL_HOST, UPLOAD_HOST, VHOSTS, WRK_CONNECTIONS, WS_HOST, WS_TUNNELS,
+                              WS_WINDOW)
 
 
 # --------------------------------------------------------------------------- wrk
@@ -48,6 +50,61 @@ def run_wrk(port, seconds, lua=None, host=SMALL_HOST):
         problems.append(errors.group(0))
     return (float(rps.group(1)), float(p99.group(1)) * UNIT_MS[p99.group(2)], problems,
             int(total.group(1)))
+
+
+# --------------------------------------------------------------------------- h2load
+
+H2_RPS = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
+H2_REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                         r"(\d+) failed, (\d+) errored, (\d+) timeout")
+H2_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+H2_ALPN = re.compile(r"Application protocol: (\S+)")
+H2_CIPHER = re.compile(r"Cipher: (\S+)")
+
+
+# One TLS 1.3 suite for all: h2load offers AES-128 first, and hipache and HAProxy (server order)
+# would pick AES-256 where nginx (client order) picks AES-128.
+H2_TLS13_CIPHER = "TLS_AES_128_GCM_SHA256"
+
+
+def h2load_command(port, tls, streams, seconds=None, requests=None, clients=H2_CONNECTIONS):
+    """h2load over h2 (TLS, ALPN) or h2c (prior knowledge), :authority bench.test; for a
+    duration (seconds) or a number of requests."""
+    cmd = ["h2load", "-t1", "-c%d" % clients, "-m%d" % streams, "-H", ":authority: " + SMALL_HOST]
+    if tls:
+        cmd.append("--tls13-ciphers=" + H2_TLS13_CIPHER)
+    cmd += ["-D", "%g" % seconds] if seconds else ["-n", str(requests)]
+    cmd.append("%s://127.0.0.1:%d/" % ("https" if tls else "http", port))
+    return cmd
+
+
+def run_h2load(port, tls, streams, seconds=None, requests=None, clients=H2_CONNECTIONS):
+    """Returns (req/s, problems, requests succeeded, TLS cipher or None). Raises when h2 was not
+    spoken or nothing succeeded."""
+    cmd = h2load_command(port, tls, streams, seconds, requests, clients)
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         timeout=(seconds or 10) + 60).stdout
+    rps, counts, status = H2_RPS.search(out), H2_REQUESTS.search(out), H2_STATUS.search(out)
+    alpn = H2_ALPN.search(out)
+    if not rps or not counts or not status:
+        raise RuntimeError("could not parse h2load output:\n" + out)
+    want = "h2" if tls else "h2c"
+    if not alpn or alpn.group(1) != want:
+        raise RuntimeError("h2load did not speak %s (%s)" % (want, alpn.group(0) if alpn else
+                                                             "no application protocol"))
+    done, ok, failed, errored, timeouts = (int(counts.group(i)) for i in range(3, 8))
+    if not ok:
+        raise RuntimeError("no request succeeded: " + counts.group(0))
+    problems = []
+    if failed or errored or timeouts:
+        problems.append(counts.group(0))
+    # h2load counts a status when the answer's HEADERS arrive and stops at the deadline, so a
+    # round can end with one more 2xx than requests done; fewer, or any other status, is wrong.
+    ok_statuses, *other_statuses = (int(x) for x in status.groups())
+    if ok_statuses < ok or any(other_statuses):
+        problems.append("%s; %s" % (counts.group(0), status.group(0)))
+    cipher = H2_CIPHER.search(out)
+    return float(rps.group(1)), problems, ok, cipher.group(1) if cipher else None
 
 
 # --------------------------------------------------------------------------- idle keep-alive

@@ -16,6 +16,22 @@ ROWS = [
     ("vhosts_p99", "{vhosts} vhosts at random: p99 latency (ms)", lambda v: "%.2f" % v, "-"),
     ("vhosts_cpu", "{vhosts} vhosts at random: proxy CPU per request (µs)",
      lambda v: "%.1f" % v, "-"),
+    ("h2tls_m1_rps", "h2 over TLS, {h2conns} conns x 1 stream: throughput (req/s)",
+     lambda v: "{:,.0f}".format(v), "+"),
+    ("h2tls_m1_cpu", "h2 over TLS, {h2conns} conns x 1 stream: proxy CPU per request (µs)",
+     lambda v: "%.1f" % v, "-"),
+    ("h2tls_mx_rps", "h2 over TLS, {h2conns} conns x {h2streams} streams: throughput (req/s)",
+     lambda v: "{:,.0f}".format(v), "+"),
+    ("h2tls_mx_cpu", "h2 over TLS, {h2conns} conns x {h2streams} streams: proxy CPU per request "
+     "(µs)", lambda v: "%.1f" % v, "-"),
+    ("h2c_m1_rps", "h2c (prior knowledge), {h2conns} conns x 1 stream: throughput (req/s)",
+     lambda v: "{:,.0f}".format(v), "+"),
+    ("h2c_m1_cpu", "h2c (prior knowledge), {h2conns} conns x 1 stream: proxy CPU per request "
+     "(µs)", lambda v: "%.1f" % v, "-"),
+    ("h2c_mx_rps", "h2c (prior knowledge), {h2conns} conns x {h2streams} streams: throughput "
+     "(req/s)", lambda v: "{:,.0f}".format(v), "+"),
+    ("h2c_mx_cpu", "h2c (prior knowledge), {h2conns} conns x {h2streams} streams: proxy CPU per "
+     "request (µs)", lambda v: "%.1f" % v, "-"),
     ("idle_rss_per_conn", "{idle} idle keep-alive conns: RSS per connection (bytes)",
      lambda v: "{:,.0f}".format(v), "-"),
     ("idle_rss_after", "{idle} idle keep-alive conns: total RSS (MiB)",
@@ -67,7 +83,9 @@ def render(res):
     for key, label, fmt, better in ROWS:
         values = res["values"].get(key, {})
         label = label.format(vhosts="{:,}".format(s["vhosts"]), idle="{:,}".format(s["idle_conns"]),
-                             ws="{:,}".format(s["ws_tunnels"]), transfer=transfer)
+                             ws="{:,}".format(s["ws_tunnels"]), transfer=transfer,
+                             h2conns=s.get("h2_connections", 32),
+                             h2streams=s.get("h2_streams", 16))
         label += {"+": " ↑", "-": " ↓", "": ""}[better]
         row = [label] + [cell(values.get(n), fmt) for n in names]
         row += [ratio(values.get(ours), values.get(o)) for o in others]
@@ -83,8 +101,8 @@ def render(res):
     out = ["# hipache benchmark: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime()),
            "",
            "%s round(s) of %gs per throughput figure (median), wrk 1 thread / %d connections, "
-           "%s mode, workers %s. ↑ higher is better, ↓ lower is better; ratios are %s divided by "
-           "the other proxy (for ↓ rows a ratio below 1 favours %s)."
+           "h2load 1 thread, %s mode, workers %s. ↑ higher is better, ↓ lower is better; ratios "
+           "are %s divided by the other proxy (for ↓ rows a ratio below 1 favours %s)."
            % (s["rounds"], s["seconds"], s["wrk_connections"],
               "quick" if s["quick"] else "full",
               "bound one per CPU" if os.environ.get("BENCH_CPU_AFFINITY", "1") == "1"
@@ -92,6 +110,10 @@ def render(res):
            "", *table, ""]
     if res.get("versions"):
         out.append("Versions: " + "; ".join(res["versions"].values()))
+        out.append("")
+    if res.get("tls_ciphers"):
+        out.append("TLS cipher negotiated by h2load: " + "; ".join(
+            "%s %s" % kv for kv in res["tls_ciphers"].items()))
         out.append("")
     errors = []
     for key, _, _, _ in ROWS:
@@ -103,7 +125,8 @@ def render(res):
         out.extend("- " + x for x in res["notes"] + errors)
         out.append("")
     if res.get("rounds"):
-        out.append("Per-round figures (req/s, p99 ms, proxy CPU µs per request; messages/s):")
+        out.append("Per-round figures (req/s, p99 ms, proxy CPU µs per request; h2 rows: req/s, "
+                   "CPU µs per request; messages/s):")
         for metric, per in res["rounds"].items():
             for n, rounds in per.items():
                 out.append("- %s %s: %s" % (metric, n, json.dumps(rounds)))

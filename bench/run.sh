@@ -25,6 +25,8 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if ((${#need[@]})); then
   say "installing ${need[*]}"
   sudo=""
@@ -104,9 +106,10 @@ wait_port() { # name port
 }
 
 # ------------------------------------------------------------------ ports and files
-read -r P_REDIS P_B1 P_B2 P_SINK P_WS P_HIPACHE P_NGINX P_HAPROXY < <(python3 - <<'EOF'
+read -r P_REDIS P_B1 P_B2 P_SINK P_WS P_HIPACHE P_NGINX P_HAPROXY P_HIPACHE_TLS P_NGINX_TLS \
+  P_HAPROXY_TLS P_NGINX_H2C < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(8)]
+socks = [socket.socket() for _ in range(12)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -119,6 +122,11 @@ truncate -s "${TRANSFER_MB}M" "$TMP/www/big"   # sparse: reads as zeros, costs n
 # would be whichever proxy the download test runs first (it halved hipache's figure).
 cat "$TMP/www/big" >/dev/null
 cp "$ROOT/build/hipache" "$TMP/hipache"        # a rebuild during the run must not swap it
+# One certificate for the three TLS listeners (h2 phase); HAProxy wants key and chain in one file.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+  -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" -keyout "$TMP/tls.key" -out "$TMP/tls.crt" \
+  2>/dev/null
+cat "$TMP/tls.crt" "$TMP/tls.key" >"$TMP/tls.pem"
 
 # Every proxy's 2 workers/threads are bound one per CPU (the first two this script may use): left
 # to float, two busy workers sometimes share a CPU and wait a scheduler tick for each other, and
@@ -180,10 +188,12 @@ cat >"$TMP/hipache.json" <<EOF
     "accessLog": null,
     "memoryLimit": 0,
     "gracefulWait": 2,
-    "cpuAffinity": $HIPACHE_AFFINITY
+    "cpuAffinity": $HIPACHE_AFFINITY,
+    "http2": true
   },
   "http": { "port": $P_HIPACHE, "bind": ["127.0.0.1"] },
-  "https": { "bind": [] },
+  "https": { "port": $P_HIPACHE_TLS, "bind": ["127.0.0.1"], "key": "$TMP/tls.key",
+             "cert": "$TMP/tls.crt" },
   "driver": "redis://127.0.0.1:$P_REDIS",
   "user": "root"
 }
@@ -224,7 +234,9 @@ http {
   upstream app {
     server 127.0.0.1:$P_B1;
     server 127.0.0.1:$P_B2;
-    keepalive 100;
+    # idle connections kept per worker: above the 512 streams of the multiplexed h2 rows, or
+    # nginx closes a backend connection after most of their requests (bench/README.md)
+    keepalive 1024;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
   }
@@ -232,6 +244,12 @@ http {
   upstream ws { server 127.0.0.1:$P_WS; }
   server {
     listen 127.0.0.1:$P_NGINX backlog=4096;
+    # h2 over TLS and h2c with prior knowledge (nginx needs a port of its own for h2c)
+    listen 127.0.0.1:$P_NGINX_TLS ssl http2 backlog=4096;
+    listen 127.0.0.1:$P_NGINX_H2C http2 backlog=4096;
+    ssl_certificate $TMP/tls.crt;
+    ssl_certificate_key $TMP/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;   # 1.22's default stops at TLS 1.2; the other two offer 1.3
     location / {
       proxy_pass http://app;
       proxy_set_header Connection "";
@@ -277,8 +295,9 @@ defaults
 
 frontend fe
   bind 127.0.0.1:$P_HAPROXY backlog 4096
+  bind 127.0.0.1:$P_HAPROXY_TLS ssl crt $TMP/tls.pem alpn h2,http/1.1 backlog 4096
   http-request set-header X-Forwarded-Port %[dst_port]
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]
   use_backend sink if { path_beg /upload }
   use_backend ws if { path_beg /ws }
   default_backend app
@@ -322,7 +341,9 @@ print(json.dumps({"hipache": first([sys.argv[1], "-V"]),
                   "nginx": first(["nginx", "-v"]).replace("nginx version: ", ""),
                   "haproxy": first(["haproxy", "-v"]).split(" - ")[0],
                   "redis": first(["redis-server", "--version"]).split(" sha=")[0],
-                  "wrk": "wrk " + first(["wrk", "-v"]).split(" [")[0].replace("wrk ", "")}))
+                  "wrk": "wrk " + first(["wrk", "-v"]).split(" [")[0].replace("wrk ", ""),
+                  "h2load": first(["h2load", "--version"]),
+                  "openssl": first(["openssl", "version"])}))
 EOF
 )"
 
@@ -337,13 +358,19 @@ start_proxies() {
   wait_port hipache "$P_HIPACHE"
   wait_port nginx-proxy "$P_NGINX"
   wait_port haproxy "$P_HAPROXY"
+  wait_port hipache "$P_HIPACHE_TLS"
+  wait_port nginx-proxy "$P_NGINX_TLS"
+  wait_port haproxy "$P_HAPROXY_TLS"
   sleep 1   # let every worker come up
   cat >"$TMP/targets.json" <<EOF
 {
   "proxies": [
-    {"name": "hipache", "port": $P_HIPACHE, "pid": $PID_hipache},
-    {"name": "nginx", "port": $P_NGINX, "pid": $PID_nginx_proxy},
-    {"name": "haproxy", "port": $P_HAPROXY, "pid": $PID_haproxy}
+    {"name": "hipache", "port": $P_HIPACHE, "pid": $PID_hipache,
+     "tls_port": $P_HIPACHE_TLS, "h2c_port": $P_HIPACHE},
+    {"name": "nginx", "port": $P_NGINX, "pid": $PID_nginx_proxy,
+     "tls_port": $P_NGINX_TLS, "h2c_port": $P_NGINX_H2C},
+    {"name": "haproxy", "port": $P_HAPROXY, "pid": $PID_haproxy,
+     "tls_port": $P_HAPROXY_TLS, "h2c_port": $P_HAPROXY}
   ],
   "redis_port": $P_REDIS,
   "backends": ["http://127.0.0.1:$P_B1", "http://127.0.0.1:$P_B2"],
@@ -371,7 +398,7 @@ stop_proxies() {
 }
 
 # ------------------------------------------------------------------ measure
-for phase in ${BENCH_PHASES:-throughput idle websocket transfer}; do
+for phase in ${BENCH_PHASES:-throughput h2 idle websocket transfer}; do
   say "phase: $phase"
   start_proxies
   # in the background and waited for, so that Ctrl-C or a TERM reaches the trap at once
