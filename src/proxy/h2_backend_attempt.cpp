@@ -41,29 +41,33 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
     attempt.failure = acquired.failure;
     co_return attempt;
   }
-  // The connection is this attempt's alone and never pooled: its slot is returned now.
-  ctx_.pool.forget(*acquired.connection);
   auto upstream = std::make_shared<H2Upstream>(std::move(acquired.connection), timeout_);
+  // The connection is this attempt's alone and never pooled: it holds one of maxSockets until
+  // the attempt ends, then closes.
+  struct Done {
+    UpstreamPool& pool;
+    H2Upstream& upstream;
+    ~Done() {
+      upstream.close();
+      pool.forget(upstream.connection());
+    }
+  } done{ctx_.pool, *upstream};
   const bool has_body = body_pending();
   http::H2FieldBlock fields;
   http::add_backend_request_fields(*request_, scratch_.forwarded, framing_, backend(route).tls,
                                    fields);
   const auto list = fields.list();
   if (!upstream->start(list, has_body)) {
-    upstream->close();
     attempt.failure = Failure::bad_request;  // nghttp2 refused a field of the request
     co_return attempt;
   }
   attempt.phase = AttemptPhase::request_sent;
   if (!has_body) {
-    attempt = co_await relay_h2_answer(upstream, host, route, attempt);
-    upstream->close();
-    co_return attempt;
+    co_return co_await relay_h2_answer(upstream, host, route, attempt);
   }
   if (expects_continue_) {
     const auto written = co_await client_.send_continue();
     if (written.error) {
-      upstream->close();
       attempt.client_reusable = false;
       co_return attempt;
     }
@@ -71,7 +75,6 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
   // Both at once: a gRPC server may answer (and stream) while the client still sends.
   auto [answered, uploaded] =
       co_await (relay_h2_answer(upstream, host, route, attempt) && send_h2_body(upstream));
-  upstream->close();
   answered.body_consumed = uploaded.body_started;
   if (uploaded.read_error && !answered.failure && !client_.request_body_done()) {
     // The answer went out before the whole request body arrived: that connection cannot read

@@ -36,6 +36,7 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   bool start(std::span<const nghttp2_nv> fields, bool has_body);
   // Resets the stream and closes the connection: nothing more is read or written.
   void close();
+  UpstreamConnection& connection() { return *connection_; }
 
   // Waits until something changes (a header, body bytes, the end, a failure, a piece taken),
   // at most tcpTimeout: false on a timeout.
