@@ -2,6 +2,10 @@
 
 #include "http/error_response.hpp"
 
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace hipache::http {
 namespace {
 
@@ -13,6 +17,29 @@ TEST(ErrorResponse, TheHeadersOfEveryErrorPage) {
             "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nCache-Control: no-cache\r\n"
             "Pragma: no-cache\r\nExpires: -1\r\nConnection: close\r\nContent-Length: 10\r\n\r\n"
             "<p>bad</p>");
+}
+
+TEST(ErrorResponse, GrpcClientsGetAStatusNotAPage) {
+  for (const auto& [status, code] : std::vector<std::pair<unsigned, std::string>>{
+           {502, "14"}, {503, "14"}, {504, "14"}, {400, "13"}, {404, "12"}, {431, "2"}}) {
+    ErrorResponse error;
+    error.status = status;
+    error.body = "<p>page</p>";
+    error.make_grpc("Backend refused the connection");
+    EXPECT_EQ(serialize_error_response(error),
+              "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\ngrpc-status: " + code +
+                  "\r\ngrpc-message: Backend refused the connection\r\nConnection: close\r\n"
+                  "Content-Length: 0\r\n\r\n");
+  }
+}
+
+TEST(ErrorResponse, GrpcContentTypes) {
+  EXPECT_TRUE(is_grpc_content_type("application/grpc"));
+  EXPECT_TRUE(is_grpc_content_type("Application/GRPC+proto"));
+  EXPECT_TRUE(is_grpc_content_type("application/grpc;charset=utf-8"));
+  EXPECT_FALSE(is_grpc_content_type("application/grpc-web"));
+  EXPECT_FALSE(is_grpc_content_type("application/json"));
+  EXPECT_FALSE(is_grpc_content_type(""));
 }
 
 TEST(ErrorResponse, KeepAliveDebugAndRetryAfter) {
