@@ -101,11 +101,16 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_h2_answer(std::shared_ptr<H2U
                                                              const std::string& host,
                                                              const Route& route, Attempt attempt) {
   auto& up = *upstream;
-  // The rest of the request body is not waited for once the answer is over.
+  // Once the answer is over (or failed), the stream is: the request body's relay stops, whether
+  // it waits for the client or for the backend's window.
   struct StopBody {
     ClientSide& client;
-    ~StopBody() { client.stop_request_body(); }
-  } stop_body{client_};
+    H2Upstream& upstream;
+    ~StopBody() {
+      upstream.close();
+      client.stop_request_body();
+    }
+  } stop_body{client_, up};
 
   while (!up.has_header() && !up.failed()) {
     if (!co_await up.wait_for_change()) {
