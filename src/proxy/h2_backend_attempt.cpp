@@ -81,9 +81,11 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
     // its next request.
     answered.client_reusable = false;
   }
-  if (uploaded.read_error && answered.failure && answered.phase != AttemptPhase::answer_started) {
+  const bool client_failed =
+      uploaded.read_error && uploaded.read_error != asio::error::operation_aborted;
+  if (client_failed && answered.failure && answered.phase != AttemptPhase::answer_started) {
     // The client went away (or stalled) mid-body: nobody to answer, nothing to blame on the
-    // backend.
+    // backend. (operation_aborted: the relay was stopped because the attempt failed first.)
     answered.failure.reset();
     answered.client_reusable = false;
   }
