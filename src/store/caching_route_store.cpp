@@ -39,6 +39,7 @@ RouteCacheSettings RouteCacheSettings::from(const Config& config) {
         static_cast<long long>(config.server.lru_cache->ttl_seconds * 1000));
   }
   settings.local_mark_lifetime = std::chrono::seconds(config.server.dead_backend_ttl_s);
+  settings.live = config.server.route_cache;
   return settings;
 }
 
@@ -47,6 +48,7 @@ CachingRouteStore::CachingRouteStore(std::shared_ptr<RouteSource> source, Backen
     : source_(std::move(source)),
       health_(health),
       lru_ttl_(settings.lru_ttl),
+      live_(settings.live),
       local_mark_lifetime_(settings.local_mark_lifetime),
       positive_(settings.capacity, settings.byte_budget),
       negative_(settings.negative_capacity, settings.negative_byte_budget) {
@@ -153,7 +155,8 @@ void CachingRouteStore::remember(const std::string& host, const RouteLookup& loo
   } else if (lru_ttl_) {
     cache.insert(host, lookup, now + *lru_ttl_, kLruGeneration);
   } else if (const auto* held = any_entry(host);
-             held == nullptr || !tracking_active_ || held->generation != generation_) {
+             live_ &&
+             (held == nullptr || !tracking_active_ || held->generation != generation_)) {
     // Read while no link vouched for it (before tracking was set up, during an outage, or
     // overtaken by an invalidation): it answers no later request, but an outage that follows
     // serves it rather than a 503.

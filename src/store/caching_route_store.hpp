@@ -30,6 +30,9 @@ struct RouteCacheSettings {
   std::size_t byte_budget = 64 * 1024 * 1024;
   std::size_t negative_capacity = 10000;  // unknown hosts
   std::size_t negative_byte_budget = 4 * 1024 * 1024;
+  // The live route cache (server.routeCache): only then does a read no link vouched for stay
+  // as a last resort for an outage (without it, as in Hipache, an outage is a 503).
+  bool live = true;
   // How long this worker applies its own dead mark: the dead set's TTL in Redis.
   std::chrono::seconds local_mark_lifetime{30};
 
@@ -83,6 +86,7 @@ class CachingRouteStore final : public RouteStore, public BackendHealth, private
   std::shared_ptr<RouteSource> source_;
   BackendHealth& health_;
   std::optional<std::chrono::milliseconds> lru_ttl_;
+  bool live_;
   std::chrono::seconds local_mark_lifetime_;
   bool tracking_active_ = false;  // invalidations flow: cached entries may answer
   std::uint64_t generation_ = 1;  // changes whenever the link goes down or comes up

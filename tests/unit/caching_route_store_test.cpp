@@ -200,6 +200,17 @@ TEST_F(CachingRouteStoreTest, ReadsNoLinkVouchedForAreALastResortOnly) {
   EXPECT_EQ(lookup("www.example.com").status, Status::not_found);
 }
 
+// Without the live route cache (routeCache: false) Redis is read on every request and an
+// outage is a 503, as in Hipache: nothing is held.
+TEST_F(CachingRouteStoreTest, WithoutTheLiveCacheNothingIsHeldForAnOutage) {
+  RouteCacheSettings settings;
+  settings.live = false;
+  make_store(settings);
+  EXPECT_EQ(lookup("www.example.com").status, Status::found);
+  source_->down = true;
+  EXPECT_EQ(lookup("www.example.com").status, Status::unavailable);
+}
+
 TEST_F(CachingRouteStoreTest, UnknownHostsAreCachedAndAWildcardForgetsEverything) {
   make_store();
   source_->sink->link_up();
