@@ -128,7 +128,12 @@ class Http1Connection final : public DrainableSession,
       metrics::add(metrics::Counter::tls_handshakes);
       if (chose_h2(*tls)) co_return hand_to_http2();
     } else if (requests_before_park_ == 0 && ctx_.config.server.http2) {
-      if (co_await read_http2_preface()) co_return hand_to_http2();
+      const auto preface = co_await read_http2_preface();
+      if (preface == Preface::http2) co_return hand_to_http2();
+      if (preface == Preface::cut_short) {
+        client_.tcp().close();
+        co_return std::nullopt;
+      }
     }
     // Each iteration serves one request; pipelined requests wait in buffer_. Between requests
     // nothing but the connection itself stays allocated (no parser, no buffers).
@@ -247,21 +252,29 @@ class Http1Connection final : public DrainableSession,
     return std::string_view(reinterpret_cast<const char*>(protocol), length) == "h2";
   }
 
+  enum class Preface { http1, http2, cut_short };
+
   // A new plain connection: whether it starts with the HTTP/2 preface (h2c with prior
-  // knowledge). What was read stays in buffer_ either way.
-  asio::awaitable<bool> read_http2_preface() {
+  // knowledge). What was read stays in buffer_ either way. cut_short: the client closed, or the
+  // read failed, before anything but the start of a preface came.
+  asio::awaitable<Preface> read_http2_preface() {
     set_deadline(client_, header_timeout());
     for (;;) {
       const std::string_view received(static_cast<const char*>(buffer_.data().data()),
                                       buffer_.size());
       const auto compared = std::min(received.size(), kHttp2Preface.size());
-      if (received.substr(0, compared) != kHttp2Preface.substr(0, compared)) co_return false;
-      if (compared == kHttp2Preface.size()) co_return true;
+      if (received.substr(0, compared) != kHttp2Preface.substr(0, compared)) {
+        co_return Preface::http1;
+      }
+      if (compared == kHttp2Preface.size()) co_return Preface::http2;
       // Sized as the header read sizes its first read: the buffer is then the same one.
       auto [ec, n] = co_await client_.tcp().async_read_some(
           buffer_.prepare(beast::read_size(buffer_, 65536)), kUseTuple);
       buffer_.commit(n);
-      if (ec) co_return false;  // serve_one() sees the same end
+      // Never read again after an end: Asio then waits for the socket's next readiness event,
+      // and the one the end raised may have been taken already (by the reactor before this
+      // read): the session would wait for its header deadline, holding a connection slot.
+      if (ec) co_return Preface::cut_short;
     }
   }
 
