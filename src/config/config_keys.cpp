@@ -1,28 +1,19 @@
-// The rows of the key table, and the readers and printers their member types pick.
+// The rows of the key table of the server, top-level, lruCache and admin keys, and the list of
+// every key; the TLS and active-check tables are in config_keys_tls.cpp and
+// config_keys_health.cpp, all built with config/key_access.hpp.
 #include "config/config_keys.hpp"
 
-#include <algorithm>
 #include <array>
 #include <cmath>
-#include <concepts>
 #include <cstdio>
 #include <optional>
-#include <type_traits>
 #include <utility>
 
-#include "http/field_value.hpp"
+#include "config/key_access.hpp"
 #include "http/request_id.hpp"
 
 namespace hipache::config {
-namespace {
 
-// Node/OpenSSL method names Hipache passed to tls.createServer; the TLS code maps them.
-constexpr std::array<std::string_view, 12> kSecureProtocols = {
-    "SSLv23_method",  "SSLv23_server_method",  "TLS_method",     "TLS_server_method",
-    "TLSv1_2_method", "TLSv1_2_server_method", "TLSv1_3_method", "TLSv1_3_server_method",
-    "TLSv1_method",   "TLSv1_server_method",   "TLSv1_1_method", "TLSv1_1_server_method"};
-
-// A bound as an operator would write it: 3600, 0.01.
 std::string number_text(double number) {
   if (number == std::floor(number)) return std::to_string(static_cast<long long>(number));
   std::array<char, 32> buffer{};
@@ -39,176 +30,7 @@ std::string number_text(double number) {
   reader.fail(key, "must be at most " + number_text(bounds.max) + ", got " + describe(value));
 }
 
-constexpr Bounds at_least(double min, std::string_view note = {}) {
-  return {min, kMaxCount, note};
-}
-constexpr Bounds at_most(double max) {
-  return {0, max, {}};
-}
-constexpr Bounds between(double min, double max, std::string_view note) {
-  return {min, max, note};
-}
-
-// Reads a JSON value into a member, by the member's type; the type is the key's type.
-struct ReadValue {
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  bool& out) const {
-    out = reader.boolean(value, key);
-  }
-
-  template <std::unsigned_integral Number>
-  void operator()(const Reader& reader, const json& value, const std::string& key,
-                  const Bounds& bounds, Number& out) const {
-    const std::uint64_t max = bounds.max == kUnbounded ? std::numeric_limits<std::uint64_t>::max()
-                                                       : static_cast<std::uint64_t>(bounds.max);
-    const std::uint64_t number = reader.whole(value, key, max);
-    if (static_cast<double>(number) < bounds.min) {
-      reader.fail(key, "must be at least " + number_text(bounds.min) + std::string(bounds.note));
-    }
-    out = static_cast<Number>(number);
-  }
-
-  void operator()(const Reader& reader, const json& value, const std::string& key,
-                  const Bounds& bounds, double& out) const {
-    const double number = reader.non_negative(value, key);
-    if (number < bounds.min || number > bounds.max) fail_range(reader, value, key, bounds);
-    out = number;
-  }
-
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  std::string& out) const {
-    out = reader.string(value, key);
-  }
-
-  // https.ca: one file or a list of files.
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  std::vector<std::string>& out) const {
-    std::vector<std::string> files;
-    if (value.is_string()) {
-      files.push_back(value.get<std::string>());
-    } else if (value.is_array()) {
-      for (std::size_t i = 0; i < value.size(); ++i) {
-        files.push_back(reader.string(value[i], index_key(key, i)));
-      }
-    } else {
-      reader.fail(key, "expected a file name or a list of file names, got " + describe(value));
-    }
-    // An empty name is what a template leaves behind; it names no file.
-    std::erase_if(files, [](const std::string& file) { return file.empty(); });
-    out = std::move(files);
-  }
-
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  std::vector<AddressRange>& out) const {
-    if (!value.is_array()) {
-      reader.fail(key,
-                  "expected null or an array of addresses/CIDR ranges, got " + describe(value));
-    }
-    for (const auto& item : value) {
-      const auto range =
-          item.is_string() ? parse_address_range(item.get<std::string>()) : std::nullopt;
-      if (!range) reader.fail(key, "expected an IP address or CIDR range, got " + describe(item));
-      out.push_back(*range);
-    }
-  }
-
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  LruCacheSettings& out) const {
-    if (!value.is_object()) {
-      reader.fail(key, "expected null or {\"size\": ..., \"ttl\": ...}, got " + describe(value));
-    }
-    reader.warn_unknown(value, key, key_names(lru_cache_keys(), key));
-    read_keys(reader, value, key, lru_cache_keys(), key, out);
-  }
-
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  ActiveHealthCheckSettings& out) const {
-    if (!value.is_object()) {
-      reader.fail(key,
-                  "expected null or {\"interval\": ..., \"timeout\": ...}, got " + describe(value));
-    }
-    reader.warn_unknown(value, key, key_names(active_health_check_keys(), key));
-    read_keys(reader, value, key, active_health_check_keys(), key, out);
-  }
-
-  // Reached for a non-null value only (null resets the member). An empty string is what a
-  // template leaves behind: the same as null.
-  template <class Value>
-  void operator()(const Reader& reader, const json& value, const std::string& key,
-                  const Bounds& bounds, std::optional<Value>& out) const {
-    Value read{};
-    (*this)(reader, value, key, bounds, read);
-    if constexpr (std::is_same_v<Value, std::string>) {
-      if (read.empty()) {
-        out.reset();
-        return;
-      }
-    }
-    out = std::move(read);
-  }
-};
-
-struct ReadSecureProtocol {
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  std::string& out) const {
-    std::string name = reader.string(value, key);
-    if (!name.empty() && std::find(kSecureProtocols.begin(), kSecureProtocols.end(), name) ==
-                             kSecureProtocols.end()) {
-      reader.fail(key, "unsupported value " + describe(value) +
-                           " (expected SSLv23_method, TLS_method, TLSv1_2_method, "
-                           "TLSv1_3_method, TLSv1_1_method, TLSv1_method or their _server_method "
-                           "forms)");
-    }
-    out = std::move(name);
-  }
-};
-
-// The check request's method: an HTTP token (RFC 9110 section 5.6.2), as the request line needs.
-struct ReadMethod {
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  std::string& out) const {
-    std::string method = reader.string(value, key);
-    const auto tchar = [](char c) {
-      return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    };
-    if (method.empty() || !std::all_of(method.begin(), method.end(), tchar)) {
-      reader.fail(key,
-                  "expected an HTTP method such as \"HEAD\" or \"GET\", got " + describe(value));
-    }
-    out = std::move(method);
-  }
-};
-
-// The check request's target: an origin-form path, no space or control byte.
-struct ReadCheckPath {
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  std::string& out) const {
-    std::string path = reader.string(value, key);
-    const auto visible = [](char c) { return static_cast<unsigned char>(c) > 0x20 && c != 0x7f; };
-    if (!path.starts_with('/') || !std::all_of(path.begin(), path.end(), visible)) {
-      reader.fail(key,
-                  "expected a path starting with \"/\" without spaces, got " + describe(value));
-    }
-    out = std::move(path);
-  }
-};
-
-// The check request's Host header (null: the frontend's name).
-struct ReadCheckHost {
-  void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
-                  std::optional<std::string>& out) const {
-    std::string host = reader.string(value, key);
-    if (!http::is_field_value(host)) {
-      reader.fail(key, "must not contain control characters, got " + describe(value));
-    }
-    if (host.empty()) {
-      out.reset();
-    } else {
-      out = std::move(host);
-    }
-  }
-};
+namespace {
 
 // user and group: a name, or a numeric id.
 struct ReadAccount {
@@ -228,10 +50,6 @@ struct ReadAccount {
     if (out.empty()) reader.fail(key, "must not be empty (use \"root\" to keep running as root)");
   }
 };
-
-// server.accessLogFormat.
-constexpr std::pair<std::string_view, AccessLogFormat> kAccessLogFormats[] = {
-    {"hipache", AccessLogFormat::hipache}, {"json", AccessLogFormat::json}};
 
 struct ReadAccessLogFormat {
   void operator()(const Reader& reader, const json& value, const std::string& key, const Bounds&,
@@ -263,68 +81,6 @@ struct ReadRequestIdHeader {
     out = std::move(name);
   }
 };
-
-// The --dry form of a member, by its type.
-struct ShowValue {
-  template <class Value>
-  json operator()(const Value& value) const {
-    return json(value);
-  }
-  json operator()(const std::vector<AddressRange>& ranges) const {
-    json texts = json::array();
-    for (const auto& range : ranges) texts.push_back(range.text);
-    return texts;
-  }
-  json operator()(AccessLogFormat format) const {
-    for (const auto& [name, known] : kAccessLogFormats) {
-      if (format == known) return std::string(name);
-    }
-    return nullptr;
-  }
-  json operator()(const LruCacheSettings& cache) const {
-    json out = json::object();
-    show_keys(lru_cache_keys(), "server.lruCache", cache, out);
-    return out;
-  }
-  json operator()(const ActiveHealthCheckSettings& check) const {
-    json out = json::object();
-    show_keys(active_health_check_keys(), "server.activeHealthCheck", check, out);
-    return out;
-  }
-  template <class Value>
-  json operator()(const std::optional<Value>& value) const {
-    return value ? (*this)(*value) : json(nullptr);
-  }
-};
-
-template <class>
-struct MemberOf;
-template <class Value, class Owner>
-struct MemberOf<Value Owner::*> {
-  using owner = Owner;
-  using value = Value;
-};
-
-template <class>
-constexpr bool kIsOptional = false;
-template <class Value>
-constexpr bool kIsOptional<std::optional<Value>> = true;
-
-// The access of a row that fills one member. A null value keeps the default, except that an
-// optional member takes it as "none" (server.accessLog: null disables the log).
-template <auto Member, class Read = ReadValue,
-          class Owner = typename MemberOf<decltype(Member)>::owner>
-constexpr Access<Owner> member = {
-    [](const Reader& reader, const json& value, const std::string& key, const Bounds& bounds,
-       Owner& owner) {
-      auto& field = owner.*Member;
-      if (value.is_null()) {
-        if constexpr (kIsOptional<typename MemberOf<decltype(Member)>::value>) field.reset();
-        return;
-      }
-      Read{}(reader, value, key, bounds, field);
-    },
-    [](const Owner& owner) { return ShowValue{}(owner.*Member); }};
 
 // Hipache master listed it in its defaults (as null) but never used it.
 constexpr Access<ServerSettings> kUnsupported = {
@@ -395,48 +151,6 @@ constexpr Key<LruCacheSettings> kLruCacheKeys[] = {
     Key<LruCacheSettings>{kLru, "size", member<&LruCacheSettings::size>, "Hosts kept."}.within(
         at_least(1)),
     {kLru, "ttl", member<&LruCacheSettings::ttl_seconds>, "Seconds an answer is kept."},
-};
-
-using A = ActiveHealthCheckSettings;
-constexpr std::string_view kActive = "server.activeHealthCheck";
-constexpr Key<A> kActiveHealthCheckKeys[] = {
-    Key<A>{kActive, "interval", member<&A::interval_s>, "Seconds between checks."}.within(
-        between(0.1, 3600, " seconds")),
-    Key<A>{kActive, "timeout", member<&A::timeout_s>, "Seconds a check may take."}.within(
-        between(0.1, 3600, " seconds")),
-    {kActive, "method", member<&A::method, ReadMethod>, "Method of the check request."},
-    {kActive, "path", member<&A::path, ReadCheckPath>, "Path of the check request."},
-    {kActive, "host", member<&A::host, ReadCheckHost>, "Host header; null = the frontend."},
-    Key<A>{kActive, "maxConcurrent", member<&A::max_concurrent>, "Checks in flight at once."}
-        .within(at_least(1)),
-    Key<A>{kActive, "maxBackends", member<&A::max_backends>, "Backends checked at once."}.within(
-        at_least(1)),
-    Key<A>{kActive, "lockTtl", member<&A::lock_ttl_s>, "Seconds an unrenewed lock holds."}.within(
-        between(3, 86400, " seconds")),
-    Key<A>{kActive, "releaseAfter", member<&A::release_after_s>, "Seconds before letting go."}
-        .within(at_least(1)),
-};
-
-using T = TlsSettings;
-constexpr std::string_view kHttps = "https";
-constexpr Key<T> kTlsKeys[] = {
-    Key<T>{kHttps, "key", member<&T::key>, "PEM private key file."}.per_listener().documented_as(
-        "—"),
-    Key<T>{kHttps, "cert", member<&T::cert>, "PEM certificate (chain) file."}
-        .per_listener()
-        .documented_as("—"),
-    Key<T>{kHttps, "ca", member<&T::ca>, "Extra CA certificate files."}.per_listener(),
-    Key<T>{kHttps, "passphrase", member<&T::passphrase>, "Passphrase of an encrypted key."}
-        .per_listener()
-        .censored(),
-    // Not checked here: only OpenSSL knows which cipher strings it accepts (the TLS code asks).
-    Key<T>{kHttps, "ciphers", member<&T::ciphers>, "OpenSSL cipher list."}.per_listener(),
-    {kHttps, "honorCipherOrder", member<&T::honor_cipher_order>, "The server's cipher order."},
-    Key<T>{kHttps, "secureProtocol", member<&T::secure_protocol, ReadSecureProtocol>,
-           "Node/OpenSSL method name."}
-        .per_listener(),
-    Key<T>{kHttps, "secureOptions", member<&T::secure_options>, "OpenSSL SSL_OP_* bits."}.within(
-        at_most(kUnbounded)),
 };
 
 json show_http_binds(const Config& config) {
@@ -531,12 +245,6 @@ std::span<const Key<ServerSettings>> server_keys() {
 }
 std::span<const Key<LruCacheSettings>> lru_cache_keys() {
   return kLruCacheKeys;
-}
-std::span<const Key<ActiveHealthCheckSettings>> active_health_check_keys() {
-  return kActiveHealthCheckKeys;
-}
-std::span<const Key<TlsSettings>> tls_keys() {
-  return kTlsKeys;
 }
 std::span<const Key<Config>> config_keys() {
   return kConfigKeys;

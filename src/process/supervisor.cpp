@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include "process/checker_child.hpp"
 #include "process/sd_notify.hpp"
 #include "process/worker.hpp"
+#include "process/worker_child.hpp"
 #include "process/worker_process.hpp"
 
 namespace hipache::process {
@@ -200,8 +200,11 @@ class Supervisor {
       return;
     }
     if (pid == 0) {
-      run_child(master, slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn(), cpu,
-                {metrics_.get(), counters});
+      const AcceptTurn turn = slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn();
+      run_worker_process(master, original_mask_, {ready_read_, signal_fd_}, cpu, [&] {
+        return run_worker(config_, listeners_, *tls_, ready_write_, turn, handover_,
+                          {metrics_.get(), counters});
+      });
     }
     if (metrics_) metrics_->assign(counters, pid);
     workers_.push_back(WorkerProcess{pid, Clock::now(), slot, cpu});
@@ -210,29 +213,6 @@ class Supervisor {
     } else {
       spdlog::info("worker {} started", pid);
     }
-  }
-
-  [[noreturn]] void run_child(pid_t master, AcceptTurn turn, std::optional<int> cpu,
-                              WorkerMetrics worker_metrics) {
-    // Back to the original mask, except the signals the worker handles: they stay blocked (and
-    // pending) until run_worker has its handlers in place.
-    sigset_t mask = original_mask_;
-    for (const int sig : {SIGTERM, SIGINT, SIGUSR1, SIGUSR2}) sigaddset(&mask, sig);
-    sigprocmask(SIG_SETMASK, &mask, nullptr);
-    // A worker must not outlive its master (it would hold the ports with nobody to manage it).
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != master) ::_exit(0);
-    ::close(ready_read_);
-    ::close(signal_fd_);
-    if (cpu) bind_to_cpu(*cpu);
-    int code = 1;
-    try {
-      code = run_worker(config_, listeners_, *tls_, ready_write_, turn, handover_, worker_metrics);
-    } catch (const std::exception& error) {
-      spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
-    }
-    spdlog::default_logger()->flush();
-    ::_exit(code);  // never run the master's destructors in a child
   }
 
   // --- The active health checker's process (server.activeHealthCheck) ---
@@ -459,18 +439,9 @@ class Supervisor {
   // The new image after an upgrade: the previous image's workers are children of this process
   // still. Serving ones go on until this image's workers are ready.
   void adopt_old_generation(const Inheritance& inherited) {
-    const auto now = Clock::now();
-    for (const pid_t pid : inherited.serving_workers) {
-      workers_.push_back(WorkerProcess{pid, now, std::nullopt, std::nullopt});
-      workers_.back().old_generation = true;
-    }
-    for (const pid_t pid : inherited.draining_workers) {
-      workers_.push_back(WorkerProcess{pid, now, std::nullopt, std::nullopt});
-      workers_.back().draining = true;
-      workers_.back().draining_since = now;
-      workers_.back().kill_at =
-          now + std::chrono::seconds(config_.server.graceful_wait_s) + kKillGrace;
-    }
+    const auto adopted = previous_image_workers(
+        inherited, std::chrono::seconds(config_.server.graceful_wait_s) + kKillGrace);
+    workers_.insert(workers_.end(), adopted.begin(), adopted.end());
     spdlog::info(
         "master {}: upgraded in place to {}; {} worker(s) of the previous binary serve "
         "until the new ones are ready",

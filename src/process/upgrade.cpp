@@ -260,4 +260,21 @@ std::optional<Inheritance> take_inheritance() {
   return inheritance;
 }
 
+std::vector<WorkerProcess> previous_image_workers(const Inheritance& inherited,
+                                                  WorkerProcess::Clock::duration kill_after) {
+  std::vector<WorkerProcess> workers;
+  const auto now = WorkerProcess::Clock::now();
+  for (const pid_t pid : inherited.serving_workers) {
+    workers.push_back(WorkerProcess{pid, now, std::nullopt, std::nullopt});
+    workers.back().old_generation = true;
+  }
+  for (const pid_t pid : inherited.draining_workers) {
+    workers.push_back(WorkerProcess{pid, now, std::nullopt, std::nullopt});
+    workers.back().draining = true;
+    workers.back().draining_since = now;
+    workers.back().kill_at = now + kill_after;
+  }
+  return workers;
+}
+
 }  // namespace hipache::process

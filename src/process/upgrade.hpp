@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "net/listeners.hpp"
+#include "process/worker_process.hpp"
 #include "proxy/handover.hpp"
 
 namespace hipache::process {
@@ -43,6 +44,12 @@ std::string exec_with(const std::string& binary, const std::vector<std::string>&
 // The inherited listening sockets for `config`'s listeners (the old image made sure the addresses
 // are the same); those not needed are closed. Throws std::runtime_error for an address with none.
 std::vector<net::BoundListener> adopt_listeners(const Config& config, const Inheritance& inherited);
+
+// The previous image's workers, children of the new image still: the serving ones as its old
+// generation (drained once its own workers are ready), the draining ones with `kill_after` left
+// before SIGKILL.
+std::vector<WorkerProcess> previous_image_workers(const Inheritance& inherited,
+                                                  WorkerProcess::Clock::duration kill_after);
 
 struct MasterStart;
 

@@ -30,6 +30,7 @@
 #include "proxy/exchange.hpp"
 #include "proxy/handover.hpp"
 #include "proxy/http2_connection.hpp"
+#include "proxy/http2_handoff.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/tunnel.hpp"
@@ -55,13 +56,6 @@ constexpr std::uint64_t kWarmAfterRequests = 2;
 constexpr std::size_t kReadBufferLimit = kHeaderLimit + 16 * 1024;
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 256 * 1024;
-
-// A connection that turned out to speak HTTP/2, and what was read from it.
-struct Http2Start {
-  net::AnyStream stream;
-  std::string received;
-  ClientInfo info;
-};
 
 std::string client_address(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
@@ -129,7 +123,12 @@ class Http1Connection final : public DrainableSession,
       metrics::add(metrics::Counter::tls_handshakes);
       if (chose_h2(*tls)) co_return hand_to_http2();
     } else if (requests_before_park_ == 0 && ctx_.config.server.http2) {
-      if (co_await read_http2_preface()) co_return hand_to_http2();
+      const auto preface = co_await read_http2_preface(client_, buffer_, header_timeout());
+      if (preface == PrefaceRead::http2) co_return hand_to_http2();
+      if (preface == PrefaceRead::cut_short) {
+        client_.tcp().close();
+        co_return std::nullopt;
+      }
     }
     // Each iteration serves one request; pipelined requests wait in buffer_. Between requests
     // nothing but the connection itself stays allocated (no parser, no buffers).
@@ -301,38 +300,9 @@ class Http1Connection final : public DrainableSession,
   }
 
  private:
-  static bool chose_h2(net::TlsStream& tls) {
-    const unsigned char* protocol = nullptr;
-    unsigned length = 0;
-    SSL_get0_alpn_selected(tls.native_handle(), &protocol, &length);
-    return std::string_view(reinterpret_cast<const char*>(protocol), length) == "h2";
-  }
-
-  // A new plain connection: whether it starts with the HTTP/2 preface (h2c with prior
-  // knowledge). What was read stays in buffer_ either way.
-  asio::awaitable<bool> read_http2_preface() {
-    set_deadline(client_, header_timeout());
-    for (;;) {
-      const std::string_view received(static_cast<const char*>(buffer_.data().data()),
-                                      buffer_.size());
-      const auto compared = std::min(received.size(), kHttp2Preface.size());
-      if (received.substr(0, compared) != kHttp2Preface.substr(0, compared)) co_return false;
-      if (compared == kHttp2Preface.size()) co_return true;
-      // Sized as the header read sizes its first read: the buffer is then the same one.
-      auto [ec, n] = co_await client_.tcp().async_read_some(
-          buffer_.prepare(beast::read_size(buffer_, 65536)), kUseTuple);
-      buffer_.commit(n);
-      if (ec) co_return false;  // serve_one() sees the same end
-    }
-  }
-
   Http2Start hand_to_http2() {
     handed_off_ = true;
-    Http2Start start{std::move(client_),
-                     std::string(static_cast<const char*>(buffer_.data().data()), buffer_.size()),
-                     info_};
-    buffer_.consume(buffer_.size());
-    return start;
+    return take_for_http2(client_, buffer_, info_);
   }
 
   // Closing a socket with unread input sends a reset that can destroy the answer just written

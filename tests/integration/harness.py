@@ -67,6 +67,20 @@ def half_closed_by_peer(port):
     return count
 
 
+def accept_queue(port):
+    """How many connections wait in the accept queue of the loopback listening socket on
+    `port` (for a listening socket, /proc/net/tcp's rx_queue field), None without one."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "0A":  # TCP_LISTEN
+                    return int(fields[4].split(":")[1], 16)
+    return None
+
+
 def wait_until(predicate, timeout=5.0, interval=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -6,11 +6,15 @@ Run: HIPACHE_BINARY=/work/main/build/hipache python3 -m unittest -v test_relay_k
 """
 import http.client
 import json
+import os
 import signal
+import socket
 import time
 import unittest
 
 import harness
+from admin_helpers import parse_metrics
+from process_helpers import children
 from relay_helpers import RelayTestCase
 from rss import process_tree_rss_kb
 
@@ -216,6 +220,30 @@ class IdleKeepAliveTest(RelayTestCase):
         kept.send(request)
         self.assertEqual(kept.read_response().status, 200, "the open connection was closed")
 
+    def test_connections_closed_before_their_session_reads_are_closed(self):
+        # Clients that connect and close at once (load balancers' TCP checks, port probes): the
+        # worker accepts them with the end already there, and closes them without waiting for
+        # their header deadline (each one holds a connection slot until then).
+        self.start_proxy(workers=1, headerTimeout=60, tcpTimeout=60)
+        workers = harness.wait_until(lambda: children(self.proxy.process.pid))
+        self.assertEqual(len(workers), 1)
+        worker = workers.pop()
+        # The start-up's probe connection is served and gone: the queue holds ours only.
+        self.assertTrue(harness.wait_until(
+            lambda: harness.accept_queue(self.proxy.port) == 0
+            and harness.half_closed_by_peer(self.proxy.port) == 0))
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for _ in range(10):
+                socket.create_connection(("127.0.0.1", self.proxy.port), timeout=5).close()
+            self.assertTrue(harness.wait_until(
+                lambda: harness.half_closed_by_peer(self.proxy.port) == 10), "not all queued")
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        harness.wait_until(lambda: harness.half_closed_by_peer(self.proxy.port) == 0, timeout=5)
+        self.assertEqual(harness.half_closed_by_peer(self.proxy.port), 0,
+                         "connections their clients closed left open")
+
     def test_parked_connection_times_out_from_its_last_request(self):
         backend = self.http_backend("one")
         self.route("idle.test", backend)
@@ -291,7 +319,11 @@ class IdleKeepAliveTest(RelayTestCase):
     def test_parked_connections_count_against_max_connections(self):
         backend = self.http_backend("one")
         self.route("idle.test", backend)
-        self.start_proxy(workers=1, maxConnections=3, tcpTimeout=60)
+        config = self.config(workers=1, maxConnections=3, tcpTimeout=60)
+        admin_port = harness.free_port()
+        config["admin"] = {"bind": ["127.0.0.1"], "port": admin_port}
+        self.start_proxy(config)
+        harness.wait_for_port(admin_port)
         request = b"GET / HTTP/1.1\r\nHost: idle.test\r\n\r\n"
         parked = []
         for _ in range(3):
@@ -299,13 +331,15 @@ class IdleKeepAliveTest(RelayTestCase):
             c.send(request)
             self.assertEqual(c.read_response().status, 200)
             parked.append(c)
-        time.sleep(0.3)
+        self.assertTrue(harness.wait_until(lambda: parked_connections(admin_port) == 3),
+                        "the idle connections were not parked")
         refused = self.client()
         refused.send(request)
         self.assertEqual(refused.read_response().status, 503)
-        parked[0].close()
-        harness.wait_until(lambda: harness.half_closed_by_peer(self.proxy.port) == 0, timeout=3)
-        time.sleep(0.3)
+        # Half-closed by its client, a parked connection is revived, reads the end and is
+        # closed; the proxy's close is the sign that the worker let it go.
+        parked[0].sock.shutdown(socket.SHUT_WR)
+        self.assertTrue(parked[0].wait_closed(5), "a connection its client closed kept open")
         admitted = self.client()
         admitted.send(request)
         self.assertEqual(admitted.read_response().status, 200)
@@ -314,6 +348,16 @@ class IdleKeepAliveTest(RelayTestCase):
             c.send(request)
             self.assertEqual(c.read_response().status, 200)
 
+
+def parked_connections(admin_port):
+    """The proxy's parked client connections, from the admin listener's /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        samples = parse_metrics(conn.getresponse().read().decode())
+    finally:
+        conn.close()
+    return samples.get('hipache_client_connections{state="parked"}')
 
 if __name__ == "__main__":
     unittest.main()

@@ -6,6 +6,8 @@ Run: cd tests/integration && HIPACHE_BINARY=/work/main/build/hipache \
          python3 -m unittest -v test_security_limits
 """
 import json
+import os
+import signal
 import socket
 import time
 import unittest
@@ -259,6 +261,34 @@ class MaxConnections(SecurityTestCase):
         finally:
             for s in held:
                 s.close()
+
+    def test_a_burst_of_connections_is_capped_too(self):
+        # Pending connections taken in one go (queued while the worker was stopped): the cap
+        # counts each one admitted before the next is taken.
+        backend = self.http_backend()
+        self.redis.rpush("frontend:a.test", "a", backend.url)
+        self.start_proxy(maxConnections=3, workers=1, tcpTimeout=60)
+        workers = harness.wait_until(lambda: children(self.proxy.process.pid))
+        self.assertEqual(len(workers), 1)
+        worker = workers.pop()
+        clients = []
+        # The start-up's probe connection is served and gone: the queue holds ours only.
+        self.assertTrue(harness.wait_until(
+            lambda: harness.accept_queue(self.proxy.port) == 0
+            and harness.half_closed_by_peer(self.proxy.port) == 0))
+        os.kill(worker, signal.SIGSTOP)  # the connections queue up meanwhile
+        try:
+            for _ in range(5):
+                s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+                self.addCleanup(s.close)
+                s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                clients.append(s)
+            self.assertTrue(harness.wait_until(
+                lambda: harness.accept_queue(self.proxy.port) == 5), "connections not queued")
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        statuses = sorted(read_response(s.makefile("rb"))[0] for s in clients)
+        self.assertEqual(statuses, [200, 200, 200, 503, 503])
 
 
 if __name__ == "__main__":
