@@ -1,5 +1,7 @@
 #include "proxy/http2_handoff.hpp"
 
+#include "net/tls.hpp"
+
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -15,10 +17,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 
 bool chose_h2(net::TlsStream& tls) {
-  const unsigned char* protocol = nullptr;
-  unsigned length = 0;
-  SSL_get0_alpn_selected(tls.native_handle(), &protocol, &length);
-  return std::string_view(reinterpret_cast<const char*>(protocol), length) == "h2";
+  return net::alpn_selected(tls.native_handle(), "h2");
 }
 
 asio::awaitable<PrefaceRead> read_http2_preface(net::AnyStream& client, beast::flat_buffer& buffer,
