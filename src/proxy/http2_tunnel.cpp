@@ -1,9 +1,9 @@
 #include "proxy/http2_tunnel.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cassert>
@@ -108,8 +108,8 @@ asio::awaitable<void> Http2Tunnel::to_client() {
     const bool eof = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
     if (ec && !eof) break;
     if (stream.hand_over({(*chunk_).data(), n}, eof) != 0) break;
-    while (!stopped_ && !stream.closed_ && (!stream.outbound_.empty() ||
-                                            (eof && !stream.response_complete_))) {
+    while (!stopped_ && !stream.closed_ &&
+           (!stream.outbound_.empty() || (eof && !stream.response_complete_))) {
       co_await wait_for_stream();
     }
     if (stopped_ || !stream.outbound_.empty() || (eof && !stream.response_complete_)) break;

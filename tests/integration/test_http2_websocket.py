@@ -3,22 +3,35 @@ the proxy announces SETTINGS_ENABLE_CONNECT_PROTOCOL, turns a CONNECT with :prot
 into the HTTP/1.1 upgrade a real WebSocket backend expects, answers the 101 with a 200 on the
 stream, and carries the WebSocket frames both ways in DATA frames."""
 import base64
+import os
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 
 import h2.errors
 import h2.events
 import h2.settings
 
+import admin_helpers
 import harness
 import http2_helpers
 import tls_pki
-from websocket_peers import (OP_BINARY, OP_CLOSE, OP_TEXT, WsEchoServer, accept_for,
-                             encode_frame, header, parse_head)
+from websocket_peers import (OP_BINARY, OP_CLOSE, OP_TEXT, FrameSocket, WsEchoServer,
+                             accept_for, encode_frame, header, parse_head)
 
 HOST = "ws.test"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_TIMEOUT = 60
+# The browser test's page: a WebSocket to its own origin, whose echo lands in the DOM.
+PAGE = b"""<!doctype html><html><body><div id="out">waiting</div><script>
+const ws = new WebSocket("wss://" + location.host + "/ws");
+ws.onopen = () => ws.send("hello from chromium");
+ws.onmessage = (e) => { document.getElementById("out").textContent = "echo:" + e.data; };
+ws.onerror = () => { document.getElementById("out").textContent = "error"; };
+</script></body></html>"""
 
 
 def first_frame(data):
@@ -346,6 +359,26 @@ class IdleTunnelTest(Http2WebSocketCase):
         self.assertIn('"GET / HTTP/2.0" 200', line)
 
 
+class TunnelMetricsTest(admin_helpers.AdminTestCase, Http2WebSocketCase):
+    def test_tunnel_counts_while_open(self):
+        self.server = self.ws_server()
+        self.route(self.server.url)
+        self.start_admin_proxy(workers=1)
+        client = self.raw()
+        ws = WsStream(client)
+        self.assertEqual(ws.response()[0], 200)
+        self.assertTrue(harness.wait_until(
+            lambda: self.scrape().get("hipache_websocket_tunnels") == 1, 10))
+        self.assertEqual(self.scrape()["hipache_websocket_tunnels_total"], 1)
+        self.assert_echo(ws, OP_TEXT, b"counted")
+        client.conn.reset_stream(ws.id, h2.errors.ErrorCodes.CANCEL)
+        client.flush()
+        self.assertTrue(harness.wait_until(
+            lambda: self.scrape().get("hipache_websocket_tunnels") == 0, 10))
+        self.assertTrue(harness.wait_until(
+            lambda: self.scrape().get('hipache_requests_total{code="200"}') == 1, 10))
+
+
 class H2TlsWebSocketTest(Http2WebSocketCase):
     @classmethod
     def setUpClass(cls):
@@ -368,6 +401,53 @@ class H2TlsWebSocketTest(Http2WebSocketCase):
         self.assertEqual(header(connection.headers, "X-Forwarded-Proto"), "https")
 
 
+class ChromiumTest(Http2WebSocketCase):
+    """A browser: Chromium opens a WebSocket over the h2 connection its page came on (RFC 8441)
+    once the server's SETTINGS allow it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tls_pki.shared_pki()
+
+    def test_browser_websocket_rides_the_h2_connection(self):
+        upgrades = []
+
+        def page_or_echo(conn):
+            fs = FrameSocket(conn)
+            _, fields = parse_head(fs.read_head())
+            if header(fields, "Upgrade") is None:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(PAGE) + PAGE)
+                return
+            upgrades.append(fields)
+            conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                          % accept_for(header(fields, "Sec-WebSocket-Key"))).encode())
+            _, opcode, payload, _ = fs.read_frame()
+            conn.sendall(encode_frame(opcode, payload, mask=False))
+            fs.wait_eof(BROWSER_TIMEOUT)
+        self.route(self.raw_backend(page_or_echo).url, "secure.test")
+        config = self.config()
+        config["https"] = {"port": harness.free_port(), "bind": ["127.0.0.1"],
+                           "key": self.pki.leaf_key, "cert": self.pki.leaf_chain}
+        self.start_proxy(config)
+        result = subprocess.run(
+            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--user-data-dir=" + os.path.join(self.workdir, "chromium-profile"),
+             "--ignore-certificate-errors", "--host-resolver-rules=MAP secure.test 127.0.0.1",
+             "--virtual-time-budget=5000", "--dump-dom",
+             "https://secure.test:%d/" % config["https"]["port"]],
+            capture_output=True, timeout=BROWSER_TIMEOUT)
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertIn('<div id="out">echo:hello from chromium</div>', result.stdout.decode())
+        self.assertEqual(len(upgrades), 1)
+        # The tunnel's line, once the browser is gone: over HTTP/2, not an HTTP/1.1 upgrade.
+        self.assertTrue(harness.wait_until(lambda: any(
+            '"GET /ws HTTP/2.0" 200' in line for line in self.access_log_lines()), 10),
+            self.access_log_lines())
+
+
 if __name__ == "__main__":
     import unittest
     unittest.main()
+

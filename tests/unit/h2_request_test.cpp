@@ -95,9 +95,8 @@ TEST(H2Request, RefusedBlocks) {
                    {":authority", "a"}})
                 .error,
             H2RequestError::connect);
-  EXPECT_EQ(
-      build({{":method", "CONNECT"}, {":protocol", "websocket"}, {":authority", "a"}}).error,
-      H2RequestError::missing_fields);
+  EXPECT_EQ(build({{":method", "CONNECT"}, {":protocol", "websocket"}, {":authority", "a"}}).error,
+            H2RequestError::missing_fields);
   EXPECT_EQ(build({{":method", "CONNECT"}, {":protocol", "websocket"}, {":path", "/"}}).error,
             H2RequestError::missing_fields);
   // :protocol on another method (nghttp2 refuses it first).
