@@ -5,6 +5,7 @@ stream, and carries the WebSocket frames both ways in DATA frames."""
 import base64
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -357,6 +358,32 @@ class IdleTunnelTest(Http2WebSocketCase):
         self.assertIsNotNone(ws.reset_code(timeout=10))
         line = self.access_log_lines(expected=1)[-1]
         self.assertIn('"GET / HTTP/2.0" 200', line)
+
+
+class DrainTest(Http2WebSocketCase):
+    def test_tunnel_runs_on_after_goaway_until_graceful_wait(self):
+        self.server = self.ws_server()
+        self.route(self.server.url)
+        self.start_proxy(gracefulWait=3)
+        client = self.raw()
+        ws = WsStream(client)
+        self.assertEqual(ws.response()[0], 200)
+        self.assert_echo(ws, OP_TEXT, b"before")
+        self.proxy.signal(signal.SIGHUP)  # the worker is replaced
+        self.assertTrue(client.pump(lambda c: c.goaway() is not None, timeout=10))
+        self.assertEqual(client.goaway().error_code, h2.errors.ErrorCodes.NO_ERROR)
+        # python-h2 takes no frame after a GOAWAY: raw frames from here on.
+        message = encode_frame(OP_TEXT, b"after the goaway", mask=True)
+        client.send_raw(http2_helpers.frame(http2_helpers.DATA, 0, ws.id, message))
+        received = b""
+        client.sock.settimeout(10)
+        while b"after the goaway" not in received:
+            data = client.sock.recv(65536)
+            self.assertTrue(data, "the connection closed before the echo")
+            received += data
+        self.assertFalse(self.server.connections[-1].eof.is_set())
+        # gracefulWait ends the worker, and the tunnel with it.
+        self.assertTrue(self.server.connections[-1].eof.wait(20))
 
 
 class TunnelMetricsTest(admin_helpers.AdminTestCase, Http2WebSocketCase):
