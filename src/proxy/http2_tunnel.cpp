@@ -1,3 +1,4 @@
+// The RFC 8441 tunnel of one HTTP/2 stream: two directions and an idle watch, joined in run().
 #include "proxy/http2_tunnel.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -70,8 +71,9 @@ asio::awaitable<void> Http2Tunnel::to_backend() {
       auto [ec, n] = co_await upstream_.stream.visit([&](auto& backend) {
         return asio::async_write(backend, asio::buffer(stream.forwarding_), kUseTuple);
       });
+      // Written or dropped, the bytes leave the connection's window either way.
+      stream.consume(stream.forwarding_.size());
       if (ec) break;
-      stream.consume(n);
       last_activity_ = Clock::now();
       continue;
     }
