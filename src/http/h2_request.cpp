@@ -1,5 +1,6 @@
 #include "http/h2_request.hpp"
 
+#include "http/ascii.hpp"
 #include "http/read.hpp"
 
 namespace hipache::http {
@@ -8,6 +9,24 @@ namespace {
 // RFC 9113 section 6.5.2: each field counts its name, its value and 32 bytes.
 constexpr std::size_t kFieldOverhead = 32;
 }  // namespace
+
+std::string websocket_key(const std::array<std::uint8_t, 16>& nonce) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string key;
+  key.reserve(24);
+  for (std::size_t i = 0; i < nonce.size(); i += 3) {
+    // Five groups of three bytes, then the 16th byte alone with "==" (16 = 5 * 3 + 1).
+    const bool whole = i + 2 < nonce.size();
+    const std::uint32_t group = (std::uint32_t{nonce[i]} << 16) |
+                                (whole ? (std::uint32_t{nonce[i + 1]} << 8) | nonce[i + 2] : 0);
+    key += kAlphabet[(group >> 18) & 63];
+    key += kAlphabet[(group >> 12) & 63];
+    key += whole ? kAlphabet[(group >> 6) & 63] : '=';
+    key += whole ? kAlphabet[group & 63] : '=';
+  }
+  return key;
+}
 
 void H2RequestBuilder::add(std::string_view name, std::string_view value) {
   size_ += name.size() + value.size() + kFieldOverhead;
@@ -34,13 +53,23 @@ void H2RequestBuilder::add(std::string_view name, std::string_view value) {
   }
 }
 
-H2RequestError H2RequestBuilder::finish() {
+H2RequestError H2RequestBuilder::finish(std::string_view websocket_key) {
   if (size_ > kHeaderLimit) return H2RequestError::too_large;
   if (!has_method_ || malformed_) return H2RequestError::missing_fields;
-  // CONNECT, extended (RFC 8441, :protocol) or not, is not proxied: an HTTP/1.1 backend would
-  // read it as a tunnel to an authority. (nghttp2 refuses :protocol anyway while we do not
-  // announce SETTINGS_ENABLE_CONNECT_PROTOCOL.)
-  if (request_.method() == bhttp::verb::connect) return H2RequestError::connect;
+  if (request_.method() == bhttp::verb::connect) {
+    // Plain CONNECT, or one extended to another protocol, is not proxied: an HTTP/1.1 backend
+    // would read it as a tunnel to an authority. (nghttp2 refuses :protocol on other methods.)
+    if (!iequals(protocol_, "websocket")) return H2RequestError::connect;
+    // RFC 8441 section 4: :path and :authority are both required.
+    if (!has_path_ || authority_.empty()) return H2RequestError::missing_fields;
+    request_.method(bhttp::verb::get);
+    request_.set(bhttp::field::connection, "Upgrade");
+    request_.set(bhttp::field::upgrade, "websocket");
+    request_.set(bhttp::field::sec_websocket_key, websocket_key);
+    websocket_ = true;
+  } else if (!protocol_.empty()) {
+    return H2RequestError::missing_fields;  // :protocol belongs to CONNECT alone (section 4)
+  }
   if (!has_path_) return H2RequestError::missing_fields;
   // :authority stands for Host (RFC 9113 section 8.3.1); a Host field beside it is dropped, so
   // that routing and the backend see one and the same name.

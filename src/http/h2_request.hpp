@@ -4,9 +4,15 @@
 // fuzzed (tests/fuzz/fuzz_h2_request.cpp). nghttp2 has checked the block's syntax before: each
 // pseudo-field once and first, lowercase names, no connection-specific field, TE only "trailers",
 // no CR, LF or NUL in a value.
+//
+// RFC 8441: a CONNECT with `:protocol: websocket` (extended CONNECT) becomes the HTTP/1.1 upgrade
+// a WebSocket backend expects: GET <path>, Connection: Upgrade, Upgrade: websocket and a
+// Sec-WebSocket-Key of ours (an HTTP/2 client sends none, section 5).
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -18,8 +24,11 @@ enum class H2RequestError {
   none,
   too_large,       // more header bytes than kHeaderLimit (as SETTINGS_MAX_HEADER_LIST_SIZE counts)
   missing_fields,  // no :method, no :path, or a pseudo-field a request has not
-  connect,         // CONNECT (plain or RFC 8441 extended): not proxied
+  connect,         // CONNECT, plain or extended to a protocol other than websocket: not proxied
 };
+
+// A Sec-WebSocket-Key (RFC 6455 section 4.1): the base64 text of 16 random bytes.
+std::string websocket_key(const std::array<std::uint8_t, 16>& nonce);
 
 class H2RequestBuilder {
  public:
@@ -27,8 +36,13 @@ class H2RequestBuilder {
 
   // One field of the block, as received.
   void add(std::string_view name, std::string_view value);
-  // After the last field: completes the request (version 2.0, Host from :authority).
-  H2RequestError finish();
+  // After the last field: completes the request (version 2.0, Host from :authority). An extended
+  // CONNECT for websocket becomes an upgrade GET carrying `websocket_key` (see websocket_key()).
+  H2RequestError finish(std::string_view websocket_key);
+
+  // After finish(): the request is a WebSocket upgrade (RFC 8441); the stream's DATA frames are
+  // the tunnel's bytes, not a request body.
+  bool websocket() const { return websocket_; }
 
   // RFC 8441 extended CONNECT's :protocol (e.g. "websocket"), empty without one.
   const std::string& protocol() const { return protocol_; }
@@ -42,6 +56,7 @@ class H2RequestBuilder {
   bool has_method_ = false;
   bool has_path_ = false;
   bool malformed_ = false;
+  bool websocket_ = false;
 };
 
 }  // namespace hipache::http

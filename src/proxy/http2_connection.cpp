@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 
 #include "hipache/errors.hpp"
+#include "http/ascii.hpp"
 #include "http/read.hpp"
 #include "proxy/http2_stream.hpp"
 
@@ -81,10 +82,13 @@ Http2Connection::Http2Connection(net::AnyStream stream, ProxyContext& ctx, Clien
   nghttp2_session_server_new2(&raw_session, callbacks.get(), this, option.get());
   session_.reset(raw_session);
 
-  const std::array<nghttp2_settings_entry, 3> settings{{
+  // ENABLE_CONNECT_PROTOCOL: WebSocket over HTTP/2 (RFC 8441); nghttp2 accepts :protocol only
+  // once it is sent.
+  const std::array<nghttp2_settings_entry, 4> settings{{
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, http::kHeaderLimit},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   }};
   nghttp2_submit_settings(session(), NGHTTP2_FLAG_NONE, settings.data(), settings.size());
   nghttp2_session_set_local_window_size(session(), NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
@@ -204,11 +208,19 @@ asio::awaitable<void> Http2Connection::serve_stream(std::shared_ptr<Http2Stream>
   ++exchanges_;
   // Not inside the nghttp2 callback that saw the request's header.
   co_await asio::post(stream_.socket().get_executor(), asio::use_awaitable);
-  switch (stream->builder().finish()) {
+  // A key only for what may become a WebSocket upgrade (the builder checks the rest).
+  const bool websocket = http::iequals(stream->builder().protocol(), "websocket");
+  switch (stream->builder().finish(websocket ? new_websocket_key() : std::string())) {
     case http::H2RequestError::none: {
       Exchange exchange(ctx_, *stream, stream->scratch());
-      co_await exchange.serve({stream->request(), true, false,
-                               http::ParsedFraming{false, std::nullopt, !stream->bodiless()}});
+      if (stream->builder().websocket()) {
+        // An upgrade without a body: the stream's DATA frames are the tunnel's.
+        stream->on_websocket_request();
+        co_await exchange.serve({stream->request(), true, true, http::ParsedFraming{}});
+      } else {
+        co_await exchange.serve({stream->request(), true, false,
+                                 http::ParsedFraming{false, std::nullopt, !stream->bodiless()}});
+      }
       break;
     }
     case http::H2RequestError::too_large:
@@ -222,6 +234,17 @@ asio::awaitable<void> Http2Connection::serve_stream(std::shared_ptr<Http2Stream>
   stream->finish_exchange();
   want_write();
   if (--exchanges_ == 0) exchanges_done_.cancel();
+}
+
+// A nonce, not a secret (RFC 6455 section 10.3 wants it unpredictable to the client): the
+// worker's generator, seeded from the kernel, does.
+std::string Http2Connection::new_websocket_key() {
+  std::array<std::uint8_t, 16> nonce{};
+  for (std::size_t i = 0; i < nonce.size(); i += 4) {
+    const auto bits = ctx_.rng();
+    for (std::size_t j = 0; j < 4; ++j) nonce[i + j] = static_cast<std::uint8_t>(bits >> (8 * j));
+  }
+  return http::websocket_key(nonce);
 }
 
 Http2Stream* Http2Connection::find(std::int32_t id) {
@@ -324,7 +347,9 @@ int Http2Connection::on_frame_send(nghttp2_session* session, const nghttp2_frame
   if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
   // Answered before the request body ended: the client may stop sending it (RFC 9113 section
   // 8.1). Only now: a reset queued earlier would overtake the answer's DATA frames.
-  if (auto* stream = connection.find(frame->hd.stream_id); stream && !stream->request_ended()) {
+  // (A tunnel's client may still send: its half ends with its own END_STREAM.)
+  if (auto* stream = connection.find(frame->hd.stream_id);
+      stream && !stream->request_ended() && !stream->tunnelling()) {
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
   }
   return 0;

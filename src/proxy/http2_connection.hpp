@@ -65,6 +65,8 @@ class Http2Connection final : public DrainableSession {
   boost::asio::awaitable<void> write_loop();
   boost::asio::awaitable<void> serve_stream(std::shared_ptr<Http2Stream> stream);
   Http2Stream* find(std::int32_t id);
+  // A fresh Sec-WebSocket-Key for a WebSocket request's upgrade (RFC 8441 section 5).
+  std::string new_websocket_key();
   // A frame that makes us work without serving a request (PING, SETTINGS, empty DATA, ...):
   // past the budget the client is flooding us, and the connection ends.
   bool spend_control_budget();

@@ -99,6 +99,9 @@ void Http2Stream::finish_exchange() {
     // The answer was cut short: a reset tells the client it is incomplete.
     nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_,
                               NGHTTP2_INTERNAL_ERROR);
+  } else if (tunnelling_ && !request_ended_) {
+    // A tunnel over (idle, or its backend gone) after our END_STREAM: the client's half too.
+    nghttp2_submit_rst_stream(connection_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
   }
   consume(inbound_.size());
   inbound_.clear();
@@ -124,6 +127,8 @@ void Http2Stream::add_field(std::string_view name, std::string_view value) {
 void Http2Stream::add_message_fields(const http::Response& message) {
   for (const auto& field : message) {
     const auto name = http::to_std(field.name_string());
+    // RFC 8441 section 5: the key was ours, and the client checks no accept value.
+    if (websocket_ && field.name() == boost::beast::http::field::sec_websocket_accept) continue;
     if (!connection_specific(name)) add_field(name, http::to_std(field.value()));
   }
 }
@@ -149,7 +154,9 @@ void Http2Stream::begin_header(unsigned status) {
 
 void Http2Stream::start_response(http::Response& header, const http::Framing& framing) {
   assert(!header_submitted_);
-  begin_header(header.result_int());
+  // RFC 8441 section 5: a WebSocket's upgrade is accepted with a 200 on the stream.
+  const auto status = header.result_int();
+  begin_header(websocket_ && status == 101 ? 200 : status);
   add_message_fields(header);
   if (framing.framing == http::BodyFraming::content_length) {
     add_field("content-length", std::to_string(framing.length));
@@ -438,15 +445,6 @@ asio::awaitable<WriteResult> Http2Stream::send_trailers(const FieldList& trailer
   }
   co_return WriteResult{
       response_complete_ ? boost::system::error_code{} : asio::error::connection_reset, bytes};
-}
-
-asio::awaitable<TunnelStart> Http2Stream::start_tunnel(std::unique_ptr<UpstreamConnection>&,
-                                                       log::AccessLogEntry,
-                                                       std::chrono::steady_clock::time_point,
-                                                       std::chrono::steady_clock::time_point) {
-  // An HTTP/2 request is never an upgrade (the exchange tunnels only what asked for one).
-  assert(false);
-  co_return TunnelStart{0, true};
 }
 
 }  // namespace hipache::proxy

@@ -1,7 +1,8 @@
 // One stream of an HTTP/2 client connection (proxy/http2_connection.hpp): its request, built
 // from the header block, is served by an Exchange like an HTTP/1 request; the answer goes back
 // as HEADERS and DATA frames. The request body arrives in DATA frames, bounded by the stream's
-// flow-control window, which opens again only as the backend takes the bytes.
+// flow-control window, which opens again only as the backend takes the bytes. A WebSocket
+// request (RFC 8441) becomes a tunnel after its upgrade (proxy/http2_tunnel.hpp).
 #pragma once
 
 #include <nghttp2/nghttp2.h>
@@ -41,6 +42,11 @@ class Http2Stream final : public ClientSide {
   // The header block ended the stream: the request has no body.
   void on_bodiless_header() { bodiless_ = true; }
   bool bodiless() const { return bodiless_; }
+  // An RFC 8441 WebSocket request: its DATA frames are the tunnel's, not a request body, and the
+  // backend's 101 reaches the client as a 200.
+  void on_websocket_request() { websocket_ = true; }
+  // Upgraded: its halves end one by one, as a TCP connection's (proxy/http2_tunnel.hpp).
+  bool tunnelling() const { return tunnelling_; }
   void on_close();  // closed or reset: nothing more goes to or comes from the client
   bool request_ended() const { return request_ended_; }
   bool response_complete() const { return response_complete_; }
@@ -54,7 +60,9 @@ class Http2Stream final : public ClientSide {
 
   // ClientSide
   const ClientInfo& info() const override;
-  bool request_body_done() const override { return request_ended_ && inbound_.empty(); }
+  bool request_body_done() const override {
+    return websocket_ || (request_ended_ && inbound_.empty());
+  }
   void start_response(http::Response& header, const http::Framing& framing) override;
   bool response_unsent() const override { return header_ready_ && !header_submitted_; }
   void cancel_response() override;
@@ -79,6 +87,8 @@ class Http2Stream final : public ClientSide {
       std::chrono::steady_clock::time_point backend_started) override;
 
  private:
+  friend class Http2Tunnel;  // moves the stream's DATA both ways once upgraded
+
   // A header field to send: names lowercase, as HTTP/2 wants them.
   void add_field(std::string_view name, std::string_view value);
   void begin_header(unsigned status);
@@ -111,6 +121,8 @@ class Http2Stream final : public ClientSide {
   std::size_t request_trailer_bytes_ = 0;
   bool request_ended_ = false;
   bool bodiless_ = false;
+  bool websocket_ = false;
+  bool tunnelling_ = false;
   bool closed_ = false;
   bool exchange_done_ = false;
 

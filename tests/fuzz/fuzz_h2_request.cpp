@@ -4,7 +4,8 @@
 // http::H2RequestBuilder, the framing rules for version 20 and our serializer, exactly as an
 // exchange forwards a stream. What we would send must parse back, with Beast, as exactly one
 // request with that method, target, Host (the :authority when there was one), one Host field, and
-// a body framed only by us.
+// a body framed only by us. An RFC 8441 WebSocket CONNECT must come out as a bodiless upgrade GET
+// with exactly our Sec-WebSocket-Key.
 //
 // Input layout: fields separated by '\n', name and value by the first ':' after position 0 (so
 // ":path:/x" is the pseudo-field ":path" with value "/x"); a first byte with bit 0 set means
@@ -31,6 +32,8 @@ using namespace hipache::http;
 void check(bool condition) {
   if (!condition) __builtin_trap();
 }
+
+constexpr std::string_view kKey = "dGhlIHNhbXBsZSBub25jZQ==";
 
 bool nghttp2_accepts(std::string_view name, std::string_view value) {
   if (name.empty()) return false;
@@ -79,15 +82,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (name == ":authority") authority = value;
     builder.add(name, value);
   }
-  if (builder.finish() != H2RequestError::none) return 0;
+  if (builder.finish(kKey) != H2RequestError::none) return 0;
   check(request.version() == 20);
+  const bool websocket = builder.websocket();
+  if (websocket) check(!authority.empty() && request.method() == bhttp::verb::get);
+  check(request.method() != bhttp::verb::connect);
   const RequestFields fields(request);
-  const auto framing = request_framing(fields.framing, 20, ParsedFraming{false, {}, has_body});
+  // A WebSocket's DATA frames are its tunnel's bytes, never a body (http2_connection.cpp).
+  const auto framing =
+      request_framing(fields.framing, 20, ParsedFraming{false, {}, has_body && !websocket});
   if (!framing.ok() || fields.host_count > 1) return 0;  // the exchange answers 400
   if (!authority.empty()) check(request[bhttp::field::host] == authority);
+  if (websocket) check(framing.framing == BodyFraming::none);
 
-  // As the exchange forwards it: HTTP/1.1, hop-by-hop fields gone, our framing.
+  // As the exchange forwards it: HTTP/1.1, hop-by-hop fields gone (an upgrade's put back), our
+  // framing.
   remove_hop_by_hop(request);
+  if (websocket) {
+    request.set(bhttp::field::connection, "Upgrade");
+    request.set(bhttp::field::upgrade, "websocket");
+  }
   request.version(11);
   std::string head;
   serialize_header(request, AddedFields{}, framing, head);
@@ -114,6 +128,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t hosts = 0;
   for (const auto& field : parsed) hosts += field.name() == bhttp::field::host;
   check(hosts <= 1);
+  if (websocket) {
+    std::size_t keys = 0;
+    for (const auto& field : parsed) keys += field.name() == bhttp::field::sec_websocket_key;
+    check(keys == 1 && parsed[bhttp::field::sec_websocket_key] == kKey);
+    check(parsed[bhttp::field::upgrade] == "websocket");
+    check(parsed.method() == bhttp::verb::get);
+  }
   if (!authority.empty()) check(parsed[bhttp::field::host] == authority);
   check(parsed.body().size() == (framing.framing == BodyFraming::content_length ? framing.length
                                  : framing.framing == BodyFraming::chunked      ? 1

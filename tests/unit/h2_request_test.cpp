@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -20,13 +23,17 @@ using Block = std::vector<std::pair<std::string, std::string>>;
 struct Built {
   H2RequestError error;
   Request request;
+  bool websocket = false;
 };
+
+constexpr std::string_view kKey = "dGhlIHNhbXBsZSBub25jZQ==";  // RFC 6455 section 1.3's
 
 Built build(const Block& block) {
   Built built{H2RequestError::none, {}};
   H2RequestBuilder builder(built.request);
   for (const auto& [name, value] : block) builder.add(name, value);
-  built.error = builder.finish();
+  built.error = builder.finish(kKey);
+  built.websocket = builder.websocket();
   return built;
 }
 
@@ -80,11 +87,77 @@ TEST(H2Request, RefusedBlocks) {
             H2RequestError::missing_fields);
   EXPECT_EQ(build({{":method", "CONNECT"}, {":authority", "example.test:443"}}).error,
             H2RequestError::connect);
-  const auto extended = build({{":method", "CONNECT"},
-                               {":protocol", "websocket"},
-                               {":path", "/chat"},
-                               {":authority", "a"}});
-  EXPECT_EQ(extended.error, H2RequestError::connect);  // WebSocket over HTTP/2: not yet
+  // Extended CONNECT to anything but websocket, or without the fields RFC 8441 requires.
+  EXPECT_EQ(build({{":method", "CONNECT"},
+                   {":protocol", "connect-udp"},
+                   {":scheme", "https"},
+                   {":path", "/chat"},
+                   {":authority", "a"}})
+                .error,
+            H2RequestError::connect);
+  EXPECT_EQ(build({{":method", "CONNECT"}, {":protocol", "websocket"}, {":authority", "a"}}).error,
+            H2RequestError::missing_fields);
+  EXPECT_EQ(build({{":method", "CONNECT"}, {":protocol", "websocket"}, {":path", "/"}}).error,
+            H2RequestError::missing_fields);
+  // :protocol on another method (nghttp2 refuses it first).
+  EXPECT_EQ(build({{":method", "GET"}, {":protocol", "websocket"}, {":path", "/"}}).error,
+            H2RequestError::missing_fields);
+}
+
+TEST(H2Request, WebSocketConnectBecomesAnUpgradeGet) {
+  const auto built = build({{":method", "CONNECT"},
+                            {":protocol", "websocket"},
+                            {":scheme", "https"},
+                            {":path", "/chat?room=1"},
+                            {":authority", "ws.example.test"},
+                            {"sec-websocket-version", "13"},
+                            {"sec-websocket-protocol", "chat, superchat"},
+                            {"sec-websocket-extensions", "permessage-deflate"},
+                            {"origin", "https://ws.example.test"}});
+  ASSERT_EQ(built.error, H2RequestError::none);
+  EXPECT_TRUE(built.websocket);
+  EXPECT_EQ(built.request.method(), bhttp::verb::get);
+  EXPECT_EQ(built.request.target(), "/chat?room=1");
+  EXPECT_EQ(built.request[bhttp::field::host], "ws.example.test");
+  EXPECT_EQ(built.request[bhttp::field::connection], "Upgrade");
+  EXPECT_EQ(built.request[bhttp::field::upgrade], "websocket");
+  EXPECT_EQ(built.request[bhttp::field::sec_websocket_key], kKey);
+  EXPECT_EQ(built.request[bhttp::field::sec_websocket_version], "13");
+  EXPECT_EQ(built.request[bhttp::field::sec_websocket_protocol], "chat, superchat");
+  EXPECT_EQ(built.request[bhttp::field::sec_websocket_extensions], "permessage-deflate");
+  EXPECT_EQ(built.request[bhttp::field::origin], "https://ws.example.test");
+  // Forwarded as an HTTP/1.1 upgrade: no body, whatever DATA frames follow on the stream.
+  EXPECT_EQ(request_framing(RequestFields(built.request).framing, 20, ParsedFraming{}).framing,
+            BodyFraming::none);
+}
+
+TEST(H2Request, WebSocketKeyOfTheClientIsReplaced) {
+  const auto built = build({{":method", "CONNECT"},
+                            {":protocol", "WebSocket"},
+                            {":path", "/"},
+                            {":authority", "a"},
+                            {"sec-websocket-key", "chosen-by-client"}});
+  ASSERT_EQ(built.error, H2RequestError::none);
+  EXPECT_TRUE(built.websocket);
+  std::size_t keys = 0;
+  for (const auto& field : built.request) keys += field.name() == bhttp::field::sec_websocket_key;
+  EXPECT_EQ(keys, 1u);
+  EXPECT_EQ(built.request[bhttp::field::sec_websocket_key], kKey);
+}
+
+TEST(H2Request, OrdinaryRequestsAreNoWebSocket) {
+  EXPECT_FALSE(build({{":method", "GET"}, {":path", "/"}, {":authority", "a"}}).websocket);
+}
+
+TEST(H2Request, WebSocketKeyIsTheBase64OfTheNonce) {
+  const std::string_view sample = "the sample nonce";
+  std::array<std::uint8_t, 16> nonce{};
+  std::copy(sample.begin(), sample.end(), nonce.begin());
+  EXPECT_EQ(websocket_key(nonce), kKey);
+  nonce.fill(0xff);
+  EXPECT_EQ(websocket_key(nonce), "/////////////////////w==");
+  nonce.fill(0);
+  EXPECT_EQ(websocket_key(nonce), "AAAAAAAAAAAAAAAAAAAAAA==");
 }
 
 TEST(H2Request, HeaderListBeyondTheLimitIsRefused) {
