@@ -315,11 +315,11 @@ asio::awaitable<BodyRelay> Http2Stream::relay_request_body(net::AnyStream& upstr
     auto [ec, n] = co_await upstream.visit(
         [&](auto& stream) { return asio::async_write(stream, pieces, kUseTuple); });
     result.body_started = result.body_started || size > 0;
+    consume(size);  // taken from the client, sent or not: the window reopens
     if (ec) {
       result.write_error = ec;
       co_return result;
     }
-    consume(size);
     if (last) co_return result;
   }
 }
@@ -398,9 +398,9 @@ asio::awaitable<BodyRelay> Http2Stream::relay_request_body(BodySink& sink) {
     result.body_started = result.body_started || size > 0;
     if (last && !request_trailers_.empty()) sink.trailers(request_trailers_);
     result.write_error = co_await sink.take(forwarding_.data(), size, last);
+    consume(size);  // taken from the client, sent or not: the window reopens
     if (result.write_error) co_return result;
     result.bytes_written += size;
-    consume(size);
     if (last) co_return result;
   }
 }
