@@ -1,5 +1,7 @@
 #include "http/serialize.hpp"
 
+#include "http/fields.hpp"
+
 #include <cassert>
 #include <charconv>
 #include <cstring>
@@ -112,6 +114,16 @@ std::string_view BodyEncoder::suffix(std::size_t size, bool last) const {
   constexpr std::string_view kPieceAndLast = "\r\n0\r\n\r\n";
   if (size > 0) return last ? kPieceAndLast : kPieceAndLast.substr(0, 2);
   return last ? kPieceAndLast.substr(2) : std::string_view();
+}
+
+std::string last_chunk_with_trailers(
+    std::span<const std::pair<std::string, std::string>> trailers) {
+  std::string end = "0\r\n";
+  for (const auto& [name, value] : trailers) {
+    if (allowed_in_trailers(name)) end.append(name).append(": ").append(value).append("\r\n");
+  }
+  end += "\r\n";
+  return end;
 }
 
 }  // namespace hipache::http

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -33,6 +34,10 @@ void serialize_header(const Request& request, const AddedFields& added, const Fr
 // "HTTP/1.1 status reason" (a missing reason gets the standard one), the fields, the framing
 // field, the blank line.
 void serialize_header(const Response& response, const Framing& framing, std::string& out);
+
+// The end of a chunked body with trailer fields: the last chunk, "name: value" lines for the
+// fields allowed in trailers (http/fields.hpp), the blank line.
+std::string last_chunk_with_trailers(std::span<const std::pair<std::string, std::string>> trailers);
 
 // The bytes around each piece of a body in the forwarded message's framing: nothing, or (ours)
 // a chunk-size line before the piece and CRLF after it, and the last-chunk after the last one.

@@ -18,7 +18,6 @@
 
 #include "hipache/errors.hpp"
 #include "http/error_response.hpp"
-#include "http/fields.hpp"
 #include "http/message.hpp"
 #include "http/read.hpp"
 #include "http/serialize.hpp"
@@ -253,12 +252,7 @@ class Http1Connection final : public DrainableSession,
     if (response_framing_ != http::BodyFraming::chunked) {
       co_return co_await send_body_piece(nullptr, 0, true);
     }
-    std::string end = "0\r\n";
-    for (const auto& [name, value] : trailers) {
-      if (!http::allowed_in_trailers(name)) continue;
-      end.append(name).append(": ").append(value).append("\r\n");
-    }
-    end += "\r\n";
+    const auto end = http::last_chunk_with_trailers(trailers);
     const std::array<asio::const_buffer, 2> pieces{asio::buffer(scratch_.head), asio::buffer(end)};
     const auto written = co_await send(pieces);
     scratch_.head.clear();
@@ -507,47 +501,6 @@ asio::awaitable<void> serve_client(asio::ip::tcp::socket socket, ProxyContext& c
     co_await serve_http2(std::move(http2->stream), std::move(http2->received), ctx,
                          std::move(http2->info));
   }
-}
-
-void log_connection_exception(const std::exception_ptr& error) {
-  if (!error) return;
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    spdlog::critical("connection aborted by an unexpected exception: {}", e.what());
-  }
-}
-
-asio::awaitable<void> refuse_client(asio::ip::tcp::socket socket, ProxyContext& ctx, bool tls) {
-  net::TcpStream stream(std::move(socket));
-  if (!tls) {  // a TLS client could not read a plain answer; it just sees the close
-    http::ErrorResponse error;
-    error.status = static_cast<unsigned>(classify(Failure::overloaded).status);
-    error.body = ctx.error_pages.body(classify(Failure::overloaded).status);
-    error.retry_after = true;
-    const auto response = http::serialize_error_response(error);
-    stream.expires_after(std::chrono::seconds(1));
-    co_await asio::async_write(stream, asio::buffer(response), kUseTuple);
-  }
-  error_code ignored;
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-}
-
-void begin_drain(ProxyContext& ctx, ConnectionHandover* handover) {
-  ctx.draining = true;
-  if (handover != nullptr) {
-    ctx.idle.hand_over_to(*handover);
-    ctx.keep_idle_tls = true;
-  } else {
-    ctx.idle.close_all();
-  }
-  for (auto* session : ctx.sessions) session->close_if_idle();
-}
-
-void end_idle_tls_grace(ProxyContext& ctx) {
-  if (!ctx.keep_idle_tls) return;
-  ctx.keep_idle_tls = false;
-  for (auto* session : ctx.sessions) session->close_if_idle();
 }
 
 }  // namespace hipache::proxy

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "http/field_value.hpp"
 #include "http/fields.hpp"
@@ -282,6 +284,14 @@ TEST(SerializeHeader, OnlyOurFramingField) {
   response.result(299);  // no standard reason: an empty one
   serialize_header(response, Framing{}, out);
   EXPECT_EQ(out, "HTTP/1.1 299 \r\nX-A: 1\r\n\r\n");
+}
+
+TEST(BodyEncoder, LastChunkWithTrailersLeavesHopByHopFieldsOut) {
+  const std::vector<std::pair<std::string, std::string>> trailers{
+      {"grpc-status", "0"}, {"content-length", "9"}, {"connection", "close"},
+      {"host", "x"},        {"trailer", "a"},        {"x-checksum", "abc"}};
+  EXPECT_EQ(last_chunk_with_trailers(trailers), "0\r\ngrpc-status: 0\r\nx-checksum: abc\r\n\r\n");
+  EXPECT_EQ(last_chunk_with_trailers({}), "0\r\n\r\n");
 }
 
 TEST(BodyEncoder, OurChunkedEncoding) {
