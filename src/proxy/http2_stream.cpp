@@ -115,41 +115,18 @@ asio::awaitable<void> Http2Stream::refuse(Failure failure) {
   co_await send_generated(error);
 }
 
-void Http2Stream::add_field(std::string_view name, std::string_view value) {
-  for (const char c : name) {
-    field_text_ += static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-  }
-  const auto name_end = field_text_.size();
-  field_text_ += value;
-  field_offsets_.emplace_back(name_end, field_text_.size());
-}
-
 void Http2Stream::add_message_fields(const http::Response& message) {
   for (const auto& field : message) {
     const auto name = http::to_std(field.name_string());
     // RFC 8441 section 5: the key was ours, and the client checks no accept value.
     if (websocket_ && field.name() == boost::beast::http::field::sec_websocket_accept) continue;
-    if (!connection_specific(name)) add_field(name, http::to_std(field.value()));
+    if (!connection_specific(name)) fields_.add(name, http::to_std(field.value()));
   }
-}
-
-std::vector<nghttp2_nv> Http2Stream::field_list() {
-  std::vector<nghttp2_nv> fields;
-  fields.reserve(field_offsets_.size());
-  std::size_t start = 0;
-  auto* const text = reinterpret_cast<std::uint8_t*>(field_text_.data());
-  for (const auto& [name_end, value_end] : field_offsets_) {
-    fields.push_back({text + start, text + name_end, name_end - start, value_end - name_end,
-                      NGHTTP2_NV_FLAG_NONE});
-    start = value_end;
-  }
-  return fields;
 }
 
 void Http2Stream::begin_header(unsigned status) {
-  field_text_.clear();
-  field_offsets_.clear();
-  add_field(":status", std::to_string(status));
+  fields_.clear();
+  fields_.add(":status", std::to_string(status));
 }
 
 void Http2Stream::start_response(http::Response& header, const http::Framing& framing) {
@@ -159,20 +136,19 @@ void Http2Stream::start_response(http::Response& header, const http::Framing& fr
   begin_header(websocket_ && status == 101 ? 200 : status);
   add_message_fields(header);
   if (framing.framing == http::BodyFraming::content_length) {
-    add_field("content-length", std::to_string(framing.length));
+    fields_.add("content-length", std::to_string(framing.length));
   }
   header_ready_ = true;
 }
 
 void Http2Stream::cancel_response() {
   header_ready_ = false;
-  field_text_.clear();
-  field_offsets_.clear();
+  fields_.clear();
 }
 
 int Http2Stream::submit_header(bool ends_stream) {
   assert(header_ready_ && !header_submitted_);
-  const auto fields = field_list();
+  const auto fields = fields_.list();
   header_submitted_ = true;
   nghttp2_data_provider provider{};
   provider.source.ptr = this;
@@ -195,7 +171,7 @@ ssize_t Http2Stream::read_outbound(std::uint8_t* out, std::size_t length, std::u
       if (trailers_pending_) {
         trailers_pending_ = false;
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        const auto fields = field_list();
+        const auto fields = fields_.list();
         nghttp2_submit_trailer(connection_.session(), id_, fields.data(), fields.size());
       }
     }
@@ -240,7 +216,7 @@ asio::awaitable<WriteResult> Http2Stream::send_response(std::span<const asio::co
   for (const auto& piece : body) {
     body_copy_.append(static_cast<const char*>(piece.data()), piece.size());
   }
-  WriteResult result{{}, body_copy_.size() + field_text_.size()};
+  WriteResult result{{}, body_copy_.size() + fields_.bytes()};
   if (body_copy_.empty() && complete) {
     if (submit_header(true) != 0) result.error = asio::error::connection_reset;
     co_return result;
@@ -254,8 +230,8 @@ asio::awaitable<WriteResult> Http2Stream::send_response(std::span<const asio::co
 asio::awaitable<WriteResult> Http2Stream::send_generated(const http::ErrorResponse& answer) {
   begin_header(answer.status);
   answer.for_each_field(
-      [this](std::string_view name, std::string_view value) { add_field(name, value); });
-  add_field("content-length", std::to_string(answer.body.size()));
+      [this](std::string_view name, std::string_view value) { fields_.add(name, value); });
+  fields_.add("content-length", std::to_string(answer.body.size()));
   header_ready_ = true;
   const std::array<asio::const_buffer, 1> body{asio::buffer(answer.body)};
   co_return co_await send_response(body, true);
@@ -265,13 +241,12 @@ asio::awaitable<WriteResult> Http2Stream::send_interim(http::Response& interim) 
   if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
   begin_header(interim.result_int());
   add_message_fields(interim);
-  const auto fields = field_list();
+  const auto fields = fields_.list();
   const int status = nghttp2_submit_headers(connection_.session(), NGHTTP2_FLAG_NONE, id_, nullptr,
                                             fields.data(), fields.size(), nullptr);
   connection_.want_write();
-  const auto bytes = field_text_.size();
-  field_text_.clear();
-  field_offsets_.clear();
+  const auto bytes = fields_.bytes();
+  fields_.clear();
   co_return WriteResult{status == 0 ? boost::system::error_code{} : asio::error::connection_reset,
                         bytes};
 }
@@ -413,7 +388,7 @@ void Http2Stream::stop_request_body() {
 asio::awaitable<WriteResult> Http2Stream::send_body_piece(const char* data, std::size_t size,
                                                           bool last) {
   if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
-  const auto header_bytes = header_submitted_ ? 0 : field_text_.size();
+  const auto header_bytes = header_submitted_ ? 0 : fields_.bytes();
   if (size == 0 && !last && header_submitted_) co_return WriteResult{};
   if (hand_over({data, size}, last) != 0) co_return WriteResult{asio::error::connection_reset, 0};
   // (The waits are written out in each coroutine: see hand_over().)
@@ -428,16 +403,15 @@ asio::awaitable<WriteResult> Http2Stream::send_trailers(const FieldList& trailer
   if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
   std::size_t bytes = 0;
   if (!header_submitted_) {
-    bytes += field_text_.size();
+    bytes += fields_.bytes();
     if (submit_header(false) != 0) co_return WriteResult{asio::error::connection_reset, 0};
   }
-  // nghttp2 copied the header: field_text_ now holds the trailers until the data source ends.
-  field_text_.clear();
-  field_offsets_.clear();
+  // nghttp2 copied the header: fields_ now holds the trailers until the data source ends.
+  fields_.clear();
   for (const auto& [name, value] : trailers) {
-    if (http::allowed_in_trailers(name)) add_field(name, value);
+    if (http::allowed_in_trailers(name)) fields_.add(name, value);
   }
-  bytes += field_text_.size();
+  bytes += fields_.bytes();
   trailers_pending_ = true;
   if (hand_over({}, true) != 0) co_return WriteResult{asio::error::connection_reset, 0};
   while (!response_complete_ && !closed_) {

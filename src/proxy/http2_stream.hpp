@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hipache/errors.hpp"
+#include "http/h2_fields.hpp"
 #include "http/h2_request.hpp"
 #include "proxy/client_side.hpp"
 #include "proxy/exchange.hpp"
@@ -89,12 +90,8 @@ class Http2Stream final : public ClientSide {
  private:
   friend class Http2Tunnel;  // moves the stream's DATA both ways once upgraded
 
-  // A header field to send: names lowercase, as HTTP/2 wants them.
-  void add_field(std::string_view name, std::string_view value);
   void begin_header(unsigned status);
   void add_message_fields(const http::Response& message);  // but the connection-specific ones
-  // The prepared fields as nghttp2 takes them (pointing into field_text_, which nghttp2 copies).
-  std::vector<nghttp2_nv> field_list();
   // Submits the prepared header, with a data source unless the answer ends with it.
   int submit_header(bool ends_stream);
   // Hands `data` to the data source (which copies it into DATA frames as the window allows).
@@ -126,10 +123,8 @@ class Http2Stream final : public ClientSide {
   bool closed_ = false;
   bool exchange_done_ = false;
 
-  // The answer's header: names and values in `field_text_`, referred to by offsets until the
-  // header is submitted (nghttp2 copies them then).
-  std::string field_text_;
-  std::vector<std::pair<std::size_t, std::size_t>> field_offsets_;  // name end, value end
+  // The answer's header (then its trailers) until submitted: nghttp2 copies them then.
+  http::H2FieldBlock fields_;
   bool header_ready_ = false;
   bool header_submitted_ = false;
   // The data source: bytes handed over and not yet taken into frames.
@@ -138,7 +133,7 @@ class Http2Stream final : public ClientSide {
   bool outbound_last_ = false;        // the answer ends with `outbound_`
   bool response_complete_ = false;    // the data source said end of stream
   bool trailers_pending_ = false;     // the data source ends the body, the trailers (in
-                                      // field_text_) end the stream
+                                      // fields_) end the stream
   bool stop_request_body_ = false;
 };
 
