@@ -43,7 +43,6 @@ ssize_t read_request_body(nghttp2_session*, std::int32_t, std::uint8_t* out, std
 H2Upstream::H2Upstream(std::unique_ptr<UpstreamConnection> connection, std::chrono::seconds timeout)
     : connection_(std::move(connection)),
       timeout_(timeout),
-      change_(connection_->stream.socket().get_executor()),
       write_wakeup_(connection_->stream.socket().get_executor()) {
   nghttp2_session_callbacks* raw_callbacks = nullptr;
   nghttp2_session_callbacks_new(&raw_callbacks);
@@ -115,12 +114,12 @@ void H2Upstream::want_write() {
 }
 
 asio::awaitable<bool> H2Upstream::wait_for_change() {
-  if (timeout_.count() > 0) {
-    change_.expires_after(timeout_);
-  } else {
-    change_.expires_at(asio::steady_timer::time_point::max());
-  }
-  auto [ec] = co_await change_.async_wait(kUseTuple);
+  asio::steady_timer timer(connection_->stream.socket().get_executor(),
+                           timeout_.count() > 0 ? asio::steady_timer::clock_type::now() + timeout_
+                                                : asio::steady_timer::time_point::max());
+  waiters_.push_back(&timer);
+  auto [ec] = co_await timer.async_wait(kUseTuple);
+  std::erase(waiters_, &timer);
   co_return ec == asio::error::operation_aborted;
 }
 

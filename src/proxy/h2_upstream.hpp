@@ -71,7 +71,9 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   boost::asio::awaitable<void> read_loop();
   boost::asio::awaitable<void> write_loop();
   void want_write();
-  void changed() { change_.cancel(); }
+  void changed() {
+    for (auto* waiter : waiters_) waiter->cancel();
+  }
   void fail(boost::system::error_code ec);
 
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* name,
@@ -87,7 +89,10 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   std::chrono::seconds timeout_;
   std::unique_ptr<nghttp2_session, SessionDeleter> session_;
   std::int32_t stream_id_ = -1;
-  boost::asio::steady_timer change_;        // cancelled on every change the exchange waits for
+  // One timer per wait_for_change() under way (the answer's relay and the body's take() wait at
+  // once): re-arming one shared timer would cancel the other's wait, and they would wake each
+  // other in turn for as long as both wait.
+  std::vector<boost::asio::steady_timer*> waiters_;
   boost::asio::steady_timer write_wakeup_;  // cancelled when the session has frames to send
   bool write_wanted_ = false;
   bool closed_ = false;

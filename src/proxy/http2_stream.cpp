@@ -183,12 +183,11 @@ ssize_t Http2Stream::read_outbound(std::uint8_t* out, std::size_t length, std::u
 
 asio::awaitable<bool> Http2Stream::wait_for_progress() {
   const auto timeout = connection_.timeout();
-  if (timeout.count() > 0) {
-    progress_.expires_after(timeout);
-  } else {
-    progress_.expires_at(asio::steady_timer::time_point::max());
-  }
-  auto [ec] = co_await progress_.async_wait(kUseTuple);
+  asio::steady_timer timer(connection_.executor(), asio::steady_timer::time_point::max());
+  if (timeout.count() > 0) timer.expires_after(timeout);
+  progress_waiters_.push_back(&timer);
+  auto [ec] = co_await timer.async_wait(kUseTuple);
+  std::erase(progress_waiters_, &timer);
   co_return ec == asio::error::operation_aborted;  // woken, not timed out
 }
 

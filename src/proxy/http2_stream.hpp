@@ -100,7 +100,10 @@ class Http2Stream final : public ClientSide {
   boost::asio::awaitable<bool> wait_for_progress();
   boost::system::error_code give_up_piece();
 
-  void wake() { progress_.cancel(); }
+  void wake() {
+    progress_.cancel();
+    for (auto* waiter : progress_waiters_) waiter->cancel();
+  }
   void consume(std::size_t size);
 
   Http2Connection& connection_;
@@ -110,7 +113,11 @@ class Http2Stream final : public ClientSide {
   http::Request request_;
   http::H2RequestBuilder builder_{request_};
   ExchangeScratch scratch_;
-  boost::asio::steady_timer progress_;
+  boost::asio::steady_timer progress_;  // the tunnel's wake-up (proxy/http2_tunnel.cpp)
+  // One timer per wait_for_progress() under way (a request body's relay and the answer's wait
+  // at once): re-arming one shared timer would cancel the other's wait, and they would wake
+  // each other in turn for as long as both wait.
+  std::vector<boost::asio::steady_timer*> progress_waiters_;
 
   std::string inbound_;     // request body bytes received, not yet forwarded
   std::string forwarding_;  // those being written to the backend
