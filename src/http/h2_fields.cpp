@@ -38,8 +38,7 @@ void add_backend_request_fields(const Request& request, const AddedFields& added
   out.add(":path", to_std(request.target()));
   for (const auto& field : request) {
     // (The fields a trailer section may not carry are the ones a header block here may not.)
-    if (field.name() == bhttp::field::host ||
-        !allowed_in_trailers(to_std(field.name_string()))) {
+    if (field.name() == bhttp::field::host || !allowed_in_trailers(to_std(field.name_string()))) {
       continue;
     }
     out.add(to_std(field.name_string()), to_std(field.value()));

@@ -155,8 +155,7 @@ void CachingRouteStore::remember(const std::string& host, const RouteLookup& loo
   } else if (lru_ttl_) {
     cache.insert(host, lookup, now + *lru_ttl_, kLruGeneration);
   } else if (const auto* held = any_entry(host);
-             live_ &&
-             (held == nullptr || !tracking_active_ || held->generation != generation_)) {
+             live_ && (held == nullptr || !tracking_active_ || held->generation != generation_)) {
     // Read while no link vouched for it (before tracking was set up, during an outage, or
     // overtaken by an invalidation): it answers no later request, but an outage that follows
     // serves it rather than a 503.

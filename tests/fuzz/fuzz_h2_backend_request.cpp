@@ -102,8 +102,8 @@ Received send_through_nghttp2(const std::vector<nghttp2_nv>& fields) {
 }
 
 bool connection_specific(std::string_view name) {
-  for (const std::string_view banned : {"connection", "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade", "host"}) {
+  for (const std::string_view banned :
+       {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"}) {
     if (name == banned) return true;
   }
   return false;

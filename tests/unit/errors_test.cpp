@@ -30,10 +30,9 @@ TEST(Classify, OnlyBackendFailuresBeforeAResponseMarkDeadAndRetry) {
   EXPECT_EQ(classify(Failure::backend_bad_response).retry, RetryKind::elsewhere);
   // A backend that stopped reading an upload: says nothing about its health.
   EXPECT_FALSE(classify(Failure::backend_stopped_reading).marks_backend_dead);
-  for (const auto f :
-       {Failure::bad_request, Failure::frontend_not_found, Failure::no_live_backend,
-        Failure::store_unavailable, Failure::backend_broken_body, Failure::pool_exhausted,
-        Failure::upgrade_to_http2_backend}) {
+  for (const auto f : {Failure::bad_request, Failure::frontend_not_found, Failure::no_live_backend,
+                       Failure::store_unavailable, Failure::backend_broken_body,
+                       Failure::pool_exhausted, Failure::upgrade_to_http2_backend}) {
     EXPECT_FALSE(classify(f).marks_backend_dead);
     EXPECT_EQ(classify(f).retry, RetryKind::none);
   }
