@@ -108,6 +108,8 @@ class Exchange {
   boost::asio::awaitable<Attempt> relay_response(std::unique_ptr<UpstreamConnection> upstream,
                                                  const std::string& host, const Route& route,
                                                  Attempt attempt, bool body_cut_short);
+  bool prepare_answer_header(http::Response& response, const http::Framing& framing,
+                             const std::string& host, const Route& route);
   boost::asio::awaitable<boost::system::error_code> send_interim(http::Response& interim);
   boost::asio::awaitable<Attempt> tunnel(std::unique_ptr<UpstreamConnection> upstream,
                                          http::Response& response, const Route& route,

@@ -146,21 +146,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_h2_answer(std::shared_ptr<H2U
     attempt.failure = Failure::backend_bad_response;
     co_return attempt;
   }
-  const bool retry_after =
-      status >= 500 && response.find(bhttp::field::retry_after) != response.end();
-  if (status_marks_dead(
-          static_cast<int>(status), retry_after,
-          ctx_.config.server.dead_backend_on_500 && ctx_.health.passive_checks_enabled())) {
-    mark_backend_dead(host, route, {});
-  }
-  http::remove_hop_by_hop(response);
-  const bool close_after = !client_keep_alive_ || ctx_.closes_for_drain(client_.info().tls) ||
-                           framing.framing == http::BodyFraming::close;
-  response.version(11);
-  if (close_after) response.set(bhttp::field::connection, "close");
-  if (!close_after && client_version_ == 10) response.set(bhttp::field::connection, "keep-alive");
-  if (wants_debug_) add_debug_headers(response, host, route);
-  add_request_id(response);
+  const bool close_after = prepare_answer_header(response, framing, host, route);
   attempt.client_reusable = !close_after;
   if (!framing.body || (up.ended() && up.body().empty() && up.trailers().empty())) {
     // The header was the whole answer (gRPC's trailers-only status among them): one HEADERS

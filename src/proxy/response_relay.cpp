@@ -91,30 +91,8 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
     spdlog::debug("backend {} of {}: {}", backend(route).url, host, http::describe(framing.error));
     co_return fail_upstream(std::move(upstream), attempt, Failure::backend_bad_response);
   }
-  // 500 counts only while passive checks are on (SPEC section 6); other 5xx always publish, and
-  // the store leaves out SADD/EXPIRE while an external checker runs. (Only a 5xx needs the
-  // Retry-After lookup.)
-  const bool retry_after =
-      status >= 500 && response.find(bhttp::field::retry_after) != response.end();
-  if (status_marks_dead(
-          static_cast<int>(status), retry_after,
-          ctx_.config.server.dead_backend_on_500 && ctx_.health.passive_checks_enabled())) {
-    // The 5xx answer is still relayed; the backend is just taken out of rotation.
-    mark_backend_dead(host, route, {});
-  }
   const bool backend_reusable = response_reader->keep_alive();
-
-  // Towards the client: our framing, and a close after a refused upgrade (the client may be
-  // sending the new protocol already) or a body that only the close delimits.
-  http::remove_hop_by_hop(response);
-  const bool close_after = !client_keep_alive_ || ctx_.closes_for_drain(client_.info().tls) ||
-                           upgrade_ || framing.framing == http::BodyFraming::close;
-  // HTTP/1.1 keeps alive unless told otherwise; remove_hop_by_hop() took any Connection field.
-  response.version(11);
-  if (close_after) response.set(bhttp::field::connection, "close");
-  if (!close_after && client_version_ == 10) response.set(bhttp::field::connection, "keep-alive");
-  if (wants_debug_) add_debug_headers(response, host, route);
-  add_request_id(response);
+  const bool close_after = prepare_answer_header(response, framing, host, route);
   client_.start_response(response, framing);
 
   // A body that came whole with its header (small answers) leaves with it in one send, straight
@@ -172,6 +150,35 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_response(
                     backend_reusable && body_done && upstream->buffer.size() == 0);
   attempt.client_reusable = !close_after;
   co_return attempt;
+}
+
+// A backend's final answer header as the client gets it, whichever protocol the backend spoke.
+// 500 counts only while passive checks are on (SPEC section 6); other 5xx always publish, and
+// the store leaves out SADD/EXPIRE while an external checker runs (the answer is still relayed).
+// Towards the client: our framing, and a close after a refused upgrade (the client may be
+// sending the new protocol already) or a body that only the close delimits. Returns whether the
+// client connection closes after the answer.
+bool Exchange::prepare_answer_header(http::Response& response, const http::Framing& framing,
+                                     const std::string& host, const Route& route) {
+  const auto status = response.result_int();
+  // (Only a 5xx needs the Retry-After lookup.)
+  const bool retry_after =
+      status >= 500 && response.find(bhttp::field::retry_after) != response.end();
+  if (status_marks_dead(
+          static_cast<int>(status), retry_after,
+          ctx_.config.server.dead_backend_on_500 && ctx_.health.passive_checks_enabled())) {
+    mark_backend_dead(host, route, {});
+  }
+  http::remove_hop_by_hop(response);
+  const bool close_after = !client_keep_alive_ || ctx_.closes_for_drain(client_.info().tls) ||
+                           upgrade_ || framing.framing == http::BodyFraming::close;
+  // HTTP/1.1 keeps alive unless told otherwise; remove_hop_by_hop() took any Connection field.
+  response.version(11);
+  if (close_after) response.set(bhttp::field::connection, "close");
+  if (!close_after && client_version_ == 10) response.set(bhttp::field::connection, "keep-alive");
+  if (wants_debug_) add_debug_headers(response, host, route);
+  add_request_id(response);
+  return close_after;
 }
 
 // An interim (1xx) answer for an HTTP/1.1 or HTTP/2 client, with its fields (103 Early Hints
