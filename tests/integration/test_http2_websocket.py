@@ -26,12 +26,19 @@ from websocket_peers import (OP_BINARY, OP_CLOSE, OP_TEXT, FrameSocket, WsEchoSe
 HOST = "ws.test"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_TIMEOUT = 60
-# The browser test's page: a WebSocket to its own origin, whose echo lands in the DOM.
+# The browser test's page: a WebSocket to its own origin, whose echo lands in the DOM. Virtual
+# time (--virtual-time-budget) stands still only while a fetch is pending, not for WebSocket
+# traffic: /hold stays pending until the page reports, by fetching /done, that it has its answer.
 PAGE = b"""<!doctype html><html><body><div id="out">waiting</div><script>
+const report = (text) => {
+  document.getElementById("out").textContent = text;
+  fetch("/done");
+};
+fetch("/hold");
 const ws = new WebSocket("wss://" + location.host + "/ws");
 ws.onopen = () => ws.send("hello from chromium");
-ws.onmessage = (e) => { document.getElementById("out").textContent = "echo:" + e.data; };
-ws.onerror = () => { document.getElementById("out").textContent = "error"; };
+ws.onmessage = (e) => report("echo:" + e.data);
+ws.onerror = () => report("error");
 </script></body></html>"""
 
 
@@ -438,13 +445,23 @@ class ChromiumTest(Http2WebSocketCase):
 
     def test_browser_websocket_rides_the_h2_connection(self):
         upgrades = []
+        reported = threading.Event()
+
+        def answer(conn, content_type, body):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n" % (content_type, len(body)) + body)
 
         def page_or_echo(conn):
             fs = FrameSocket(conn)
-            _, fields = parse_head(fs.read_head())
+            start, fields = parse_head(fs.read_head())
             if header(fields, "Upgrade") is None:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-                             b"Content-Length: %d\r\n\r\n" % len(PAGE) + PAGE)
+                path = start.split()[1]
+                if path == "/done":
+                    reported.set()
+                elif path == "/hold":
+                    reported.wait(BROWSER_TIMEOUT)
+                answer(conn, b"text/html" if path == "/" else b"text/plain",
+                       PAGE if path == "/" else b"ok")
                 return
             upgrades.append(fields)
             conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
