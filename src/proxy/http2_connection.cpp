@@ -4,16 +4,18 @@
 
 #include <spdlog/spdlog.h>
 
+#include <tuple>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include "hipache/errors.hpp"
 #include "http/ascii.hpp"
 #include "http/read.hpp"
+#include "net/tls_records.hpp"
 #include "proxy/http2_stream.hpp"
 
 namespace hipache::proxy {
@@ -100,10 +102,10 @@ Http2Connection::~Http2Connection() {
 }
 
 asio::awaitable<void> Http2Connection::run(std::string received) {
-  if (!received.empty()) {
-    const auto used = nghttp2_session_mem_recv(
-        session(), reinterpret_cast<const std::uint8_t*>(received.data()), received.size());
-    if (used < 0) stopping_ = true;
+  if (auto* tls = stream_.tls()) tls_ = net::TlsRecords::take_over(*tls, received);
+  if (!received.empty() &&
+      !receive(reinterpret_cast<const std::uint8_t*>(received.data()), received.size())) {
+    stopping_ = true;
   }
   if (ctx_.draining) close_if_idle();
   using namespace asio::experimental::awaitable_operators;
@@ -144,17 +146,27 @@ asio::awaitable<void> Http2Connection::read_loop() {
     // No deadline here: a timeout would close the socket before the GOAWAY could go out. The
     // writer ends an idle connection; streams have deadlines of their own.
     stream_.tcp().expires_never();
-    auto [ec, n] = co_await stream_.visit(
-        [&](auto& s) { return s.async_read_some(asio::buffer(read_buffer_), kUseTuple); });
-    if (ec) break;
-    const auto used = nghttp2_session_mem_recv(session(), read_buffer_.data(), n);
-    if (used < 0) {
-      // A connection error: nghttp2 queued a GOAWAY when the protocol allows one.
-      spdlog::debug("HTTP/2 connection from {} ended: {}", info_.remote,
-                    nghttp2_strerror(static_cast<int>(used)));
-      break;
+    if (tls_ != nullptr) {
+      auto [ec, got] =
+          co_await stream_.tcp().async_read_some(asio::buffer(tls_->read_buffer()), kUseTuple);
+      if (ec) break;
+      tls_->given(got);
+      // Every record given, decrypted and received (then OpenSSL wants the next ciphertext).
+      auto read = tls_->read(read_buffer_.data(), read_buffer_.size());
+      while (read.state == net::TlsReadState::data && receive(read_buffer_.data(), read.size)) {
+        read = tls_->read(read_buffer_.data(), read_buffer_.size());
+      }
+      if (read.state != net::TlsReadState::want_read) break;
+    } else {
+      auto [ec, n] = co_await stream_.visit(
+          [&](auto& s) { return s.async_read_some(asio::buffer(read_buffer_), kUseTuple); });
+      if (ec || !receive(read_buffer_.data(), n)) break;
     }
-    want_write();
+    // The writer sleeps until there are frames to send, or the session's end to notice.
+    if (nghttp2_session_want_write(session()) != 0 || nghttp2_session_want_read(session()) == 0 ||
+        (tls_ != nullptr && !tls_->pending_output().empty())) {
+      want_write();
+    }
   }
   // The writer sends what is queued (a GOAWAY, answers) and stops.
   stopping_ = true;
@@ -170,10 +182,24 @@ asio::awaitable<void> Http2Connection::write_loop() {
       if (n <= 0) break;
       write_buffer_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
     }
-    if (!write_buffer_.empty()) {
+    if (tls_ != nullptr) {
+      // Encrypted, the frames are records; a read may have left some too (a key update).
+      if (!write_buffer_.empty() && !tls_->write(write_buffer_.data(), write_buffer_.size())) {
+        break;
+      }
+      tls_sending_.clear();
+      tls_sending_.swap(tls_->pending_output());
+    }
+    if (tls_ != nullptr ? !tls_sending_.empty() : !write_buffer_.empty()) {
       net::set_deadline(stream_, timeout_);
-      auto [ec, n] = co_await stream_.visit(
-          [&](auto& s) { return asio::async_write(s, asio::buffer(write_buffer_), kUseTuple); });
+      boost::system::error_code ec;
+      if (tls_ != nullptr) {
+        std::tie(ec, std::ignore) =
+            co_await asio::async_write(stream_.tcp(), asio::buffer(tls_sending_), kUseTuple);
+      } else {
+        std::tie(ec, std::ignore) = co_await stream_.visit(
+            [&](auto& s) { return asio::async_write(s, asio::buffer(write_buffer_), kUseTuple); });
+      }
       if (ec) break;
       stream_.tcp().expires_never();  // the deadline was the write's, not the pending read's
       continue;
@@ -204,10 +230,24 @@ asio::awaitable<void> Http2Connection::write_loop() {
   stream_.socket().cancel(ignored);  // the read loop ends too
 }
 
+bool Http2Connection::receive(const std::uint8_t* data, std::size_t size) {
+  const auto used = nghttp2_session_mem_recv(session(), data, size);
+  for (auto& stream : new_streams_) {
+    asio::co_spawn(stream_.socket().get_executor(), serve_stream(std::move(stream)),
+                   log_connection_exception);
+  }
+  new_streams_.clear();
+  if (used < 0) {
+    // A connection error: nghttp2 queued a GOAWAY when the protocol allows one.
+    spdlog::debug("HTTP/2 connection from {} ended: {}", info_.remote,
+                  nghttp2_strerror(static_cast<int>(used)));
+    return false;
+  }
+  return true;
+}
+
+// Runs from receive(), counted in exchanges_ since its header ended.
 asio::awaitable<void> Http2Connection::serve_stream(std::shared_ptr<Http2Stream> stream) {
-  ++exchanges_;
-  // Not inside the nghttp2 callback that saw the request's header.
-  co_await asio::post(stream_.socket().get_executor(), asio::use_awaitable);
   // A key only for what may become a WebSocket upgrade (the builder checks the rest).
   const bool websocket = http::iequals(stream->builder().protocol(), "websocket");
   switch (stream->builder().finish(websocket ? new_websocket_key() : std::string())) {
@@ -309,9 +349,8 @@ int Http2Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame,
       if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
         if (ends_stream) stream->on_bodiless_header();
         connection.control_budget_ += kControlBudgetPerStream;
-        asio::co_spawn(connection.stream_.socket().get_executor(),
-                       connection.serve_stream(connection.streams_.at(frame->hd.stream_id)),
-                       log_connection_exception);
+        ++connection.exchanges_;  // now: the next header in this read counts it
+        connection.new_streams_.push_back(connection.streams_.at(frame->hd.stream_id));
       }
       return 0;
     case NGHTTP2_DATA:

@@ -15,8 +15,10 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "net/stream.hpp"
+#include "net/tls_records.hpp"
 #include "proxy/client_side.hpp"
 #include "proxy/proxy_context.hpp"
 
@@ -64,6 +66,9 @@ class Http2Connection final : public DrainableSession {
   boost::asio::awaitable<void> read_loop();
   boost::asio::awaitable<void> write_loop();
   boost::asio::awaitable<void> serve_stream(std::shared_ptr<Http2Stream> stream);
+  // Feeds bytes read to the session, then starts the exchanges of the requests they completed:
+  // false on a connection error.
+  bool receive(const std::uint8_t* data, std::size_t size);
   Http2Stream* find(std::int32_t id);
   // A fresh Sec-WebSocket-Key for a WebSocket request's upgrade (RFC 8441 section 5).
   std::string new_websocket_key();
@@ -89,6 +94,13 @@ class Http2Connection final : public DrainableSession {
   std::chrono::seconds timeout_;
   std::unique_ptr<nghttp2_session, SessionDeleter> session_;
   std::unordered_map<std::int32_t, std::shared_ptr<Http2Stream>> streams_;
+  // Requests whose header ended during the current receive(): their exchanges start after it,
+  // outside nghttp2's callbacks.
+  std::vector<std::shared_ptr<Http2Stream>> new_streams_;
+  // The TLS session's records, read and written by the loops below (net/tls_records.hpp); null
+  // for h2c, or when the session could not move (then stream_ does the TLS).
+  std::unique_ptr<net::TlsRecords> tls_;
+  std::string tls_sending_;  // records being written (tls_ gathers the next ones meanwhile)
   boost::asio::steady_timer write_wakeup_;    // cancelled when the session has frames to send
   boost::asio::steady_timer exchanges_done_;  // cancelled when the last exchange ends
   std::size_t exchanges_ = 0;                 // running, including those of reset streams
