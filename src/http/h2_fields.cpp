@@ -6,7 +6,9 @@
 namespace hipache::http {
 
 void H2FieldBlock::add(std::string_view name, std::string_view value) {
-  for (const char c : name) text_ += ascii_lower(c);
+  const auto name_start = text_.size();
+  text_ += name;  // then lower-cased in place: one append, not one per character
+  for (auto i = name_start; i < text_.size(); ++i) text_[i] = ascii_lower(text_[i]);
   const auto name_end = text_.size();
   text_ += value;
   ends_.emplace_back(name_end, text_.size());

@@ -103,6 +103,9 @@ Http2Connection::~Http2Connection() {
 
 asio::awaitable<void> Http2Connection::run(std::string received) {
   if (auto* tls = stream_.tls()) tls_ = net::TlsRecords::take_over(*tls, received);
+  // For the writer's non-blocking sends (asio then fails them with would_block, not waits).
+  boost::system::error_code ignored;
+  stream_.socket().non_blocking(true, ignored);
   if (!received.empty() &&
       !receive(reinterpret_cast<const std::uint8_t*>(received.data()), received.size())) {
     stopping_ = true;
@@ -115,7 +118,6 @@ asio::awaitable<void> Http2Connection::run(std::string received) {
   // a backend end as soon as they try to answer.
   for (auto& [id, stream] : streams_) stream->on_close();
   streams_.clear();
-  boost::system::error_code ignored;
   stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   stream_.tcp().close();
   while (exchanges_ > 0) {
@@ -191,12 +193,20 @@ asio::awaitable<void> Http2Connection::write_loop() {
       tls_sending_.swap(tls_->pending_output());
     }
     if (tls_ != nullptr ? !tls_sending_.empty() : !write_buffer_.empty()) {
-      net::set_deadline(stream_, timeout_);
       boost::system::error_code ec;
-      if (tls_ != nullptr) {
-        std::tie(ec, std::ignore) =
-            co_await asio::async_write(stream_.tcp(), asio::buffer(tls_sending_), kUseTuple);
+      if (tls_ != nullptr || !stream_.is_tls()) {
+        // A non-blocking send first: what fits the socket's buffer (nearly always all) is sent
+        // without an asynchronous operation, whose completion would cost a scheduler round trip.
+        const std::string& out = tls_ != nullptr ? tls_sending_ : write_buffer_;
+        const auto sent = stream_.socket().write_some(asio::buffer(out), ec);
+        if (ec == asio::error::would_block) ec.clear();
+        if (!ec && sent < out.size()) {
+          net::set_deadline(stream_, timeout_);
+          std::tie(ec, std::ignore) = co_await asio::async_write(
+              stream_.tcp(), asio::buffer(out.data() + sent, out.size() - sent), kUseTuple);
+        }
       } else {
+        net::set_deadline(stream_, timeout_);
         std::tie(ec, std::ignore) = co_await stream_.visit(
             [&](auto& s) { return asio::async_write(s, asio::buffer(write_buffer_), kUseTuple); });
       }
