@@ -11,6 +11,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 
 
 class ReceivedRequest:
@@ -33,7 +34,8 @@ class H2Backend:
     Misbehaviour on kept connections: "refuse_reused" refuses (REFUSED_STREAM) every stream
     after a connection's first; after each answer, "goaway_after_answer" sends a GOAWAY (and
     keeps the connection open), "garbage_after_answer" bytes that are not HTTP/2 frames,
-    "close_after_answer" closes the connection."""
+    "close_after_answer" closes the connection, "ping_after_answer" a PING and new SETTINGS (a
+    kept connection must acknowledge both: ping_acks, settings_acks)."""
 
     def __init__(self, answer=None, mode="answer", tls=None):
         self.answer = answer or (lambda request: (200, [("content-type", "text/plain")],
@@ -49,6 +51,8 @@ class H2Backend:
         self.url = "%s://127.0.0.1:%d" % ("h2" if tls else "h2c", self.port)
         self.connections = 0        # accepted (TLS: handshakes completed)
         self.closed_by_proxy = 0    # connections the proxy closed (the backend read its end)
+        self.ping_acks = 0
+        self.settings_acks = 0      # the connection preface's SETTINGS included
         self.lock = threading.Lock()
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
@@ -101,6 +105,10 @@ class H2Backend:
                         return
                     if self.mode == "garbage_after_answer":
                         conn.sendall(b"\xff" * 64)
+                    elif self.mode == "ping_after_answer":
+                        h2conn.ping(b"idle-png")
+                        h2conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 7})
+                        conn.sendall(h2conn.data_to_send())
                     else:
                         h2conn.close_connection(last_stream_id=answered[-1])
                         conn.sendall(h2conn.data_to_send())
@@ -110,7 +118,13 @@ class H2Backend:
             conn.close()
 
     def _handle(self, h2conn, event, streams, pending, number, answered):
-        if isinstance(event, h2.events.RequestReceived):
+        if isinstance(event, h2.events.PingAckReceived):
+            with self.lock:
+                self.ping_acks += 1
+        elif isinstance(event, h2.events.SettingsAcknowledged):
+            with self.lock:
+                self.settings_acks += 1
+        elif isinstance(event, h2.events.RequestReceived):
             request = ReceivedRequest()
             request.connection = number
             request.headers = list(event.headers)

@@ -16,6 +16,7 @@ import unittest
 import h2.events
 
 import harness
+from admin_helpers import AdminTestCase
 from h2_backend import H2Backend
 from http2_helpers import RawH2
 from tls_pki import shared_pki, tearDownModule  # noqa: F401 (unittest runs it)
@@ -250,6 +251,17 @@ class KeptConnections(Http2BackendTestCase):
         self.assertEqual(backend.connections, 3)
         self.assertTrue(harness.wait_until(lambda: backend.closed_by_proxy == 3, 10))
 
+    def test_idle_connection_answers_ping_and_settings_and_is_reused(self):
+        backend = self.h2_backend(mode="ping_after_answer")
+        self.start_with(backend.url, httpKeepAlive=True)
+        self.assertEqual(self.get("/first")[0], 200)
+        # Acknowledged while idle in the pool (the preface's SETTINGS were the first ack).
+        self.assertTrue(harness.wait_until(
+            lambda: backend.ping_acks == 1 and backend.settings_acks == 2, 10))
+        self.assertEqual(self.get("/second")[0], 200)
+        self.assertEqual(backend.connections, 1)
+        self.assertEqual(backend.closed_by_proxy, 0)
+
     def check_idle_connection_ended_by_backend(self, mode):
         backend = self.h2_backend(mode=mode)
         self.start_with(backend.url, httpKeepAlive=True)
@@ -320,6 +332,27 @@ class KeptConnections(Http2BackendTestCase):
             status, _, body = self.request("POST", "/t", host="h2b.test", body=b"t%d" % i)
             self.assertEqual((status, body), (200, b"h2 backend:t%d" % i))
         self.assertEqual(backend.connections, 1)
+
+
+class KeptConnectionMetrics(Http2BackendTestCase, AdminTestCase):
+    def test_kept_connection_counts_as_idle_then_busy(self):
+        backend = self.h2_backend(answer=sized_answer)
+        self.redis.rpush("frontend:h2b.test", "h2b", backend.url)
+        config = self.admin_config(workers=1)
+        config["server"]["httpKeepAlive"] = True
+        self.start_proxy(config)
+        harness.wait_for_port(self.admin_port)
+        for _ in range(3):
+            self.assertEqual(self.get_status(), 200)
+        idle = 'hipache_upstream_connections{state="idle"}'
+        busy = 'hipache_upstream_connections{state="busy"}'
+        # The gauges are refreshed once a second.
+        self.assertTrue(harness.wait_until(
+            lambda: (lambda m: (m[idle], m[busy]) == (1, 0))(self.scrape()), 10))
+        self.assertEqual(backend.connections, 1)
+
+    def get_status(self):
+        return self.request("GET", "/", host="h2b.test")[0]
 
 
 if __name__ == "__main__":
