@@ -95,6 +95,9 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
   h2_body_copied_ = upstream->body_copied();
   if (!h2_body_copied_) h2_body_copy_.clear();
   answered.body_consumed = uploaded.body_started && !h2_body_copied_;
+  // Refused before the client's whole body was read: its relay has been stopped and cannot
+  // start over, so the request is not sent again.
+  if (body_pending()) answered.unprocessed = false;
   if (uploaded.read_error && !answered.failure && !client_.request_body_done()) {
     // The answer went out before the whole request body arrived: that connection cannot read
     // its next request.
