@@ -53,6 +53,7 @@ class H2Backend:
         self.closed_by_proxy = 0    # connections the proxy closed (the backend read its end)
         self.ping_acks = 0
         self.settings_acks = 0      # the connection preface's SETTINGS included
+        self.open = []              # sockets of the connections being served
         self.lock = threading.Lock()
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
@@ -76,6 +77,7 @@ class H2Backend:
         with self.lock:
             self.connections += 1
             number = self.connections
+            self.open.append(conn)
         if self.mode == "garbage":
             # What an HTTP/1.1 server says to the preface: a 400, then it closes.
             conn.recv(65536)
@@ -168,6 +170,16 @@ class H2Backend:
                 if trailers:
                     h2conn.send_headers(stream_id, trailers, end_stream=True)
                 del pending[stream_id]
+
+    def close_connections(self):
+        """Closes every connection it serves (a backend's idle timeout)."""
+        with self.lock:
+            for conn in self.open:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open = []
 
     def processed(self):
         """The requests it answered (not refused)."""

@@ -11,6 +11,7 @@ Run: HIPACHE_BINARY=/work/main/build/hipache /usr/bin/python3 -m unittest -v tes
 """
 import socket
 import ssl
+import threading
 import unittest
 
 import h2.events
@@ -242,6 +243,23 @@ class KeptConnections(Http2BackendTestCase):
             self.assertEqual((status, body, ended), (200, b"h2 backend:c%d" % i, True))
         self.assertEqual(backend.connections, 1)
 
+    def test_max_sockets_one_connection_for_concurrent_requests(self):
+        # maxSockets 1: requests at once wait for the one connection, each taking it over from
+        # the pool in turn.
+        backend = self.h2_backend(answer=sized_answer)
+        self.start_with(backend.url, httpKeepAlive=True, maxSockets=1)
+        results = []
+
+        def one(i):
+            results.append(self.request("POST", "/m", host="h2b.test", body=b"m%d" % i)[:3:2])
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        self.assertEqual(sorted(results), [(200, b"h2 backend:m%d" % i) for i in range(6)])
+        self.assertEqual(backend.connections, 1)
+
     def test_without_keep_alive_each_request_has_its_own(self):
         backend = self.h2_backend()
         self.start_with(backend.url, httpKeepAlive=False)
@@ -350,6 +368,12 @@ class KeptConnectionMetrics(Http2BackendTestCase, AdminTestCase):
         self.assertTrue(harness.wait_until(
             lambda: (lambda m: (m[idle], m[busy]) == (1, 0))(self.scrape()), 10))
         self.assertEqual(backend.connections, 1)
+        # The backend closes it while idle: it leaves the pool (no request needed to notice).
+        backend.close_connections()
+        self.assertTrue(harness.wait_until(
+            lambda: (lambda m: (m[idle], m[busy]) == (0, 0))(self.scrape()), 10))
+        self.assertEqual(self.get_status(), 200)
+        self.assertEqual(backend.connections, 2)
 
     def get_status(self):
         return self.request("GET", "/", host="h2b.test")[0]
