@@ -90,6 +90,7 @@ class H2Backend:
         conn.sendall(h2conn.data_to_send())
         streams = {}
         pending = {}  # stream id -> body still to send (flow control)
+        goaway_sent = False
         try:
             while True:
                 data = conn.recv(65536)
@@ -97,6 +98,8 @@ class H2Backend:
                     with self.lock:
                         self.closed_by_proxy += 1
                     return
+                if goaway_sent:
+                    continue  # (h2 refuses frames after its GOAWAY: a late SETTINGS ack)
                 answered = []
                 for event in h2conn.receive_data(data):
                     self._handle(h2conn, event, streams, pending, number, answered)
@@ -114,6 +117,7 @@ class H2Backend:
                     else:
                         h2conn.close_connection(last_stream_id=answered[-1])
                         conn.sendall(h2conn.data_to_send())
+                        goaway_sent = True
         except (OSError, h2.exceptions.ProtocolError):
             return
         finally:
