@@ -32,7 +32,8 @@ class H2Backend:
     """`answer(request) -> (status, headers, body, trailers)` is called once a request ended;
     mode "reset" resets every stream instead, "garbage" answers bytes that are not HTTP/2.
     Misbehaviour on kept connections: "refuse_reused" refuses (REFUSED_STREAM) every stream
-    after a connection's first; after each answer, "goaway_after_answer" sends a GOAWAY (and
+    after a connection's first once its request ended ("refuse_reused_at_header": at its
+    header, whatever of the body follows); after each answer, "goaway_after_answer" sends a GOAWAY (and
     keeps the connection open), "garbage_after_answer" bytes that are not HTTP/2 frames,
     "close_after_answer" closes the connection, "ping_after_answer" a PING and new SETTINGS (a
     kept connection must acknowledge both: ping_acks, settings_acks)."""
@@ -136,14 +137,20 @@ class H2Backend:
             request.headers = list(event.headers)
             streams[event.stream_id] = request
             self.requests.append(request)
+            if self.mode == "refuse_reused_at_header" and event.stream_id > 1:
+                request.refused = True
+                h2conn.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
         elif isinstance(event, h2.events.DataReceived):
             streams[event.stream_id].body += event.data
-            h2conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if not streams[event.stream_id].refused:
+                h2conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.TrailersReceived):
             streams[event.stream_id].trailers = list(event.headers)
         elif isinstance(event, h2.events.StreamEnded):
             request = streams[event.stream_id]
             request.ended = True
+            if request.refused:
+                return
             if self.mode == "reset":
                 h2conn.reset_stream(event.stream_id)
                 return

@@ -329,6 +329,18 @@ class KeptConnections(Http2BackendTestCase):
         self.assertEqual([r.body for r in backend.processed()], [b"", b"", b"once only"])
         self.assertEqual(self.redis.exists("dead:h2b.test"), 0)
 
+    def test_stream_refused_at_its_header_on_a_reused_connection_is_sent_again(self):
+        backend = self.h2_backend(answer=sized_answer, mode="refuse_reused_at_header")
+        self.start_with(backend.url, httpKeepAlive=True)
+        self.assertEqual(self.get("/first")[0], 200)
+        for i in range(3):
+            status, _, body = self.request("POST", "/p", host="h2b.test", body=b"early-%d" % i)
+            self.assertEqual((status, body), (200, b"h2 backend:early-%d" % i))
+        self.assertEqual([r.body for r in backend.processed()],
+                         [b"", b"early-0", b"early-1", b"early-2"])
+        self.assertEqual(len(backend.requests) - len(backend.processed()), 3)
+        self.assertEqual(self.redis.exists("dead:h2b.test"), 0)
+
     def test_refused_stream_with_a_large_body_is_a_502(self):
         # A body past what is kept for a replay (64 KB) cannot be sent again.
         backend = self.h2_backend(mode="refuse_reused")
