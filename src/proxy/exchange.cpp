@@ -171,8 +171,8 @@ asio::awaitable<bool> Exchange::proxy(const std::string& host, const Route& rout
     budget.body_consumed = budget.body_consumed || attempt.body_consumed;
     if (!attempt.failure) co_return attempt.client_reusable;
 
-    const auto decision =
-        decide_retry({*attempt.failure, attempt.phase, attempt.reused_connection}, budget);
+    const auto decision = decide_retry(
+        {*attempt.failure, attempt.phase, attempt.reused_connection, attempt.unprocessed}, budget);
     // What the loop relies on: one replay on a fresh connection, and only of a pooled one; no
     // retry past the budget; nothing more once part of an answer went to the client.
     assert(decision.next != NextStep::retry_on_fresh_connection ||

@@ -72,6 +72,7 @@ class Exchange {
     std::optional<Failure> failure;
     AttemptPhase phase = AttemptPhase::connecting;
     bool reused_connection = false;  // the backend connection came from the pool
+    bool unprocessed = false;        // an HTTP/2 backend refused the stream: replayable
     bool body_consumed = false;      // some body byte was read from the client
     bool client_reusable = false;
   };
@@ -103,6 +104,7 @@ class Exchange {
                                                   const std::string& host, const Route& route,
                                                   Attempt attempt);
   boost::asio::awaitable<BodyRelay> send_h2_body(std::shared_ptr<H2Upstream> upstream);
+  boost::asio::awaitable<BodyRelay> replay_h2_body(std::shared_ptr<H2Upstream> upstream);
 
   // response_relay.cpp
   boost::asio::awaitable<Attempt> relay_response(std::unique_ptr<UpstreamConnection> upstream,
@@ -149,6 +151,10 @@ class Exchange {
     return route.backends[backend_index_];
   }
   bool fresh_connection_ = false;  // the next attempt must not take a pooled connection
+  // A request body sent on a reused HTTP/2 connection, kept (when small) until the backend took
+  // the stream: if it refuses it, the body is sent again on a fresh connection.
+  std::string h2_body_copy_;
+  bool h2_body_copied_ = false;  // h2_body_copy_ is the whole body, read from the client
 
   // For the JSON access log: the backend whose answer was relayed (empty when the answer is
   // ours) and how many attempts the request made.

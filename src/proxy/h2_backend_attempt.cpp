@@ -1,7 +1,7 @@
-// One attempt of an exchange on an HTTP/2 backend (h2c:// or h2://): a connection of its own
-// (proxy/h2_upstream.hpp), the request as one stream, then the request body and the answer at
-// the same time (gRPC streams both ways), the answer's trailers passed on. Retries, dead marks,
-// error pages and the log line are the exchange's, as for HTTP/1.1 backends.
+// One attempt of an exchange on an HTTP/2 backend (h2c:// or h2://): a connection (pooled after
+// a clean stream, proxy/h2_upstream.hpp), the request as one stream, then the request body and
+// the answer at the same time (gRPC streams both ways), the answer's trailers passed on. Retries,
+// dead marks, error pages and the log line are the exchange's, as for HTTP/1.1 backends.
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -24,6 +24,10 @@ namespace {
 namespace bhttp = boost::beast::http;
 using http::to_std;
 
+// A request body up to this size, sent on a reused connection, is kept until the stream is over:
+// a refused stream is then replayed on a fresh connection, body and all.
+constexpr std::size_t kReplayableBody = 64 * 1024;
+
 }  // namespace
 
 asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
@@ -35,24 +39,28 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
     co_return attempt;
   }
   if (backend_started_ == Clock::time_point{}) backend_started_ = Clock::now();
+  const bool reuse = ctx_.config.server.http_keep_alive && !fresh_connection_;
+  fresh_connection_ = false;
   const bool replayable = !body_pending() && is_idempotent(request_->method());
-  auto acquired = co_await ctx_.pool.acquire(backend(route), false, replayable);
+  auto acquired = co_await ctx_.pool.acquire(backend(route), reuse, replayable);
   if (acquired.failure) {
     attempt.failure = acquired.failure;
     co_return attempt;
   }
-  auto upstream = std::make_shared<H2Upstream>(std::move(acquired.connection), timeout_);
-  // The connection is this attempt's alone and never pooled: it holds one of maxSockets until
-  // the attempt ends, then closes.
+  auto upstream = acquired.h2
+                      ? std::move(acquired.h2)
+                      : std::make_shared<H2Upstream>(std::move(acquired.connection), timeout_);
+  attempt.reused_connection = upstream->connection().reused;
+  // One stream at a time: the connection holds one of maxSockets until the attempt ends, then
+  // goes back to the pool if the stream ended cleanly (keep_h2 checks), or closes.
   struct Done {
     UpstreamPool& pool;
-    H2Upstream& upstream;
-    ~Done() {
-      upstream.close();
-      pool.forget(upstream.connection());
-    }
-  } done{ctx_.pool, *upstream};
-  const bool has_body = body_pending();
+    std::shared_ptr<H2Upstream>& upstream;
+    ~Done() { pool.keep_h2(upstream); }
+  } done{ctx_.pool, upstream};
+  // A body read whole on an earlier attempt whose stream the backend refused: sent again.
+  const bool replay_body = !body_pending() && h2_body_copied_;
+  const bool has_body = body_pending() || replay_body;
   http::H2FieldBlock fields;
   http::add_backend_request_fields(*request_, scratch_.forwarded, framing_, backend(route).tls,
                                    fields);
@@ -62,8 +70,17 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
     co_return attempt;
   }
   attempt.phase = AttemptPhase::request_sent;
+  if (body_pending() && attempt.reused_connection) {
+    h2_body_copy_.clear();
+    upstream->copy_body_into(h2_body_copy_, kReplayableBody);
+  }
   if (!has_body) {
     co_return co_await relay_h2_answer(upstream, host, route, attempt);
+  }
+  if (replay_body) {
+    auto [answered, replayed] =
+        co_await (relay_h2_answer(upstream, host, route, attempt) && replay_h2_body(upstream));
+    co_return answered;  // the copy stays: the body can be sent again
   }
   if (expects_continue_) {
     const auto written = co_await client_.send_continue();
@@ -75,7 +92,12 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
   // Both at once: a gRPC server may answer (and stream) while the client still sends.
   auto [answered, uploaded] =
       co_await (relay_h2_answer(upstream, host, route, attempt) && send_h2_body(upstream));
-  answered.body_consumed = uploaded.body_started;
+  h2_body_copied_ = upstream->body_copied();
+  if (!h2_body_copied_) h2_body_copy_.clear();
+  answered.body_consumed = uploaded.body_started && !h2_body_copied_;
+  // Refused before the client's whole body was read: its relay has been stopped and cannot
+  // start over, so the request is not sent again.
+  if (body_pending()) answered.unprocessed = false;
   if (uploaded.read_error && !answered.failure && !client_.request_body_done()) {
     // The answer went out before the whole request body arrived: that connection cannot read
     // its next request.
@@ -94,9 +116,17 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
 
 asio::awaitable<BodyRelay> Exchange::send_h2_body(std::shared_ptr<H2Upstream> upstream) {
   auto relayed = co_await client_.relay_request_body(*upstream);
-  // A client gone mid-body: the backend's stream is reset, and the answer's wait ends.
-  if (relayed.read_error) upstream->close();
+  // A client gone mid-body: the backend's stream is reset, and the answer's wait ends. (Not a
+  // stream that ended cleanly meanwhile, whose relay was stopped: its connection is kept.)
+  if (relayed.read_error && !upstream->reusable()) upstream->close();
   co_return relayed;
+}
+
+asio::awaitable<BodyRelay> Exchange::replay_h2_body(std::shared_ptr<H2Upstream> upstream) {
+  BodyRelay replayed;
+  replayed.write_error = co_await upstream->take(h2_body_copy_.data(), h2_body_copy_.size(), true);
+  if (!replayed.write_error) replayed.bytes_written = h2_body_copy_.size();
+  co_return replayed;
 }
 
 asio::awaitable<Exchange::Attempt> Exchange::relay_h2_answer(std::shared_ptr<H2Upstream> upstream,
@@ -109,7 +139,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_h2_answer(std::shared_ptr<H2U
     ClientSide& client;
     H2Upstream& upstream;
     ~StopBody() {
-      upstream.close();
+      if (!upstream.reusable()) upstream.close();
       client.stop_request_body();
     }
   } stop_body{client_, up};
@@ -123,6 +153,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_h2_answer(std::shared_ptr<H2U
   if (!up.has_header()) {
     attempt.failure = up.answer_too_large() ? Failure::backend_bad_response
                                             : backend_failure(up.error(), BackendPhase::exchange);
+    attempt.unprocessed = up.refused();
     co_return attempt;
   }
   backend_finished_ = Clock::now();
@@ -143,6 +174,7 @@ asio::awaitable<Exchange::Attempt> Exchange::relay_h2_answer(std::shared_ptr<H2U
       http::ParsedFraming{false, framing_fields.content_length, !no_body && length_says_body});
   if (!framing.ok() || status == 101) {
     spdlog::debug("HTTP/2 backend {} of {}: invalid answer", backend(route).url, host);
+    up.close();  // a backend that answers this way does not get the next request
     attempt.failure = Failure::backend_bad_response;
     co_return attempt;
   }

@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
+#include <cassert>
 #include <charconv>
 
 #include "http/fields.hpp"
@@ -69,18 +70,29 @@ H2Upstream::H2Upstream(std::unique_ptr<UpstreamConnection> connection, std::chro
 H2Upstream::~H2Upstream() = default;
 
 bool H2Upstream::start(std::span<const nghttp2_nv> fields, bool has_body) {
-  const std::array<nghttp2_settings_entry, 2> settings{{
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, http::kHeaderLimit},
-  }};
-  nghttp2_submit_settings(session_.get(), NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  assert(!closed_ && waiters_.empty());
+  stream_ = Stream{};
+  body_copy_ = nullptr;
+  body_copy_whole_ = false;
+  if (!started_) {
+    const std::array<nghttp2_settings_entry, 2> settings{{
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, http::kHeaderLimit},
+    }};
+    nghttp2_submit_settings(session_.get(), NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  }
   nghttp2_data_provider provider{};
   provider.source.ptr = this;
   provider.read_callback = &proxy::read_request_body;
-  request_ended_ = !has_body;
-  stream_id_ = nghttp2_submit_request(session_.get(), nullptr, fields.data(), fields.size(),
+  stream_.request_ended = !has_body;
+  stream_.id = nghttp2_submit_request(session_.get(), nullptr, fields.data(), fields.size(),
                                       has_body ? &provider : nullptr, nullptr);
-  if (stream_id_ < 0) return false;
+  if (stream_.id < 0) return false;
+  if (started_) {
+    want_write();  // the write coroutine waits for frames to send
+    return true;
+  }
+  started_ = true;
   auto executor = connection_->stream.socket().get_executor();
   asio::co_spawn(
       executor, [self = shared_from_this()] { return self->read_loop(); }, asio::detached);
@@ -89,8 +101,18 @@ bool H2Upstream::start(std::span<const nghttp2_nv> fields, bool has_body) {
   return true;
 }
 
+bool H2Upstream::reusable() const {
+  // Stream ids are odd and at most 2^31 - 1.
+  constexpr std::uint32_t kLastStreamId = 0x7fffffff;
+  return !closed_ && !down_ && !goaway_ && stream_.ended && stream_.closed_cleanly &&
+         !stream_.failed && stream_.unconsumed == 0 &&
+         nghttp2_session_want_read(session_.get()) != 0 &&
+         nghttp2_session_get_next_stream_id(session_.get()) < kLastStreamId;
+}
+
 void H2Upstream::close() {
   if (closed_) return;
+  idle_end_ = nullptr;
   fail(asio::error::operation_aborted);  // whatever still waits for the answer stops
   closed_ = true;
   boost::system::error_code ignored;
@@ -101,11 +123,24 @@ void H2Upstream::close() {
 }
 
 void H2Upstream::fail(boost::system::error_code ec) {
-  if (!ended_ && !failed_) {
-    failed_ = true;
-    error_ = ec;
+  if (!stream_.ended && !stream_.failed) {
+    stream_.failed = true;
+    stream_.error = ec;
   }
   changed();
+}
+
+void H2Upstream::connection_down(boost::system::error_code ec) {
+  // A pooled connection that ended before any byte of the answer: the backend closed it while
+  // idle and never saw the request (the one a reused HTTP/1.1 connection gets a replay for).
+  if (connection_->reused && stream_.bytes_read == 0 && !stream_.ended) stream_.refused = true;
+  down_ = true;
+  fail(ec);
+  if (idle_end_) {
+    auto on_end = std::move(idle_end_);
+    close();
+    on_end();  // the pool drops the session
+  }
 }
 
 void H2Upstream::want_write() {
@@ -125,7 +160,8 @@ asio::awaitable<bool> H2Upstream::wait_for_change() {
 
 void H2Upstream::passed_on(std::size_t size) {
   if (size == 0 || closed_) return;
-  nghttp2_session_consume(session_.get(), stream_id_, size);
+  stream_.unconsumed -= std::min<std::uint64_t>(size, stream_.unconsumed);
+  nghttp2_session_consume(session_.get(), stream_.id, size);
   want_write();
 }
 
@@ -139,20 +175,24 @@ asio::awaitable<void> H2Upstream::read_loop() {
     if (ec) {
       // Closed before its SETTINGS (the server preface): the backend does not speak HTTP/2 (an
       // HTTP/1.1 server answers the preface with a 400 and closes).
-      fail(settings_received_ ? ec : make_error_code(boost::beast::http::error::bad_value));
+      connection_down(settings_received_ ? ec
+                                         : make_error_code(boost::beast::http::error::bad_value));
       break;
     }
+    stream_.bytes_read += n;
     const auto used = nghttp2_session_mem_recv(session_.get(), read_buffer_.data(), n);
     if (used < 0) {
       spdlog::debug("HTTP/2 backend connection ended: {}",
                     nghttp2_strerror(static_cast<int>(used)));
-      fail(make_error_code(boost::beast::http::error::bad_value));
+      connection_down(make_error_code(boost::beast::http::error::bad_value));
       break;
     }
     // The session ended on bytes that broke the protocol (GOAWAY queued): before the close
     // that follows, the failure is the backend's answer, not its close.
     if (nghttp2_session_want_read(session_.get()) == 0) {
-      fail(make_error_code(boost::beast::http::error::bad_value));
+      connection_down(make_error_code(boost::beast::http::error::bad_value));
+    } else if (goaway_ && idle_end_) {
+      connection_down(asio::error::connection_reset);  // a pooled one is dropped at once
     }
     want_write();
   }
@@ -167,7 +207,7 @@ asio::awaitable<void> H2Upstream::write_loop() {
       const std::uint8_t* data = nullptr;
       const auto n = nghttp2_session_mem_send(session_.get(), &data);
       if (n < 0) {
-        fail(make_error_code(boost::beast::http::error::bad_value));
+        connection_down(make_error_code(boost::beast::http::error::bad_value));
         co_return;
       }
       if (n == 0) break;
@@ -179,11 +219,17 @@ asio::awaitable<void> H2Upstream::write_loop() {
           [&](auto& s) { return asio::async_write(s, asio::buffer(write_buffer_), kUseTuple); });
       if (closed_) co_return;
       if (ec) {
-        fail(ec);
+        connection_down(ec);
         co_return;
       }
       connection_->stream.tcp().expires_never();
       changed();  // request body bytes went out: take() may hand over the next piece
+      // The session is over (our GOAWAY after bad bytes went out, or theirs with no stream
+      // left): a pooled one leaves the pool now rather than at the backend's close.
+      if (nghttp2_session_want_read(session_.get()) == 0) {
+        connection_down(make_error_code(boost::beast::http::error::bad_value));
+        co_return;
+      }
       continue;
     }
     if (write_wanted_) {
@@ -197,50 +243,63 @@ asio::awaitable<void> H2Upstream::write_loop() {
 
 asio::awaitable<boost::system::error_code> H2Upstream::take(const char* data, std::size_t size,
                                                             bool last) {
-  assert(outbound_.empty() && !request_ended_);
-  if (failed_ || closed_ || ended_) co_return asio::error::connection_reset;
-  outbound_ = {data, size};
-  outbound_last_ = last;
-  nghttp2_session_resume_data(session_.get(), stream_id_);
+  auto& stream = stream_;
+  assert(stream.outbound.empty() && !stream.request_ended);
+  if (body_copy_ != nullptr) {
+    // Past the limit (or with trailers) the body cannot be replayed from the copy.
+    if (body_copy_->size() + size <= body_copy_limit_ && stream.request_trailers.empty()) {
+      body_copy_->append(data, size);
+      body_copy_whole_ = last;
+    } else {
+      body_copy_->clear();
+      body_copy_ = nullptr;
+    }
+  }
+  if (stream.failed || closed_ || stream.ended) co_return asio::error::connection_reset;
+  stream.outbound = {data, size};
+  stream.outbound_last = last;
+  nghttp2_session_resume_data(session_.get(), stream.id);
   want_write();
   // The piece is the caller's memory: wait until the data source copied all of it into frames.
-  while ((!outbound_.empty() || (last && !request_ended_)) && !failed_ && !closed_ && !ended_) {
+  while ((!stream.outbound.empty() || (last && !stream.request_ended)) && !stream.failed &&
+         !closed_ && !stream.ended) {
     if (!co_await wait_for_change()) {
-      outbound_ = {};
+      stream.outbound = {};
       co_return asio::error::timed_out;
     }
   }
-  const bool taken = outbound_.empty();
-  outbound_ = {};
+  const bool taken = stream.outbound.empty();
+  stream.outbound = {};
   // An answer that ended before the body was sent: the backend does not want the rest.
   if (!taken) co_return asio::error::connection_reset;
   co_return boost::system::error_code{};
 }
 
 void H2Upstream::trailers(const FieldList& fields) {
-  request_trailers_ = fields;
+  stream_.request_trailers = fields;
 }
 
 ssize_t H2Upstream::read_request_body(std::uint8_t* out, std::size_t length, std::uint32_t* flags) {
-  const auto n = std::min(length, outbound_.size());
-  std::copy_n(outbound_.data(), n, out);
-  outbound_ = outbound_.subspan(n);
-  if (outbound_.empty()) {
-    if (outbound_last_) {
+  auto& stream = stream_;
+  const auto n = std::min(length, stream.outbound.size());
+  std::copy_n(stream.outbound.data(), n, out);
+  stream.outbound = stream.outbound.subspan(n);
+  if (stream.outbound.empty()) {
+    if (stream.outbound_last) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
-      request_ended_ = true;
-      if (!request_trailers_.empty()) {
+      stream.request_ended = true;
+      if (!stream.request_trailers.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         http::H2FieldBlock block;
-        for (const auto& [name, value] : request_trailers_) {
+        for (const auto& [name, value] : stream.request_trailers) {
           if (http::allowed_in_trailers(name)) block.add(name, value);
         }
         const auto fields = block.list();
-        nghttp2_submit_trailer(session_.get(), stream_id_, fields.data(), fields.size());
+        nghttp2_submit_trailer(session_.get(), stream.id, fields.data(), fields.size());
       }
     }
     changed();
-    if (n == 0 && !outbound_last_) return NGHTTP2_ERR_DEFERRED;
+    if (n == 0 && !stream.outbound_last) return NGHTTP2_ERR_DEFERRED;
   }
   return static_cast<ssize_t>(n);
 }
@@ -248,12 +307,12 @@ ssize_t H2Upstream::read_request_body(std::uint8_t* out, std::size_t length, std
 int H2Upstream::on_header(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* name,
                           std::size_t name_length, const std::uint8_t* value,
                           std::size_t value_length, std::uint8_t, void* self) {
-  auto& upstream = *static_cast<H2Upstream*>(self);
-  if (frame->hd.type != NGHTTP2_HEADERS || frame->hd.stream_id != upstream.stream_id_) return 0;
+  auto& stream = static_cast<H2Upstream*>(self)->stream_;
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->hd.stream_id != stream.id) return 0;
   // As for a client's header: a backend cannot make us hold an endless header block.
-  upstream.block_bytes_ += name_length + value_length + 32;
-  if (upstream.block_bytes_ > http::kHeaderLimit) {
-    upstream.too_large_ = true;
+  stream.block_bytes += name_length + value_length + 32;
+  if (stream.block_bytes > http::kHeaderLimit) {
+    stream.too_large = true;
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the stream is reset
   }
   const std::string_view field_name(reinterpret_cast<const char*>(name), name_length);
@@ -261,34 +320,37 @@ int H2Upstream::on_header(nghttp2_session*, const nghttp2_frame* frame, const st
   if (field_name == ":status") {
     unsigned status = 0;
     std::from_chars(field_value.data(), field_value.data() + field_value.size(), status);
-    upstream.block_status_ = status;  // nghttp2 checked it is three digits
+    stream.block_status = status;  // nghttp2 checked it is three digits
     return 0;
   }
-  upstream.block_.emplace_back(field_name, field_value);
+  stream.block.emplace_back(field_name, field_value);
   return 0;
 }
 
 int H2Upstream::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self) {
   auto& upstream = *static_cast<H2Upstream*>(self);
   if (frame->hd.type == NGHTTP2_SETTINGS) upstream.settings_received_ = true;
-  if (frame->hd.stream_id != upstream.stream_id_) return 0;
+  // No new stream goes on this connection (nghttp2 refuses the streams above its last id).
+  if (frame->hd.type == NGHTTP2_GOAWAY) upstream.goaway_ = true;
+  auto& stream = upstream.stream_;
+  if (frame->hd.stream_id != stream.id) return 0;
   const bool ends_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_HEADERS) {
-    if (!upstream.has_header_) {
+    if (!stream.has_header) {
       // Interim (1xx) answers are dropped: the exchange answered any 100-continue itself.
-      if (upstream.block_status_ >= 200) {
-        upstream.has_header_ = true;
-        upstream.status_ = upstream.block_status_;
-        upstream.header_ = std::move(upstream.block_);
+      if (stream.block_status >= 200) {
+        stream.has_header = true;
+        stream.status = stream.block_status;
+        stream.header = std::move(stream.block);
       }
     } else {
-      upstream.trailers_ = std::move(upstream.block_);
+      stream.trailers = std::move(stream.block);
     }
-    upstream.block_.clear();
-    upstream.block_bytes_ = 0;
+    stream.block.clear();
+    stream.block_bytes = 0;
   }
   if (ends_stream && (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)) {
-    upstream.ended_ = upstream.has_header_;
+    stream.ended = stream.has_header;
   }
   upstream.changed();
   return 0;
@@ -297,8 +359,9 @@ int H2Upstream::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void
 int H2Upstream::on_data_chunk_recv(nghttp2_session*, std::uint8_t, std::int32_t stream_id,
                                    const std::uint8_t* data, std::size_t length, void* self) {
   auto& upstream = *static_cast<H2Upstream*>(self);
-  if (stream_id != upstream.stream_id_) return 0;
-  upstream.body_.append(reinterpret_cast<const char*>(data), length);
+  if (stream_id != upstream.stream_.id) return 0;
+  upstream.stream_.body.append(reinterpret_cast<const char*>(data), length);
+  upstream.stream_.unconsumed += length;
   upstream.changed();
   return 0;
 }
@@ -306,10 +369,14 @@ int H2Upstream::on_data_chunk_recv(nghttp2_session*, std::uint8_t, std::int32_t 
 int H2Upstream::on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t error_code,
                                 void* self) {
   auto& upstream = *static_cast<H2Upstream*>(self);
-  if (stream_id != upstream.stream_id_) return 0;
+  auto& stream = upstream.stream_;
+  if (stream_id != stream.id) return 0;
+  stream.closed_cleanly = stream.ended && error_code == NGHTTP2_NO_ERROR;
   // Closed before the answer ended: a reset (REFUSED_STREAM, CANCEL, a malformed answer).
-  if (!upstream.ended_) {
+  if (!stream.ended) {
     spdlog::debug("HTTP/2 backend stream closed: {}", nghttp2_http2_strerror(error_code));
+    // Refused (also by a GOAWAY whose last stream id is below it): never processed.
+    if (error_code == NGHTTP2_REFUSED_STREAM) stream.refused = true;
     switch (error_code) {
       case NGHTTP2_PROTOCOL_ERROR:
       case NGHTTP2_FRAME_SIZE_ERROR:

@@ -11,8 +11,9 @@ RetryDecision decide_retry(const AttemptFailure& attempt, const RetryBudget& bud
   const bool health_failure = failure.marks_backend_dead && !maybe_stale;
   // Part of the answer is with the client already: nothing sane is left to tell it.
   if (answer_started) return {NextStep::close_client, health_failure};
-  const bool replayable = !budget.body_consumed && (attempt.phase == AttemptPhase::connecting ||
-                                                    budget.replayable_after_send);
+  const bool replayable =
+      !budget.body_consumed && (attempt.phase == AttemptPhase::connecting ||
+                                budget.replayable_after_send || attempt.unprocessed);
   if (maybe_stale && replayable && !budget.fresh_retry_used) {
     return {NextStep::retry_on_fresh_connection, false};
   }

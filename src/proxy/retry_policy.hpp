@@ -16,6 +16,9 @@ struct AttemptFailure {
   Failure failure = Failure::backend_reset;
   AttemptPhase phase = AttemptPhase::connecting;
   bool reused_connection = false;  // the connection came from the pool
+  // The backend said it did not process the request (an HTTP/2 stream refused, RFC 9113
+  // section 8.7): it may be sent again whatever its method.
+  bool unprocessed = false;
 };
 
 // What the request allows so far.

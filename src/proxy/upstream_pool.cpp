@@ -3,6 +3,7 @@
 #include "metrics/record.hpp"
 #include "net/tls.hpp"
 #include "proxy/backend_errors.hpp"
+#include "proxy/h2_upstream.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -30,6 +31,15 @@ UpstreamPool::UpstreamPool(asio::any_io_executor executor, unsigned max_sockets,
       timeout_(timeout),
       verify_backend_tls_(verify_backend_tls),
       watch_timer_(executor_) {}
+
+UpstreamPool::~UpstreamPool() {
+  // An idle HTTP/2 session's coroutines may outlive the pool: they must not call back into it.
+  for (auto& [key, slot] : backends_) {
+    for (auto& idle : slot.idle) {
+      if (idle.h2) idle.h2->close();
+    }
+  }
+}
 
 namespace {
 
@@ -59,7 +69,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     co_await wake.async_wait(kUseTuple);
     if (!granted) {  // the deadline passed first
       std::erase_if(slot.waiters, [&](const PerBackend::Waiter& w) { return w.wake == &wake; });
-      co_return Acquired{Failure::pool_exhausted, nullptr};
+      co_return Acquired{Failure::pool_exhausted, nullptr, nullptr};
     }
   }
 
@@ -67,7 +77,18 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     // The most recently used connection: the least likely to have been closed by the backend.
     const bool watched = slot.idle.back().watched;
     auto connection = std::move(slot.idle.back().connection);
+    auto h2 = std::move(slot.idle.back().h2);
     slot.idle.pop_back();
+    if (h2) {
+      h2->unpark();
+      if (!h2->reusable()) {  // (a GOAWAY read just now, not yet acted on)
+        h2->close();
+        continue;
+      }
+      h2->connection().reused = true;
+      h2->connection().slot_held = true;
+      co_return Acquired{std::nullopt, nullptr, std::move(h2)};
+    }
     if (watched) {
       error_code ignored;
       connection->stream.socket().cancel(ignored);  // stops its idle watch
@@ -76,7 +97,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     }
     connection->reused = true;
     connection->slot_held = true;
-    co_return Acquired{std::nullopt, std::move(connection)};
+    co_return Acquired{std::nullopt, std::move(connection), nullptr};
   }
 
   if (backend.tls && !backend_tls_) backend_tls_ = net::make_backend_tls(verify_backend_tls_);
@@ -102,12 +123,12 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
                   resolve_deadline.async_wait(kUseTuple));
     if (resolved.index() == 1) {
       release(std::move(connection), false);
-      co_return Acquired{Failure::backend_timeout, nullptr};
+      co_return Acquired{Failure::backend_timeout, nullptr, nullptr};
     }
     std::tie(ec, endpoints) = std::get<0>(std::move(resolved));
     if (ec) {
       release(std::move(connection), false);
-      co_return Acquired{Failure::backend_refused, nullptr};
+      co_return Acquired{Failure::backend_refused, nullptr, nullptr};
     }
   }
   auto& tcp = connection->stream.tcp();
@@ -115,7 +136,7 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
   std::tie(ec, std::ignore) = co_await tcp.async_connect(endpoints, kUseTuple);
   if (ec) {
     release(std::move(connection), false);
-    co_return Acquired{backend_failure(ec, BackendPhase::connect), nullptr};
+    co_return Acquired{backend_failure(ec, BackendPhase::connect), nullptr, nullptr};
   }
   tcp.socket().set_option(asio::ip::tcp::no_delay(true), ec);
   if (auto* tls = connection->stream.tls()) {
@@ -130,15 +151,15 @@ asio::awaitable<UpstreamPool::Acquired> UpstreamPool::acquire(const Backend& bac
     std::tie(ec) = co_await tls->async_handshake(net::ssl::stream_base::client, kUseTuple);
     if (ec) {
       release(std::move(connection), false);
-      co_return Acquired{backend_failure(ec, BackendPhase::tls_handshake), nullptr};
+      co_return Acquired{backend_failure(ec, BackendPhase::tls_handshake), nullptr, nullptr};
     }
     if (backend.http2 && !net::alpn_selected(tls->native_handle(), "h2")) {
       spdlog::warn("backend {}: TLS handshake did not select HTTP/2 (ALPN h2)", backend.url);
       release(std::move(connection), false);
-      co_return Acquired{Failure::backend_tls_failed, nullptr};
+      co_return Acquired{Failure::backend_tls_failed, nullptr, nullptr};
     }
   }
-  co_return Acquired{std::nullopt, std::move(connection)};
+  co_return Acquired{std::nullopt, std::move(connection), nullptr};
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool reusable) {
@@ -153,7 +174,7 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
   // A large body left a relay-sized read buffer: an idle connection does not keep it.
   if (connection->buffer.capacity() > kIdleBufferKeep) connection->buffer.shrink_to_fit();
   const auto id = next_idle_id_++;
-  slot.idle.push_back(Idle{id, std::move(connection), false});
+  slot.idle.push_back(Idle{id, std::move(connection), false, nullptr});
   // The watch starts within kWatchDelay (see watch_released): under load the connection is
   // taken again before that, and then needs none.
   unwatched_.emplace_back(&slot, id);
@@ -163,6 +184,23 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> connection, bool 
       if (!ec) watch_released();
     });
   }
+}
+
+void UpstreamPool::keep_h2(std::shared_ptr<H2Upstream> session) {
+  auto& connection = session->connection();
+  auto& slot = backends_[connection.key];
+  if (connection.slot_held) free_slot(slot);
+  connection.slot_held = false;
+  if (!keep_alive_ || !session->reusable() || slot.idle.size() >= max_sockets_) {
+    session->close();
+    return;
+  }
+  const auto id = next_idle_id_++;
+  session->park([&slot, id] {
+    // The session has closed itself; erasing the entry lets it go.
+    std::erase_if(slot.idle, [id](const Idle& idle) { return idle.id == id; });
+  });
+  slot.idle.push_back(Idle{id, nullptr, true, std::move(session)});
 }
 
 // Every connection released since the timer was armed and still idle gets its watch, so a

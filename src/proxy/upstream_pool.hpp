@@ -2,6 +2,8 @@
 // `maxSockets` in use per backend (requests beyond wait), and, with httpKeepAlive, idle
 // connections kept per backend for reuse. An idle connection that turns readable (the backend
 // closed it or sent stray bytes) is dropped at once, so a reused connection is rarely stale.
+// An HTTP/2 backend's connection is kept with its session around it (proxy/h2_upstream.hpp):
+// the session's state spans its streams, and it reads while idle (keep_h2).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -42,16 +44,23 @@ struct UpstreamConnection {
   char idle_probe = 0;     // where the idle watch's read would put a byte the backend sent
 };
 
+class H2Upstream;
+
 class UpstreamPool {
  public:
   // timeout: connect (and TLS handshake) deadline and longest wait for a free slot; zero =
   // none. verify_backend_tls: check the certificates of https:// backends.
   UpstreamPool(asio::any_io_executor executor, unsigned max_sockets, bool keep_alive,
                std::chrono::seconds timeout, bool verify_backend_tls);
+  ~UpstreamPool();
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
 
   struct Acquired {
     std::optional<Failure> failure;
     std::unique_ptr<UpstreamConnection> connection;
+    // Instead of `connection`: a pooled HTTP/2 session (its connection()->reused is set).
+    std::shared_ptr<H2Upstream> h2;
   };
   // `replayable`: the request can be sent again on a fresh connection if a reused one turns out
   // closed. One that cannot (a body, or a method that is not idempotent) takes a pooled
@@ -60,6 +69,11 @@ class UpstreamPool {
 
   // Returns the slot; keeps the connection for reuse when `reusable` and keep-alive is on.
   void release(std::unique_ptr<UpstreamConnection> connection, bool reusable);
+
+  // The same for an HTTP/2 backend's session after a stream: kept while idle if it is
+  // reusable() and keep-alive is on, otherwise closed. Idle, it counts like any pooled
+  // connection; it leaves the pool when its connection ends (a GOAWAY, a close, bad bytes).
+  void keep_h2(std::shared_ptr<H2Upstream> session);
 
   // Returns the slot but leaves the connection with the caller (a WebSocket tunnel), who then
   // just destroys it when done; it is never pooled.
@@ -73,6 +87,8 @@ class UpstreamPool {
     std::uint64_t id;
     std::unique_ptr<UpstreamConnection> connection;
     bool watched;  // its idle watch is pending
+    // An HTTP/2 session (then `connection` is empty): it reads while idle, no watch needed.
+    std::shared_ptr<H2Upstream> h2;
   };
   struct PerBackend {
     unsigned in_use = 0;

@@ -26,6 +26,7 @@ class EchoService(grpc.GenericRpcHandler):
 
     def __init__(self):
         self.metadata = []  # invocation metadata of each call, in order
+        self.peers = []  # where each call came from (Unary, Sum, Count): one per connection
 
     def service(self, details):
         methods = {
@@ -40,6 +41,7 @@ class EchoService(grpc.GenericRpcHandler):
 
     def unary(self, request, context):
         self.metadata.append(dict(context.invocation_metadata()))
+        self.peers.append(context.peer())
         context.set_trailing_metadata((("x-trailer", "from-backend"),))
         return b"echo:" + request
 
@@ -51,10 +53,12 @@ class EchoService(grpc.GenericRpcHandler):
         return b"late"
 
     def count(self, request, context):
+        self.peers.append(context.peer())
         for i in range(int(request)):
             yield b"%d" % i
 
     def sum(self, requests, context):
+        self.peers.append(context.peer())
         return b"%d" % sum(int(r) for r in requests)
 
     def chat(self, requests, context):
@@ -193,6 +197,34 @@ class GrpcOverH2c(GrpcTestCase):
         # The last chunk, then the trailers the backend sent, then the end.
         self.assertRegex(body, rb"\r\n0\r\n(?:[^\r\n]+\r\n)*grpc-status: 0\r\n(?:[^\r\n]+\r\n)*\r\n$")
         self.assertIn(b"x-trailer: from-backend\r\n", body)
+
+
+class GrpcKeptConnections(GrpcTestCase):
+    def test_unary_calls_in_a_row_share_one_backend_connection(self):
+        port = self.start_grpc_backend()
+        self.start_with_backend("h2c://127.0.0.1:%d" % port, httpKeepAlive=True)
+        channel = self.channel()
+        call = channel.unary_unary(SERVICE + "Unary")
+        for i in range(3):
+            self.assertEqual(call(b"n%d" % i, timeout=10), b"echo:n%d" % i)
+        # Streaming calls in between (request bodies and trailers both ways) leave the
+        # connection reusable too.
+        total = channel.stream_unary(SERVICE + "Sum")(iter([b"1", b"2", b"3"]), timeout=10)
+        self.assertEqual(total, b"6")
+        counted = list(channel.unary_stream(SERVICE + "Count")(b"3", timeout=10))
+        self.assertEqual(counted, [b"0", b"1", b"2"])
+        for i in range(3, 5):
+            self.assertEqual(call(b"n%d" % i, timeout=10), b"echo:n%d" % i)
+        self.assertEqual(len(self.service.peers), 7)
+        self.assertEqual(len(set(self.service.peers)), 1, self.service.peers)
+
+    def test_without_keep_alive_each_call_has_its_own(self):
+        port = self.start_grpc_backend()
+        self.start_with_backend("h2c://127.0.0.1:%d" % port, httpKeepAlive=False)
+        call = self.channel().unary_unary(SERVICE + "Unary")
+        for i in range(3):
+            self.assertEqual(call(b"n%d" % i, timeout=10), b"echo:n%d" % i)
+        self.assertEqual(len(set(self.service.peers)), 3, self.service.peers)
 
 
 class GrpcBackendDown(GrpcTestCase):

@@ -43,6 +43,8 @@ TEST(RetryPolicy, RulesOfSpecSection6) {
   auto reused_timeout = failed(Failure::backend_timeout, true);
   reused_timeout.reused_connection = true;
   const auto cut_upload = failed(Failure::backend_stopped_reading, true);
+  auto refused_stream = reused;  // an HTTP/2 stream refused on a reused connection
+  refused_stream.unprocessed = true;
 
   const Row rows[] = {
       {"refused before any byte: another backend, and dead", failed(Failure::backend_refused),
@@ -63,6 +65,10 @@ TEST(RetryPolicy, RulesOfSpecSection6) {
        reused_spent, NextStep::retry_elsewhere, true},
       {"a reused connection that cannot be replayed: dead, error page", reused, budget(3, false),
        NextStep::error_page, true},
+      {"a refused HTTP/2 stream, any method: once on a fresh connection, no dead mark",
+       refused_stream, budget(3, false), NextStep::retry_on_fresh_connection, false},
+      {"a refused HTTP/2 stream whose body is gone: dead, error page", refused_stream,
+       budget(3, false, true), NextStep::error_page, true},
       {"the answer has started: close the client, no page", started, budget(3, true),
        NextStep::close_client, false},
       {"reset mid-answer: close, and dead", reset_after_answer_started, budget(3, true),
