@@ -131,9 +131,9 @@ void H2Upstream::fail(boost::system::error_code ec) {
 }
 
 void H2Upstream::connection_down(boost::system::error_code ec) {
-  // A pooled connection that ended before any byte of the answer: the backend closed it while
-  // idle and never saw the request (the one a reused HTTP/1.1 connection gets a replay for).
-  if (connection_->reused && stream_.bytes_read == 0 && !stream_.ended) stream_.refused = true;
+  // A pooled connection that ends before any byte of the answer is not a refusal: the backend
+  // may have processed the request. The retry policy sends it again on a fresh connection only
+  // if it is replayable (idempotent, no body), as for a stale HTTP/1.1 connection.
   down_ = true;
   fail(ec);
   if (idle_end_) {

@@ -45,7 +45,7 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   // no I/O or protocol error, stream ids left.
   bool reusable() const;
   // The backend did not process the request (RFC 9113 section 8.7): it refused the stream
-  // (REFUSED_STREAM, or a GOAWAY below it), or a reused connection closed before any byte came.
+  // (REFUSED_STREAM, or a GOAWAY below it).
   bool refused() const { return stream_.refused; }
   // While pooled the session still reads (PING and SETTINGS get their answer); `on_end` runs
   // once if the connection ends meanwhile (a GOAWAY, a close, bad bytes). unpark() forgets it.
