@@ -15,6 +15,7 @@
 #include "hipache/errors.hpp"
 #include "http/ascii.hpp"
 #include "http/read.hpp"
+#include "net/send_now.hpp"
 #include "net/tls_records.hpp"
 #include "proxy/http2_stream.hpp"
 
@@ -103,9 +104,6 @@ Http2Connection::~Http2Connection() {
 
 asio::awaitable<void> Http2Connection::run(std::string received) {
   if (auto* tls = stream_.tls()) tls_ = net::TlsRecords::take_over(*tls, received);
-  // For the writer's non-blocking sends (asio then fails them with would_block, not waits).
-  boost::system::error_code ignored;
-  stream_.socket().non_blocking(true, ignored);
   if (!received.empty() &&
       !receive(reinterpret_cast<const std::uint8_t*>(received.data()), received.size())) {
     stopping_ = true;
@@ -118,6 +116,7 @@ asio::awaitable<void> Http2Connection::run(std::string received) {
   // a backend end as soon as they try to answer.
   for (auto& [id, stream] : streams_) stream->on_close();
   streams_.clear();
+  boost::system::error_code ignored;
   stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   stream_.tcp().close();
   while (exchanges_ > 0) {
@@ -195,11 +194,8 @@ asio::awaitable<void> Http2Connection::write_loop() {
     if (tls_ != nullptr ? !tls_sending_.empty() : !write_buffer_.empty()) {
       boost::system::error_code ec;
       if (tls_ != nullptr || !stream_.is_tls()) {
-        // A non-blocking send first: what fits the socket's buffer (nearly always all) is sent
-        // without an asynchronous operation, whose completion would cost a scheduler round trip.
         const std::string& out = tls_ != nullptr ? tls_sending_ : write_buffer_;
-        const auto sent = stream_.socket().write_some(asio::buffer(out), ec);
-        if (ec == asio::error::would_block) ec.clear();
+        const auto sent = net::send_now(stream_.socket(), asio::buffer(out), ec);
         if (!ec && sent < out.size()) {
           net::set_deadline(stream_, timeout_);
           std::tie(ec, std::ignore) = co_await asio::async_write(

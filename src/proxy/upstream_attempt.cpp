@@ -5,8 +5,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cassert>
+#include <tuple>
 
 #include "http/serialize.hpp"
+#include "net/send_now.hpp"
 #include "proxy/backend_errors.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/retry_policy.hpp"
@@ -42,10 +44,18 @@ asio::awaitable<Exchange::Attempt> Exchange::forward(const std::string& host, co
   // Our own one-buffer header with our own framing field (http/framing.hpp), then the body.
   auto& head = scratch_.head;
   serialize_header(request, scratch_.forwarded, framing_, head);
+  // The deadline also covers what follows (the body, the answer's first bytes).
   net::set_deadline(upstream->stream, timeout_);
-  auto [write_ec, header_bytes] = co_await upstream->stream.visit([&](auto& stream) {
-    return asio::async_write(stream, asio::buffer(head), asio::as_tuple(asio::use_awaitable));
-  });
+  boost::system::error_code write_ec;
+  const std::size_t sent = upstream->stream.is_tls() ? 0
+                                                     : net::send_now(upstream->stream.socket(),
+                                                                     asio::buffer(head), write_ec);
+  if (!write_ec && sent < head.size()) {
+    std::tie(write_ec, std::ignore) = co_await upstream->stream.visit([&](auto& stream) {
+      return asio::async_write(stream, asio::buffer(head.data() + sent, head.size() - sent),
+                               asio::as_tuple(asio::use_awaitable));
+    });
+  }
   head.clear();
   if (write_ec) {
     co_return fail_upstream(std::move(upstream), attempt,

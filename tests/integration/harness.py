@@ -273,11 +273,17 @@ class EchoHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _handle
 
 
+class _BackendServer(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: forty connections opened at once (forty HTTP/2
+    # streams) then lose SYNs, and a loaded machine's retransmissions outlast tcpTimeout.
+    request_queue_size = 128
+
+
 class HttpBackend:
     """A threaded HTTP/1.1 backend (EchoHandler by default) on a free loopback port."""
 
     def __init__(self, name="backend", handler=EchoHandler):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _BackendServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.server.requests = []
         self.server.name = name
