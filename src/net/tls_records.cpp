@@ -79,10 +79,19 @@ TlsRecords::~TlsRecords() {
   BIO_set_data(bio_, nullptr);  // the SSL object (and the BIO) outlive this
 }
 
+boost::asio::mutable_buffer TlsRecords::read_buffer() {
+  // OpenSSL takes all it is given before it wants more; should a rest remain, it goes first.
+  if (input_begin_ > 0) {
+    std::memmove(ciphertext_.data(), ciphertext_.data() + input_begin_, input_end_ - input_begin_);
+    input_end_ -= input_begin_;
+    input_begin_ = 0;
+  }
+  return boost::asio::buffer(ciphertext_.data() + input_end_, ciphertext_.size() - input_end_);
+}
+
 void TlsRecords::given(std::size_t size) {
-  assert(input_begin_ == input_end_ && size <= ciphertext_.size());
-  input_begin_ = 0;
-  input_end_ = size;
+  assert(input_end_ + size <= ciphertext_.size());
+  input_end_ += size;
 }
 
 TlsRead TlsRecords::read(void* out, std::size_t size) {

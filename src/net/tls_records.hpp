@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 
+#include <boost/asio/buffer.hpp>
+
 #include "net/stream.hpp"
 
 namespace hipache::net {
@@ -47,8 +49,9 @@ class TlsRecords {
   TlsRecords(const TlsRecords&) = delete;
   TlsRecords& operator=(const TlsRecords&) = delete;
 
-  // Where the next ciphertext is read into, then given().
-  std::array<std::uint8_t, 16 * 1024>& read_buffer() { return ciphertext_; }
+  // Where the next ciphertext is read into (after what OpenSSL has not taken yet, if anything:
+  // empty only if that fills the buffer), then given().
+  boost::asio::mutable_buffer read_buffer();
   void given(std::size_t size);
   // Decrypts the next application data into `out`.
   TlsRead read(void* out, std::size_t size);

@@ -148,8 +148,9 @@ asio::awaitable<void> Http2Connection::read_loop() {
     // writer ends an idle connection; streams have deadlines of their own.
     stream_.tcp().expires_never();
     if (tls_ != nullptr) {
-      auto [ec, got] =
-          co_await stream_.tcp().async_read_some(asio::buffer(tls_->read_buffer()), kUseTuple);
+      const auto space = tls_->read_buffer();
+      if (space.size() == 0) break;  // a full buffer OpenSSL would not take: not TLS as we know it
+      auto [ec, got] = co_await stream_.tcp().async_read_some(space, kUseTuple);
       if (ec) break;
       tls_->given(got);
       // Every record given, decrypted and received (then OpenSSL wants the next ciphertext).
