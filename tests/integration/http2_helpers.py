@@ -1,5 +1,7 @@
 """HTTP/2 clients for the tests: curl (--http2, --http2-prior-knowledge) and a raw frame client
 on python3-h2 for what curl will not send (floods, resets, oversized header blocks)."""
+import json
+import os
 import socket
 import ssl
 import subprocess
@@ -178,3 +180,22 @@ class Http2TestCase(harness.ProxyTestCase):
 
     def url(self, path="/"):
         return "http://127.0.0.1:%d%s" % (self.proxy.port, path)
+
+    def check_upload_with_length(self, curl_to, size):
+        """Uploads `size` random bytes with `curl_to(path, *args)`; the echo backend got them
+        all, announced by a Content-Length."""
+        path = os.path.join(self.workdir, "payload")
+        with open(path, "wb") as f:
+            f.write(os.urandom(size))
+        code, out, err = curl_to("/upload", "--data-binary", "@" + path)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(json.loads(out)["body_length"], size)
+
+    def check_large_answers(self, curl_to):
+        """3 MB with a length, 300 KB chunked and a small answer, each whole."""
+        for query in ("size=3000000", "size=300000&chunked=1", "size=10"):
+            code, out, err = curl_to("/big?" + query, "-o", "-", "-w", "\n%{http_code}")
+            self.assertEqual(code, 0, (query, err))
+            body, _, status = out.rpartition(b"\n")
+            self.assertEqual(status, b"200")
+            self.assertEqual(len(body), int(query.split("=")[1].split("&")[0]), query)

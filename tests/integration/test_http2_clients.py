@@ -1,7 +1,6 @@
 """HTTP/2 clients (h2c with prior knowledge, h2 by ALPN over TLS): each stream is an exchange with
 the HTTP/1 semantics (routing, forwarded fields, bodies both ways, error pages, the access log)."""
 import json
-import os
 import ssl
 import subprocess
 import time
@@ -40,15 +39,8 @@ class H2cTest(http2_helpers.Http2TestCase):
         self.assertIn('"h2.test"', line)
 
     def test_request_bodies_with_and_without_length(self):
-        payload = os.urandom(200000)
-        path = os.path.join(self.workdir, "payload")
-        with open(path, "wb") as f:
-            f.write(payload)
-        code, out, err = self.h2c("/upload", "--data-binary", "@" + path)
-        self.assertEqual(code, 0, err)
-        self.assertEqual(json.loads(out)["body_length"], len(payload))
-        self.assertEqual(self.backend.requests[-1]["headers"].get("Content-Length"),
-                         str(len(payload)))
+        self.check_upload_with_length(self.h2c, 200000)
+        self.assertEqual(self.backend.requests[-1]["headers"].get("Content-Length"), "200000")
         # Without a content-length the body is forwarded in our chunked encoding.
         client = self.raw()
         stream = client.request("h2.test", "/stream", method="POST", end=False)
@@ -61,12 +53,7 @@ class H2cTest(http2_helpers.Http2TestCase):
         self.assertEqual(self.backend.requests[-1]["headers"].get("Transfer-Encoding"), "chunked")
 
     def test_large_and_chunked_responses(self):
-        for query in ("size=3000000", "size=300000&chunked=1", "size=10"):
-            code, out, err = self.h2c("/big?" + query, "-o", "-", "-w", "\n%{http_code}")
-            self.assertEqual(code, 0, (query, err))
-            body, _, status = out.rpartition(b"\n")
-            self.assertEqual(status, b"200")
-            self.assertEqual(len(body), int(query.split("=")[1].split("&")[0]), query)
+        self.check_large_answers(self.h2c)
 
     def test_head_and_no_content(self):
         code, out, err = self.h2c("/x?size=1234", "-I")

@@ -3,7 +3,6 @@
 that arrives with the handshake's last flight, records cut into pieces across reads, and peers
 that end the session in every way."""
 import json
-import os
 import socket
 import ssl
 import time
@@ -132,19 +131,8 @@ class Http2TlsTest(http2_helpers.Http2TestCase):
         self.assertEqual((code, out.rpartition(b"\n")[2]), (0, b"200"), err)
 
     def test_bodies_both_ways(self):
-        payload = os.urandom(300000)
-        path = os.path.join(self.workdir, "payload")
-        with open(path, "wb") as f:
-            f.write(payload)
-        code, out, err = self.curl("/upload", "--data-binary", "@" + path)
-        self.assertEqual(code, 0, err)
-        self.assertEqual(json.loads(out)["body_length"], len(payload))
-        for query in ("size=3000000", "size=300000&chunked=1", "size=10"):
-            code, out, err = self.curl("/big?" + query, "-o", "-", "-w", "\n%{http_code}")
-            self.assertEqual(code, 0, (query, err))
-            body, _, status = out.rpartition(b"\n")
-            self.assertEqual(status, b"200")
-            self.assertEqual(len(body), int(query.split("=")[1].split("&")[0]), query)
+        self.check_upload_with_length(self.curl, 300000)
+        self.check_large_answers(self.curl)
 
     def test_many_streams_on_one_connection(self):
         client = http2_helpers.RawH2(self.port, tls_context=self.context(),
