@@ -145,8 +145,9 @@ asio::awaitable<void> Http2Connection::read_loop() {
   // client's WINDOW_UPDATEs let the answers in flight go out.
   while (!stopping_) {
     // No deadline here: a timeout would close the socket before the GOAWAY could go out. The
-    // writer ends an idle connection; streams have deadlines of their own.
-    stream_.tcp().expires_never();
+    // writer ends an idle connection; streams have deadlines of their own. (A write under way
+    // keeps its deadline: a client that stops reading cannot hold it by sending frames.)
+    if (!writing_) stream_.tcp().expires_never();
     if (tls_ != nullptr) {
       const auto space = tls_->read_buffer();
       if (space.size() == 0) break;  // a full buffer OpenSSL would not take: not TLS as we know it
@@ -199,13 +200,17 @@ asio::awaitable<void> Http2Connection::write_loop() {
         const auto sent = net::send_now(stream_.socket(), asio::buffer(out), ec);
         if (!ec && sent < out.size()) {
           net::set_deadline(stream_, timeout_);
+          writing_ = true;
           std::tie(ec, std::ignore) = co_await asio::async_write(
               stream_.tcp(), asio::buffer(out.data() + sent, out.size() - sent), kUseTuple);
+          writing_ = false;
         }
       } else {
         net::set_deadline(stream_, timeout_);
+        writing_ = true;
         std::tie(ec, std::ignore) = co_await stream_.visit(
             [&](auto& s) { return asio::async_write(s, asio::buffer(write_buffer_), kUseTuple); });
+        writing_ = false;
       }
       if (ec) break;
       stream_.tcp().expires_never();  // the deadline was the write's, not the pending read's

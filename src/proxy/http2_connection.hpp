@@ -106,6 +106,7 @@ class Http2Connection final : public DrainableSession {
   std::size_t exchanges_ = 0;                 // running, including those of reset streams
   std::uint64_t control_budget_ = 0;
   bool write_wanted_ = false;
+  bool writing_ = false;   // an asynchronous write is under way, with its deadline
   bool stopping_ = false;  // the socket failed or the session is over: no more I/O
   bool going_away_ = false;
   std::array<std::uint8_t, 16 * 1024> read_buffer_{};

@@ -3,16 +3,18 @@ floods, oversized header blocks, too many streams, the idle timeout and the GOAW
 Each ends the way it should (a GOAWAY, a refused stream, a 431) and the worker serves on."""
 import json
 import signal
+import socket
 import subprocess
 import time
 
 import h2.errors
 import h2.events
+import h2.settings
 
 import harness
 import http2_helpers
 from http2_helpers import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING,
-                           SETTINGS, frame)
+                           SETTINGS, WINDOW_UPDATE, frame)
 
 
 class Http2LimitsTest(http2_helpers.Http2TestCase):
@@ -128,6 +130,28 @@ class Http2LimitsTest(http2_helpers.Http2TestCase):
         started = time.monotonic()
         self.assert_goaway(client, h2.errors.ErrorCodes.NO_ERROR)
         self.assertTrue(client.pump(lambda c: c.closed, timeout=5))
+
+    def test_client_that_stops_reading_cannot_hold_a_write_by_sending_frames(self):
+        # The client opens big windows, asks for a large answer and never reads it, so the
+        # proxy's write stalls once the socket buffers are full; it keeps sending frames the
+        # proxy reads (WINDOW_UPDATE). The write's tcpTimeout still ends the connection.
+        self.start_proxy(tcpTimeout=2)
+        client = self.raw()
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2 ** 31 - 1})
+        client.conn.increment_flow_control_window(2 ** 31 - 1 - 65535)
+        client.flush()
+        client.request("h2.test", "/big?size=50000000")
+        closed = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not closed:
+            time.sleep(0.5)
+            try:
+                client.sock.sendall(frame(WINDOW_UPDATE, 0, 0, (1).to_bytes(4, "big")))
+            except OSError:
+                closed = True
+        self.assertTrue(closed, "the stalled write held the connection open")
+        self.still_serves()
 
     def test_drain_sends_goaway_and_finishes_streams_in_flight(self):
         self.start_proxy()
