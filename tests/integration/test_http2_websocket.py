@@ -471,7 +471,9 @@ class ChromiumTest(Http2WebSocketCase):
             conn.sendall(encode_frame(opcode, payload, mask=False))
             fs.wait_eof(BROWSER_TIMEOUT)
         self.route(self.raw_backend(page_or_echo).url, "secure.test")
-        config = self.config()
+        # /hold waits for the browser as long as it takes: tcpTimeout must not answer it first
+        # (a 504 would end the page's pending fetch, and virtual time with it).
+        config = self.config(tcpTimeout=BROWSER_TIMEOUT)
         config["https"] = {"port": harness.free_port(), "bind": ["127.0.0.1"],
                            "key": self.pki.leaf_key, "cert": self.pki.leaf_chain}
         self.start_proxy(config)
