@@ -52,32 +52,29 @@ def wait_for_port(port, host="127.0.0.1", timeout=STARTUP_TIMEOUT, process=None)
     raise RuntimeError("nothing listening on %s:%d after %.0fs" % (host, port, timeout))
 
 
-def half_closed_by_peer(port):
-    """How many loopback TCP sockets on local `port` are in CLOSE_WAIT: their peer closed, and
-    the process holding them (the proxy, for its listening port) has not closed them yet."""
-    count = 0
+def _loopback_sockets(port, state):
+    """The /proc/net/tcp{,6} rows (split) of sockets on local `port` in `state` (hex, e.g.
+    "08" for CLOSE_WAIT, "0A" for LISTEN)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError), open(table) as f:
             next(f)
             for line in f:
                 fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == "08":  # TCP_CLOSE_WAIT
-                    count += 1
-    return count
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    yield fields
+
+
+def half_closed_by_peer(port):
+    """How many loopback TCP sockets on local `port` are in CLOSE_WAIT: their peer closed, and
+    the process holding them (the proxy, for its listening port) has not closed them yet."""
+    return sum(1 for _ in _loopback_sockets(port, "08"))
 
 
 def accept_queue(port):
     """How many connections wait in the accept queue of the loopback listening socket on
     `port` (for a listening socket, /proc/net/tcp's rx_queue field), None without one."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError), open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == "0A":  # TCP_LISTEN
-                    return int(fields[4].split(":")[1], 16)
+    for fields in _loopback_sockets(port, "0A"):
+        return int(fields[4].split(":")[1], 16)
     return None
 
 
