@@ -6,6 +6,7 @@
 namespace hipache::http {
 
 void H2FieldBlock::add(std::string_view name, std::string_view value) {
+  if (text_.capacity() < 512) text_.reserve(512);  // one allocation for a usual header
   const auto name_start = text_.size();
   text_ += name;  // then lower-cased in place: one append, not one per character
   for (auto i = name_start; i < text_.size(); ++i) text_[i] = ascii_lower(text_[i]);
@@ -19,8 +20,8 @@ void H2FieldBlock::clear() {
   ends_.clear();
 }
 
-std::vector<nghttp2_nv> H2FieldBlock::list() {
-  std::vector<nghttp2_nv> fields;
+H2FieldBlock::List H2FieldBlock::list() {
+  List fields;
   fields.reserve(ends_.size());
   std::size_t start = 0;
   auto* const text = reinterpret_cast<std::uint8_t*>(text_.data());

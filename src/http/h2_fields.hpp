@@ -5,11 +5,11 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <boost/container/small_vector.hpp>
 #include <cstddef>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 #include "http/framing.hpp"
 #include "http/message.hpp"
@@ -19,16 +19,21 @@ namespace hipache::http {
 
 class H2FieldBlock {
  public:
+  // Room for a usual answer's header without an allocation per field.
+  static constexpr std::size_t kInlineFields = 16;
+  using List = boost::container::small_vector<nghttp2_nv, kInlineFields>;
+
   void add(std::string_view name, std::string_view value);
   void clear();
   bool empty() const { return ends_.empty(); }
   std::size_t bytes() const { return text_.size(); }
   // Valid until the next add() or clear().
-  std::vector<nghttp2_nv> list();
+  List list();
 
  private:
   std::string text_;
-  std::vector<std::pair<std::size_t, std::size_t>> ends_;  // name end, value end
+  // name end, value end
+  boost::container::small_vector<std::pair<std::size_t, std::size_t>, kInlineFields> ends_;
 };
 
 // The request as an HTTP/2 backend gets it: :method, :scheme (https for h2:// backends),

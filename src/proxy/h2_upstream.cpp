@@ -118,7 +118,7 @@ void H2Upstream::close() {
   boost::system::error_code ignored;
   connection_->stream.socket().cancel(ignored);
   connection_->stream.tcp().close();
-  write_wakeup_.cancel();
+  write_wakeup_.notify();
   changed();
 }
 
@@ -145,7 +145,7 @@ void H2Upstream::connection_down(boost::system::error_code ec) {
 
 void H2Upstream::want_write() {
   write_wanted_ = true;
-  write_wakeup_.cancel();
+  write_wakeup_.notify();
 }
 
 asio::awaitable<bool> H2Upstream::wait_for_change() {
@@ -236,7 +236,6 @@ asio::awaitable<void> H2Upstream::write_loop() {
       write_wanted_ = false;
       continue;
     }
-    write_wakeup_.expires_at(asio::steady_timer::time_point::max());
     co_await write_wakeup_.async_wait(kUseTuple);
   }
 }

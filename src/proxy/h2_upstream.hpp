@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "net/wakeup.hpp"
 #include "proxy/client_side.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -117,7 +118,7 @@ class H2Upstream final : public std::enable_shared_from_this<H2Upstream>, public
   // once): re-arming one shared timer would cancel the other's wait, and they would wake each
   // other in turn for as long as both wait.
   std::vector<boost::asio::steady_timer*> waiters_;
-  boost::asio::steady_timer write_wakeup_;  // cancelled when the session has frames to send
+  net::Wakeup write_wakeup_;  // notified when the session may have frames to send
   bool write_wanted_ = false;
   bool closed_ = false;
   bool started_ = false;            // the preface went out, the coroutines run

@@ -57,6 +57,7 @@ Http2Connection::Http2Connection(net::AnyStream stream, ProxyContext& ctx, Clien
       info_(std::move(info)),
       timeout_(ctx.config.server.tcp_timeout_s),
       write_wakeup_(stream_.socket().get_executor()),
+      idle_timer_(stream_.socket().get_executor()),
       exchanges_done_(stream_.socket().get_executor()) {
   info_.http2 = true;
   ctx_.sessions.insert(this);
@@ -110,7 +111,10 @@ asio::awaitable<void> Http2Connection::run(std::string received) {
   }
   if (ctx_.draining) close_if_idle();
   using namespace asio::experimental::awaitable_operators;
+  idle_since_ = net::detail::coarse_now();
+  if (timeout_.count() > 0) watch_idle();
   co_await (read_loop() && write_loop());
+  idle_timer_.cancel();
 
   // No more frames either way: every stream is over for the client; exchanges still waiting on
   // a backend end as soon as they try to answer.
@@ -137,7 +141,25 @@ void Http2Connection::close_if_idle() {
 
 void Http2Connection::want_write() {
   write_wanted_ = true;
-  write_wakeup_.cancel();
+  write_wakeup_.notify();
+}
+
+void Http2Connection::watch_idle() {
+  const auto now = net::detail::coarse_now();
+  if (idle()) {
+    if (now - idle_since_ >= timeout_) {
+      // Idle for tcpTimeout: a GOAWAY, and the writer ends the connection.
+      nghttp2_session_terminate_session(session(), NGHTTP2_NO_ERROR);
+      want_write();
+      return;
+    }
+    idle_timer_.expires_at(idle_since_ + timeout_);
+  } else {
+    idle_timer_.expires_at(now + timeout_);  // a stream's end sets idle_since_ for the next look
+  }
+  idle_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec && !stopping_) watch_idle();  // (cancelled: this connection may be gone)
+  });
 }
 
 asio::awaitable<void> Http2Connection::read_loop() {
@@ -178,11 +200,16 @@ asio::awaitable<void> Http2Connection::read_loop() {
 
 asio::awaitable<void> Http2Connection::write_loop() {
   for (;;) {
+    write_wanted_ = false;  // what was submitted up to now goes in this batch
     write_buffer_.clear();
+    bool drained = false;  // the session had nothing more to send
     while (write_buffer_.size() < kWriteBatch) {
       const std::uint8_t* data = nullptr;
       const auto n = nghttp2_session_mem_send(session(), &data);
-      if (n <= 0) break;
+      if (n <= 0) {
+        drained = true;
+        break;
+      }
       write_buffer_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
     }
     if (tls_ != nullptr) {
@@ -195,10 +222,12 @@ asio::awaitable<void> Http2Connection::write_loop() {
     }
     if (tls_ != nullptr ? !tls_sending_.empty() : !write_buffer_.empty()) {
       boost::system::error_code ec;
+      bool waited = true;  // other coroutines ran meanwhile, and may have submitted frames
       if (tls_ != nullptr || !stream_.is_tls()) {
         const std::string& out = tls_ != nullptr ? tls_sending_ : write_buffer_;
         const auto sent = net::send_now(stream_.socket(), asio::buffer(out), ec);
-        if (!ec && sent < out.size()) {
+        waited = !ec && sent < out.size();
+        if (waited) {
           net::set_deadline(stream_, timeout_);
           writing_ = true;
           std::tie(ec, std::ignore) = co_await asio::async_write(
@@ -213,8 +242,12 @@ asio::awaitable<void> Http2Connection::write_loop() {
         writing_ = false;
       }
       if (ec) break;
-      stream_.tcp().expires_never();  // the deadline was the write's, not the pending read's
-      continue;
+      if (waited) {
+        stream_.tcp().expires_never();  // the deadline was the write's, not the pending read's
+        continue;
+      }
+      if (!drained) continue;
+      // Sent at once, and the session had nothing more: no need to ask it again.
     }
     // Nothing to send: done when reading stopped, or the session wants no more frames (after
     // our drain's GOAWAY, once every exchange answered).
@@ -225,17 +258,9 @@ asio::awaitable<void> Http2Connection::write_loop() {
       write_wanted_ = false;
       continue;
     }
-    // Without a stream in flight the connection is idle: tcpTimeout ends it with a GOAWAY.
-    const bool idle = streams_.empty() && exchanges_ == 0 && timeout_.count() > 0;
-    if (idle) {
-      write_wakeup_.expires_after(timeout_);
-    } else {
-      write_wakeup_.expires_at(asio::steady_timer::time_point::max());
-    }
+    if (idle()) idle_since_ = net::detail::coarse_now();  // watch_idle() counts from here
     auto [ec] = co_await write_wakeup_.async_wait(kUseTuple);
-    if (!ec && idle && streams_.empty() && exchanges_ == 0) {
-      nghttp2_session_terminate_session(session(), NGHTTP2_NO_ERROR);
-    }
+    if (ec) break;
   }
   stopping_ = true;
   boost::system::error_code ignored;
@@ -285,7 +310,7 @@ asio::awaitable<void> Http2Connection::serve_stream(std::shared_ptr<Http2Stream>
   }
   stream->finish_exchange();
   want_write();
-  if (--exchanges_ == 0) exchanges_done_.cancel();
+  if (--exchanges_ == 0 && stopping_) exchanges_done_.cancel();  // run() waits for them
 }
 
 // A nonce, not a secret (RFC 6455 section 10.3 wants it unpredictable to the client): the

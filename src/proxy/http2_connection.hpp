@@ -10,15 +10,16 @@
 #include <array>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "net/stream.hpp"
 #include "net/tls_records.hpp"
+#include "net/wakeup.hpp"
 #include "proxy/client_side.hpp"
 #include "proxy/proxy_context.hpp"
 
@@ -65,6 +66,9 @@ class Http2Connection final : public DrainableSession {
 
   boost::asio::awaitable<void> read_loop();
   boost::asio::awaitable<void> write_loop();
+  // tcpTimeout for a connection without streams: one timer, armed again once per period.
+  void watch_idle();
+  bool idle() const { return streams_.empty() && exchanges_ == 0; }
   boost::asio::awaitable<void> serve_stream(std::shared_ptr<Http2Stream> stream);
   // Feeds bytes read to the session, then starts the exchanges of the requests they completed:
   // false on a connection error.
@@ -93,15 +97,17 @@ class Http2Connection final : public DrainableSession {
   ClientInfo info_;
   std::chrono::seconds timeout_;
   std::unique_ptr<nghttp2_session, SessionDeleter> session_;
-  std::unordered_map<std::int32_t, std::shared_ptr<Http2Stream>> streams_;
+  boost::unordered_flat_map<std::int32_t, std::shared_ptr<Http2Stream>> streams_;
   // Requests whose header ended during the current receive(): their exchanges start after it,
   // outside nghttp2's callbacks.
   std::vector<std::shared_ptr<Http2Stream>> new_streams_;
   // The TLS session's records, read and written by the loops below (net/tls_records.hpp); null
   // for h2c, or when the session could not move (then stream_ does the TLS).
   std::unique_ptr<net::TlsRecords> tls_;
-  std::string tls_sending_;  // records being written (tls_ gathers the next ones meanwhile)
-  boost::asio::steady_timer write_wakeup_;    // cancelled when the session has frames to send
+  std::string tls_sending_;   // records being written (tls_ gathers the next ones meanwhile)
+  net::Wakeup write_wakeup_;  // notified when the session may have frames to send
+  boost::asio::steady_timer idle_timer_;
+  std::chrono::steady_clock::time_point idle_since_;
   boost::asio::steady_timer exchanges_done_;  // cancelled when the last exchange ends
   std::size_t exchanges_ = 0;                 // running, including those of reset streams
   std::uint64_t control_budget_ = 0;

@@ -127,7 +127,23 @@ class Http2LimitsTest(http2_helpers.Http2TestCase):
         client = self.raw()
         stream = client.request("h2.test", "/one")
         self.assertEqual(client.response(stream)[0], 200)
+        self.assert_goaway(client, h2.errors.ErrorCodes.NO_ERROR)
+        self.assertTrue(client.pump(lambda c: c.closed, timeout=5))
+
+    def test_connection_in_use_outlives_tcp_timeout_then_idles_out(self):
+        # The idle timer is armed once per period and looks again when it fires: requests a
+        # little apart keep the connection for several periods, then silence ends it.
+        self.start_proxy(tcpTimeout=2)
+        client = self.raw()
         started = time.monotonic()
+        while time.monotonic() - started < 5:
+            stream = client.request("h2.test", "/again")
+            self.assertEqual(client.response(stream)[0], 200)
+            self.assertIsNone(client.goaway())
+            self.assertFalse(client.closed)
+            client.pump(lambda c: False, timeout=0.5)  # idle, but less than tcpTimeout
+        self.assertIsNone(client.goaway())
+        self.assertGreaterEqual(len(self.backend.requests), 4)
         self.assert_goaway(client, h2.errors.ErrorCodes.NO_ERROR)
         self.assertTrue(client.pump(lambda c: c.closed, timeout=5))
 
