@@ -120,6 +120,7 @@ asio::awaitable<void> Http2Connection::run(std::string received) {
   // a backend end as soon as they try to answer.
   for (auto& [id, stream] : streams_) stream->on_close();
   streams_.clear();
+  forget_found();
   boost::system::error_code ignored;
   stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   stream_.tcp().close();
@@ -325,8 +326,11 @@ std::string Http2Connection::new_websocket_key() {
 }
 
 Http2Stream* Http2Connection::find(std::int32_t id) {
+  if (id == found_id_) return found_;
   const auto found = streams_.find(id);
-  return found == streams_.end() ? nullptr : found->second.get();
+  found_id_ = id;
+  found_ = found == streams_.end() ? nullptr : found->second.get();
+  return found_;
 }
 
 bool Http2Connection::spend_control_budget() {
@@ -349,6 +353,7 @@ int Http2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_fr
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   connection.streams_.emplace(id, std::make_shared<Http2Stream>(connection, id));
+  connection.forget_found();
   return 0;
 }
 
@@ -438,6 +443,7 @@ int Http2Connection::on_stream_close(nghttp2_session*, std::int32_t stream_id, s
   if (found == connection.streams_.end()) return 0;
   found->second->on_close();
   connection.streams_.erase(found);
+  connection.forget_found();
   return 0;
 }
 

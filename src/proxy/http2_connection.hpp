@@ -73,7 +73,8 @@ class Http2Connection final : public DrainableSession {
   // Feeds bytes read to the session, then starts the exchanges of the requests they completed:
   // false on a connection error.
   bool receive(const std::uint8_t* data, std::size_t size);
-  Http2Stream* find(std::int32_t id);
+  Http2Stream* find(std::int32_t id);  // null for an unknown (or closed) stream
+  void forget_found() { found_id_ = -1; }
   // A fresh Sec-WebSocket-Key for a WebSocket request's upgrade (RFC 8441 section 5).
   std::string new_websocket_key();
   // A frame that makes us work without serving a request (PING, SETTINGS, empty DATA, ...):
@@ -98,6 +99,9 @@ class Http2Connection final : public DrainableSession {
   std::chrono::seconds timeout_;
   std::unique_ptr<nghttp2_session, SessionDeleter> session_;
   boost::unordered_flat_map<std::int32_t, std::shared_ptr<Http2Stream>> streams_;
+  // find()'s last answer: a header block's fields arrive one callback each.
+  std::int32_t found_id_ = -1;
+  Http2Stream* found_ = nullptr;
   // Requests whose header ended during the current receive(): their exchanges start after it,
   // outside nghttp2's callbacks.
   std::vector<std::shared_ptr<Http2Stream>> new_streams_;

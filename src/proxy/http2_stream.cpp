@@ -40,8 +40,7 @@ ssize_t read_outbound(nghttp2_session*, std::int32_t, std::uint8_t* out, std::si
 Http2Stream::Http2Stream(Http2Connection& connection, std::int32_t id)
     : connection_(connection),
       id_(id),
-      request_(http::Request::header_type(request_memory_.allocator())),
-      progress_(connection.executor()) {}
+      request_(http::Request::header_type(request_memory_.allocator())) {}
 
 const ClientInfo& Http2Stream::info() const {
   return connection_.info();

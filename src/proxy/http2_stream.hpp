@@ -9,6 +9,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -101,7 +102,7 @@ class Http2Stream final : public ClientSide {
   boost::system::error_code give_up_piece();
 
   void wake() {
-    progress_.cancel();
+    if (progress_) progress_->cancel();
     for (auto* waiter : progress_waiters_) waiter->cancel();
   }
   void consume(std::size_t size);
@@ -113,7 +114,8 @@ class Http2Stream final : public ClientSide {
   http::Request request_;
   http::H2RequestBuilder builder_{request_};
   ExchangeScratch scratch_;
-  boost::asio::steady_timer progress_;  // the tunnel's wake-up (proxy/http2_tunnel.cpp)
+  // The tunnel's wake-up (proxy/http2_tunnel.cpp), made when the stream becomes one.
+  std::optional<boost::asio::steady_timer> progress_;
   // One timer per wait_for_progress() under way (a request body's relay and the answer's wait
   // at once): re-arming one shared timer would cancel the other's wait, and they would wake
   // each other in turn for as long as both wait.

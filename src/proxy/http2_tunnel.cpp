@@ -28,7 +28,7 @@ Http2Tunnel::Http2Tunnel(Http2Stream& stream, UpstreamConnection& upstream, Prox
       idle_timer_(stream.connection_.executor()) {
   // The stream's timer is the tunnel's wake-up now: only ever cancelled (by the stream's events
   // and by stop()), so both directions can wait on it at once.
-  stream_.progress_.expires_at(asio::steady_timer::time_point::max());
+  stream_.progress_.emplace(stream.connection_.executor(), asio::steady_timer::time_point::max());
   stream_.tunnelling_ = true;
   upstream_.stream.tcp().expires_never();
   metrics::add(metrics::Counter::websocket_tunnels);
@@ -45,7 +45,7 @@ asio::awaitable<void> Http2Tunnel::run() {
 }
 
 asio::awaitable<void> Http2Tunnel::wait_for_stream() {
-  co_await stream_.progress_.async_wait(kUseTuple);
+  co_await stream_.progress_->async_wait(kUseTuple);
 }
 
 void Http2Tunnel::stop() {
