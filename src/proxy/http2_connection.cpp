@@ -9,6 +9,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -114,7 +115,11 @@ asio::awaitable<void> Http2Connection::run(std::string received) {
   idle_since_ = net::detail::coarse_now();
   if (timeout_.count() > 0) watch_idle();
   co_await (read_loop() && write_loop());
-  idle_timer_.cancel();
+  if (idle_timer_.cancel() == 0 && timeout_.count() > 0) {
+    // Its handler may be queued already, and would find this connection gone: let it run first
+    // (the queue is first in, first out; it finds stopping_ set and does nothing).
+    co_await asio::post(stream_.socket().get_executor(), asio::use_awaitable);
+  }
 
   // No more frames either way: every stream is over for the client; exchanges still waiting on
   // a backend end as soon as they try to answer.
