@@ -39,14 +39,15 @@ class Wakeup {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
         [this](auto handler) {
           BOOST_ASSERT(!waiter_);
-          slot_ = boost::asio::get_associated_cancellation_slot(handler);
+          waiter_.emplace(std::move(handler));
+          // The type-erased handler forwards the waiter's cancellation to a slot of its own.
+          slot_ = waiter_->get_cancellation_slot();
           if (slot_.is_connected()) {
             slot_.assign([this](boost::asio::cancellation_type) {
-              slot_ = {};  // being run: the slot is cleared as the handler completes
+              slot_ = {};  // being run: Asio frees it with the waiter's cancellation state
               complete(boost::asio::error::operation_aborted);
             });
           }
-          waiter_.emplace(std::move(handler));
         },
         token);
   }
@@ -64,6 +65,7 @@ class Wakeup {
   void complete(boost::system::error_code ec) {
     if (!waiter_) return;
     if (slot_.is_connected()) slot_.clear();
+    slot_ = {};
     auto handler = std::move(*waiter_);
     waiter_.reset();
     // Posted, not called: the notifier is in the middle of its own work. (The handler runs on
