@@ -19,6 +19,7 @@
 #include "net/send_now.hpp"
 #include "net/tls_records.hpp"
 #include "proxy/http2_stream.hpp"
+#include "proxy/recycled_blocks.hpp"
 
 namespace hipache::proxy {
 
@@ -357,7 +358,8 @@ int Http2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_fr
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
-  connection.streams_.emplace(id, std::make_shared<Http2Stream>(connection, id));
+  connection.streams_.emplace(
+      id, std::allocate_shared<Http2Stream>(RecycledBlocks<Http2Stream>(), connection, id));
   connection.forget_found();
   return 0;
 }
