@@ -49,14 +49,20 @@ def rss_of(pid):
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds_tree(root):
-    """User + system CPU time of a process and all its descendants, in seconds."""
-    ticks = 0
+def cpu_times_tree(root):
+    """(user, system) CPU time of a process and all its descendants, in seconds."""
+    user = system = 0
     for pid in process_tree(root):
         fields = stat_fields(pid)
         if fields:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / CLOCK_TICK
+            user += int(fields[11])  # utime
+            system += int(fields[12])  # stime
+    return user / CLOCK_TICK, system / CLOCK_TICK
+
+
+def cpu_seconds_tree(root):
+    """User + system CPU time of a process and all its descendants, in seconds."""
+    return sum(cpu_times_tree(root))
 
 
 def rss_tree(root):
