@@ -62,6 +62,12 @@ H2RequestError H2RequestBuilder::finish(std::string_view websocket_key) {
     if (!iequals(protocol_, "websocket")) return H2RequestError::connect;
     // RFC 8441 section 4: :path and :authority are both required.
     if (!has_path_ || authority_.empty()) return H2RequestError::missing_fields;
+    // Its DATA frames are the tunnel's bytes once upgraded (nghttp2 does not count them against
+    // a length on a CONNECT): forwarded on the upgrade GET, a length would have the backend read
+    // the tunnel's first bytes as a body.
+    if (request_.count(bhttp::field::content_length) != 0) {
+      return H2RequestError::websocket_body;
+    }
     request_.method(bhttp::verb::get);
     request_.set(bhttp::field::connection, "Upgrade");
     request_.set(bhttp::field::upgrade, "websocket");

@@ -25,6 +25,7 @@ enum class H2RequestError {
   too_large,       // more header bytes than kHeaderLimit (as SETTINGS_MAX_HEADER_LIST_SIZE counts)
   missing_fields,  // no :method, no :path, or a pseudo-field a request has not
   connect,         // CONNECT, plain or extended to a protocol other than websocket: not proxied
+  websocket_body,  // a WebSocket CONNECT with content-length: its DATA frames are no body
 };
 
 // A Sec-WebSocket-Key (RFC 6455 section 4.1): the base64 text of 16 random bytes.

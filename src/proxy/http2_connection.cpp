@@ -312,6 +312,7 @@ asio::awaitable<void> Http2Connection::serve_stream(std::shared_ptr<Http2Stream>
       break;
     case http::H2RequestError::missing_fields:
     case http::H2RequestError::connect:
+    case http::H2RequestError::websocket_body:
       co_await stream->refuse(Failure::bad_request);
       break;
   }

@@ -11,6 +11,7 @@ import ssl
 import struct
 import subprocess
 import threading
+import time
 
 import h2.errors
 import h2.events
@@ -346,6 +347,16 @@ class H2cWebSocketTest(Http2WebSocketCase):
         client.conn.send_headers(plain, [(":method", "CONNECT"), (":authority", "ws.test:80")])
         client.flush()
         self.assertEqual(client.response(plain)[0], 400)
+
+    def test_websocket_with_a_length_is_refused(self):
+        # Forwarded on the upgrade GET, the length would have the backend read the tunnel's
+        # first bytes as a body.
+        client = self.raw()
+        for length in ("0", "5"):
+            ws = WsStream(client, headers=[("content-length", length)])
+            self.assertEqual(client.response(ws.id)[0], 400)
+        time.sleep(0.3)  # a forwarded upgrade would have reached the backend by now
+        self.assertEqual(self.server.connections, [])
 
 
 class IdleTunnelTest(Http2WebSocketCase):

@@ -99,6 +99,16 @@ TEST(H2Request, RefusedBlocks) {
             H2RequestError::missing_fields);
   EXPECT_EQ(build({{":method", "CONNECT"}, {":protocol", "websocket"}, {":path", "/"}}).error,
             H2RequestError::missing_fields);
+  // A WebSocket announcing a length: its DATA frames are the tunnel's, not a body.
+  for (const char* length : {"0", "5"}) {
+    EXPECT_EQ(build({{":method", "CONNECT"},
+                     {":protocol", "websocket"},
+                     {":path", "/chat"},
+                     {":authority", "a"},
+                     {"content-length", length}})
+                  .error,
+              H2RequestError::websocket_body);
+  }
   // :protocol on another method (nghttp2 refuses it first).
   EXPECT_EQ(build({{":method", "GET"}, {":protocol", "websocket"}, {":path", "/"}}).error,
             H2RequestError::missing_fields);
