@@ -211,6 +211,7 @@ class Session {
       if (n <= 0) break;
       wire_.append(chunk.data(), static_cast<std::size_t>(n));
     }
+    clean_ = wire_;
     if (!wire_.empty()) segments_.push_back({0, wire_.size(), received_.size(), sent_.size()});
   }
 
@@ -246,8 +247,10 @@ class Session {
   void client_output_to_wire(std::size_t plain_begin) {
     const std::string bytes = take_client_output();
     if (bytes.empty()) return;
-    segments_.push_back({wire_.size(), wire_.size() + bytes.size(), plain_begin, sent_.size()});
+    segments_.push_back({clean_.size(), clean_.size() + bytes.size(), plain_begin, sent_.size()});
+    clean_ += bytes;
     wire_ += bytes;
+    wire_changed_ = true;
   }
 
   // One SSL_write per record, so that a segment is one record.
@@ -285,7 +288,7 @@ class Session {
           client_writable_ = false;
           close_sent_ = true;
           client_output_to_wire(sent_.size());
-          close_end_ = wire_.size();
+          close_end_ = clean_.size();
         }
         break;
       case 5:
@@ -328,7 +331,7 @@ class Session {
       case 0:
         if (at < wire_.size()) {
           wire_[at] = static_cast<char>(wire_[at] ^ input_.ConsumeIntegralInRange<int>(1, 255));
-          corrupted_at(at);
+          wire_changed_ = true;
         }
         break;
       case 1: {
@@ -341,7 +344,7 @@ class Session {
             std::min(wire_.size() - at, input_.ConsumeIntegralInRange<std::size_t>(1, 64));
         if (count > 0) {
           wire_.erase(at, count);
-          corrupted_at(at);
+          wire_changed_ = true;
         }
         break;
       }
@@ -351,23 +354,34 @@ class Session {
   void insert(std::size_t at, const std::string& bytes) {
     if (bytes.empty()) return;
     wire_.insert(at, bytes);
-    corrupted_at(at);
+    wire_changed_ = true;
   }
 
-  // Plaintext from the record holding wire offset `at` on cannot be read any more.
-  void corrupted_at(std::size_t at) {
-    if (corrupted_ && at >= corrupt_at_) return;
-    corrupted_ = true;
-    corrupt_at_ = at;
-    readable_limit_ = sent_.size();
-    for (const Segment& s : segments_) {
-      if (s.wire_begin <= at && at < s.wire_end) {
-        readable_limit_ = s.plain_begin;
-        break;
-      }
-      if (s.wire_end <= at) readable_limit_ = s.plain_end;
+  // Where the wire first differs from what the client wrote (npos: nowhere). Flips, inserts and
+  // drops may undo each other, so this compares rather than remembers.
+  std::size_t corruption() {
+    if (wire_changed_) {
+      wire_changed_ = false;
+      const std::size_t common = std::min(wire_.size(), clean_.size());
+      const auto [at, unused] =
+          std::mismatch(wire_.begin(), wire_.begin() + common, clean_.begin());
+      const auto offset = static_cast<std::size_t>(at - wire_.begin());
+      corrupt_at_ = offset < common || wire_.size() != clean_.size() ? offset : std::string::npos;
     }
-    check(received_.size() <= readable_limit_);
+    return corrupt_at_;
+  }
+
+  // How much of the client's plaintext may be read: all of it, or what the records before the
+  // one holding the first corrupted byte carry.
+  std::size_t readable_limit() {
+    const std::size_t at = corruption();
+    if (at == std::string::npos) return sent_.size();
+    std::size_t limit = sent_.size();
+    for (const Segment& s : segments_) {
+      if (s.wire_begin <= at && at < s.wire_end) return s.plain_begin;
+      if (s.wire_end <= at) limit = s.plain_end;
+    }
+    return limit;
   }
 
   void update_keys() {
@@ -429,7 +443,7 @@ class Session {
       }
       check(state_ != TlsReadState::failed && state_ != TlsReadState::closed);
       check(read.size > 0 && read.size <= out_.size());
-      check(received_.size() + read.size <= (corrupted_ ? readable_limit_ : sent_.size()));
+      check(received_.size() + read.size <= readable_limit());
       check(std::memcmp(out_.data(), sent_.data() + received_.size(), read.size) == 0);
       received_.append(out_.data(), read.size);
     }
@@ -471,6 +485,7 @@ class Session {
         // Only an alert of the server's, after a failure, may end the client's reading.
         check(state_ == TlsReadState::failed);
         client_reads_ = false;
+        client_writable_ = false;
       }
       ERR_clear_error();
       return;
@@ -479,7 +494,8 @@ class Session {
 
   void finish() {
     deliver_all();
-    if (!corrupted_) {
+    const std::size_t corrupt_at = corruption();
+    if (corrupt_at == std::string::npos) {
       check(received_ == sent_);
       check(state_ == (close_sent_ ? TlsReadState::closed : TlsReadState::want_read));
     } else {
@@ -490,7 +506,7 @@ class Session {
         wire_.append(20000, '\0');
       }
       deliver_all();
-      const bool closed_first = close_sent_ && close_end_ <= corrupt_at_;
+      const bool closed_first = close_sent_ && close_end_ <= corrupt_at;
       check(state_ == (closed_first ? TlsReadState::closed : TlsReadState::failed));
     }
     if (server_live()) {
@@ -521,9 +537,9 @@ class Session {
   std::string wire_;      // client ciphertext after the take-over
   std::size_t delivered_ = 0;
   std::vector<Segment> segments_;
-  bool corrupted_ = false;
-  std::size_t corrupt_at_ = 0;
-  std::size_t readable_limit_ = 0;
+  std::string clean_;  // the wire as the client wrote it (segments_ and close_end_ are in it)
+  bool wire_changed_ = false;
+  std::size_t corrupt_at_ = std::string::npos;
   TlsReadState state_ = TlsReadState::want_read;
   const char* buffer_end_ = nullptr;
 
