@@ -14,16 +14,13 @@
 // the client to exactly those bytes. Leaks: LeakSanitizer.
 #include <fuzzer/FuzzedDataProvider.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,6 +30,7 @@
 
 #include "net/stream.hpp"
 #include "net/tls_records.hpp"
+#include "tls_fuzz_contexts.hpp"
 
 namespace {
 
@@ -42,58 +40,16 @@ using hipache::net::TlsReadState;
 using hipache::net::TlsRecords;
 using hipache::net::TlsStream;
 
-void check(bool condition) {
-  if (!condition) __builtin_trap();
-}
-
-template <class T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const { Free(p); }
-};
-using SslPtr = std::unique_ptr<SSL, Deleter<SSL, SSL_free>>;
-using CtxPtr = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX, SSL_CTX_free>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using CertPtr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using hipache::fuzz::check;
+using hipache::fuzz::Contexts;
+using hipache::fuzz::kTls12Ciphers;
+using hipache::fuzz::kTls13Suites;
+using hipache::fuzz::SslPtr;
 
 // Byte `offset` of a direction's plaintext: position-dependent, so a reordering shows.
 char pattern(std::size_t offset, unsigned salt) {
   return static_cast<char>((offset * 131 + (offset >> 8) * 7 + salt) & 0xff);
 }
-
-// The throwaway P-256 key and self-signed certificate, and the two contexts, made once.
-struct Contexts {
-  asio::ssl::context server{asio::ssl::context::tls_server};
-  CtxPtr client{SSL_CTX_new(TLS_client_method())};
-
-  Contexts() {
-    KeyPtr key(EVP_EC_gen("P-256"));
-    CertPtr cert(X509_new());
-    check(key && cert && client);
-    X509_set_version(cert.get(), 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600L * 24 * 365);
-    X509_NAME* name = X509_get_subject_name(cert.get());
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("fuzz.test"), -1, -1, 0);
-    X509_set_issuer_name(cert.get(), name);
-    X509_set_pubkey(cert.get(), key.get());
-    check(X509_sign(cert.get(), key.get(), EVP_sha256()) > 0);
-    SSL_CTX* ctx = server.native_handle();
-    // As net/tls.cpp sets up a listener; the default cipher list keeps CBC suites reachable.
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    check(SSL_CTX_use_certificate(ctx, cert.get()) == 1);
-    check(SSL_CTX_use_PrivateKey(ctx, key.get()) == 1);
-    SSL_CTX_set_verify(client.get(), SSL_VERIFY_NONE, nullptr);
-  }
-};
-
-constexpr std::array<const char*, 3> kTls13Suites = {
-    "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"};
-constexpr std::array<const char*, 4> kTls12Ciphers = {
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES256-SHA384",
-    "ECDHE-ECDSA-AES128-SHA"};
 
 // Client ciphertext sent after the take-over, and which plaintext each piece carries.
 struct Segment {
