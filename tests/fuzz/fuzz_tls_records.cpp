@@ -105,7 +105,7 @@ class Session {
                                 kTls12Ciphers[input_.ConsumeIntegralInRange<std::size_t>(
                                     0, kTls12Ciphers.size() - 1)]) == 1);
     }
-    const std::size_t early = tls13_ ? input_.ConsumeIntegralInRange<std::size_t>(0, 3000) : 0;
+    const std::size_t early = tls13_ ? input_.ConsumeIntegralInRange<std::size_t>(0, 40000) : 0;
     const std::size_t asio_read = input_.ConsumeIntegralInRange<std::size_t>(0, 64);
     out_.resize(input_.ConsumeIntegralInRange<std::size_t>(1, 17000));
     handshake(early);

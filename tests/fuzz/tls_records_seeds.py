@@ -38,7 +38,7 @@ class Seed:
         self.flag(tls13)
         self.number(0, 2 if tls13 else 3, suite)
         if tls13:
-            self.number(0, 3000, early)
+            self.number(0, 40000, early)
         self.number(0, 64, asio_read)
         self.number(1, 17000, read_size)
 
@@ -122,6 +122,13 @@ def seeds():
     s.write(1)
     s.op(DELIVER_ALL)
     yield "tls13_early_data_asio_read", s
+
+    s = Seed()  # TLS 1.3: 30000 bytes with the Finished, more than Asio reads at once
+    s.hello(True, 0, 30000, 30, 16384)
+    s.write(100)
+    s.deliver(5000)
+    s.op(DELIVER_ALL)
+    yield "tls13_early_data_beyond_asio_read", s
 
     s = Seed()  # TLS 1.2 AES-GCM: one record (129 bytes), a bit flipped in it
     s.hello(False, 0, 0, 0, 4096)
