@@ -160,6 +160,7 @@ class Session {
   }
 
   // Bytes Asio left in the socket come before everything else on the wire.
+  // They are the end of the early data: its records' segments move to the wire's coordinates.
   void take_socket_rest() {
     std::array<char, 4096> chunk{};
     for (;;) {
@@ -168,7 +169,16 @@ class Session {
       wire_.append(chunk.data(), static_cast<std::size_t>(n));
     }
     clean_ = wire_;
-    if (!wire_.empty()) segments_.push_back({0, wire_.size(), received_.size(), sent_.size()});
+    if (wire_.empty()) return;
+    check(!early_records_.empty());
+    const std::size_t early_end = early_records_.back().wire_end;
+    check(wire_.size() <= early_end - early_records_.front().wire_begin);
+    const std::size_t rest_begin = early_end - wire_.size();
+    for (const Segment& r : early_records_) {
+      if (r.wire_end <= rest_begin) continue;
+      segments_.push_back({std::max(r.wire_begin, rest_begin) - rest_begin, r.wire_end - rest_begin,
+                           r.plain_begin, r.plain_end});
+    }
   }
 
   void send_client_output() {
@@ -215,11 +225,17 @@ class Session {
       const std::size_t piece = std::min<std::size_t>(size, 16384);
       std::string data(piece, '\0');
       for (std::size_t i = 0; i < piece; ++i) data[i] = pattern(sent_.size() + i, 0);
+      const std::size_t cipher_begin = BIO_ctrl_pending(client_out_);
       const int result = SSL_write(client_.get(), data.data(), static_cast<int>(piece));
       check(result == static_cast<int>(piece));
       const std::size_t plain_begin = sent_.size();
       sent_ += data;
-      if (to_wire) client_output_to_wire(plain_begin);
+      if (to_wire) {
+        client_output_to_wire(plain_begin);
+      } else {
+        early_records_.push_back(
+            {cipher_begin, BIO_ctrl_pending(client_out_), plain_begin, sent_.size()});
+      }
       size -= piece;
     }
   }
@@ -493,6 +509,7 @@ class Session {
   std::string wire_;      // client ciphertext after the take-over
   std::size_t delivered_ = 0;
   std::vector<Segment> segments_;
+  std::vector<Segment> early_records_;  // in the client's output buffer of the handshake's end
   std::string clean_;  // the wire as the client wrote it (segments_ and close_end_ are in it)
   bool wire_changed_ = false;
   std::size_t corrupt_at_ = std::string::npos;
