@@ -49,6 +49,9 @@ class TlsRecords {
   TlsRecords(const TlsRecords&) = delete;
   TlsRecords& operator=(const TlsRecords&) = delete;
 
+  // Room for ciphertext: a TLS record's worth.
+  static constexpr std::size_t kBufferSize = 16 * 1024;
+
   // Where the next ciphertext is read into (after what OpenSSL has not taken yet, if anything:
   // empty only if that fills the buffer), then given().
   boost::asio::mutable_buffer read_buffer();
@@ -67,7 +70,7 @@ class TlsRecords {
 
   SSL* ssl_;  // owned by the TlsStream
   BIO* bio_ = nullptr;
-  std::array<std::uint8_t, 16 * 1024> ciphertext_{};
+  std::array<std::uint8_t, kBufferSize> ciphertext_{};
   std::size_t input_begin_ = 0;  // ciphertext_[input_begin_, input_end_) not yet taken by OpenSSL
   std::size_t input_end_ = 0;
   std::string output_;
