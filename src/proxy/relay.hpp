@@ -82,9 +82,9 @@ http::FieldList take_trailers(const http::TrailerSection& section,
 // Streams the body behind `parser` (whose header is already read) to `out`, framed as
 // `framing` says (our own chunked encoding, with the trailer section of a chunked body in its
 // last-chunk, or the bytes as they are under a Content-Length or a close); memory stays bounded
-// whatever the size. `head`, if not empty, is a header not
-// written yet: it goes out with the first piece of body in one system call (a small answer costs
-// one send), and is left unsent if the body fails before any byte of it. A body larger than one
+// whatever the size. `head`, if not empty, is a header not written yet: it goes out with the
+// first piece of body in one system call (a small answer costs one send), and is left unsent if
+// the body fails before any byte of it. A body larger than one
 // read moves through two chunks: the next piece is read while the last one is written, as nginx
 // and HAProxy do, instead of one side waiting for the other.
 template <bool isRequest, class In, class Out>
