@@ -37,10 +37,10 @@ declare -A max_len=([fuzz_request]=70000 [fuzz_forward]=70000 [fuzz_config]=1638
                     [fuzz_driver_url]=1024 [fuzz_redis_reply]=8192 [fuzz_access_log]=4096
                     [fuzz_dead_message]=8192 [fuzz_proxy_header]=4200
                     [fuzz_h2_request]=8192 [fuzz_h2_backend_request]=16384
-                    [fuzz_tls_records]=2048)
+                    [fuzz_tls_records]=2048 [fuzz_trailers]=90000)
 targets=(${FUZZ_TARGETS:-fuzz_request fuzz_forward fuzz_config fuzz_driver_url fuzz_redis_reply
          fuzz_access_log fuzz_dead_message fuzz_proxy_header fuzz_h2_request
-         fuzz_h2_backend_request fuzz_tls_records})
+         fuzz_h2_backend_request fuzz_tls_records fuzz_trailers})
 mkdir -p "$build/artifacts"
 status=0
 for target in "${targets[@]}"; do

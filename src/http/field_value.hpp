@@ -19,6 +19,21 @@ constexpr bool is_field_value(std::string_view value) {
   return true;
 }
 
+// RFC 9110 section 5.6.2: tchar, the bytes of a token (a field name, among others).
+constexpr bool is_token_byte(char c) {
+  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         kSymbols.find(c) != std::string_view::npos;
+}
+
+constexpr bool is_token(std::string_view text) {
+  if (text.empty()) return false;
+  for (const char c : text) {
+    if (!is_token_byte(c)) return false;
+  }
+  return true;
+}
+
 // `value` with each byte not allowed in a field value written as %XX (uppercase hex), for values
 // that come from Redis (a frontend's identifier) and go into a header.
 std::string escape_field_value(std::string_view value);

@@ -25,14 +25,20 @@ bool is_fixed_hop_by_hop(bhttp::field name) {
 
 }  // namespace
 
-// At most two passes over the fields, no allocation: the names Connection lists are read in
-// place (its fields go last).
 bool allowed_in_trailers(std::string_view name) {
   if (name.empty() || name.front() == ':') return false;
   const auto known = bhttp::string_to_field(name);
   return !is_fixed_hop_by_hop(known) && known != bhttp::field::host;
 }
 
+bool forwardable_trailer(std::string_view name, std::string_view value) {
+  const auto is_space = [](char c) { return c == ' ' || c == '\t'; };
+  return allowed_in_trailers(name) && is_token(name) && is_field_value(value) &&
+         (value.empty() || (!is_space(value.front()) && !is_space(value.back())));
+}
+
+// At most two passes over the fields, no allocation: the names Connection lists are read in
+// place (its fields go last).
 void remove_hop_by_hop(MessageFields& fields) {
   // Beast keeps same-named fields together; the one after them may be erased below, so the
   // end of the Connection fields is found by name, not kept as an iterator. (A scan, not

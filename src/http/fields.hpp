@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "http/ascii.hpp"
+#include "http/field_value.hpp"
 #include "http/framing.hpp"
 #include "http/message.hpp"
 
@@ -21,6 +22,11 @@ void remove_hop_by_hop(MessageFields& fields);
 // Whether a trailer field of a backend's answer may be forwarded: none of the fixed hop-by-hop
 // or framing fields above, no Host, no pseudo-header.
 bool allowed_in_trailers(std::string_view name);
+
+// Whether a received trailer field goes on to the next hop: allowed_in_trailers(), a name that
+// is a token and a value of field-value bytes without leading or trailing whitespace, so that
+// the next hop reads it as we did (no CR, LF or NUL ever starts a line of its own).
+bool forwardable_trailer(std::string_view name, std::string_view value);
 
 // What the request path checks in a request's header, found in one pass over its fields: Beast
 // looks a field up by name with a case-insensitive tree search, even by enum (a visible share of

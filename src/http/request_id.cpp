@@ -8,6 +8,7 @@
 #include <random>
 
 #include "http/ascii.hpp"
+#include "http/field_value.hpp"
 
 namespace hipache::http {
 
@@ -15,13 +16,6 @@ namespace {
 
 constexpr bool is_id_byte(char c) {
   return c > 0x20 && c < 0x7f && c != '"' && c != '\'' && c != ',' && c != '\\';
-}
-
-// RFC 9110 section 5.6.2: tchar.
-constexpr bool is_token_byte(char c) {
-  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         kSymbols.find(c) != std::string_view::npos;
 }
 
 // Fields the proxy itself reads, adds or rewrites for framing, routing, the connection, the

@@ -2,6 +2,7 @@
 
 #include "http/fields.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <charconv>
 #include <cstring>
@@ -111,6 +112,8 @@ std::string_view BodyEncoder::prefix(std::size_t size) {
 
 std::string_view BodyEncoder::suffix(std::size_t size, bool last) const {
   if (!chunked_) return {};
+  if (last && !end_.empty())
+    return size > 0 ? std::string_view(end_) : std::string_view(end_).substr(2);
   constexpr std::string_view kPieceAndLast = "\r\n0\r\n\r\n";
   if (size > 0) return last ? kPieceAndLast : kPieceAndLast.substr(0, 2);
   return last ? kPieceAndLast.substr(2) : std::string_view();
@@ -120,10 +123,19 @@ std::string last_chunk_with_trailers(
     std::span<const std::pair<std::string, std::string>> trailers) {
   std::string end = "0\r\n";
   for (const auto& [name, value] : trailers) {
-    if (allowed_in_trailers(name)) end.append(name).append(": ").append(value).append("\r\n");
+    if (forwardable_trailer(name, value))
+      end.append(name).append(": ").append(value).append("\r\n");
   }
   end += "\r\n";
   return end;
+}
+
+void BodyEncoder::end_with_trailers(std::span<const std::pair<std::string, std::string>> trailers) {
+  end_.clear();
+  const bool any = std::any_of(trailers.begin(), trailers.end(), [](const auto& field) {
+    return forwardable_trailer(field.first, field.second);
+  });
+  if (chunked_ && any) end_ = "\r\n" + last_chunk_with_trailers(trailers);
 }
 
 }  // namespace hipache::http

@@ -36,12 +36,14 @@ void serialize_header(const Request& request, const AddedFields& added, const Fr
 void serialize_header(const Response& response, const Framing& framing, std::string& out);
 
 // The end of a chunked body with trailer fields: the last chunk, "name: value" lines for the
-// fields allowed in trailers (http/fields.hpp), the blank line.
+// fields that may go on (forwardable_trailer(), http/fields.hpp), the blank line.
 std::string last_chunk_with_trailers(std::span<const std::pair<std::string, std::string>> trailers);
 
 // The bytes around each piece of a body in the forwarded message's framing: nothing, or (ours)
 // a chunk-size line before the piece and CRLF after it, and the last-chunk after the last one.
-// Trailers of a received chunked body are not forwarded.
+// The trailer section of a received body (http/trailers.hpp, or an HTTP/2 stream's trailers)
+// goes into that last-chunk when the forwarded body is chunked; a body forwarded with a
+// Content-Length or delimited by the close has no place for it.
 class BodyEncoder {
  public:
   explicit BodyEncoder(BodyFraming framing) : chunked_(framing == BodyFraming::chunked) {}
@@ -49,12 +51,15 @@ class BodyEncoder {
   // Before a piece of `size` bytes; valid until the next call.
   std::string_view prefix(std::size_t size);
   // After it; `last`: the body ends with this piece. Never the last-chunk of a body cut short:
-  // a failed message is never completed.
+  // a failed message is never completed. Valid until end_with_trailers().
   std::string_view suffix(std::size_t size, bool last) const;
+  // The last-chunk carries these trailer fields (those that may go on), when chunked.
+  void end_with_trailers(std::span<const std::pair<std::string, std::string>> trailers);
 
  private:
   bool chunked_;
   std::array<char, 20> size_line_{};  // 16 hex digits and CRLF at most
+  std::string end_;                   // CRLF and a last-chunk with trailers, when there are any
 };
 
 }  // namespace hipache::http

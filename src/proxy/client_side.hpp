@@ -18,6 +18,7 @@
 #include "http/error_response.hpp"
 #include "http/framing.hpp"
 #include "http/message.hpp"
+#include "http/trailers.hpp"
 #include "log/access_log.hpp"
 #include "net/stream.hpp"
 #include "proxy/relay.hpp"
@@ -46,8 +47,9 @@ struct TunnelStart {
   bool failed = false;          // a write failed: nothing was handed over, the caller logs
 };
 
-// Header or trailer fields of an HTTP/2 message (names lowercase, no pseudo-headers).
-using FieldList = std::vector<std::pair<std::string, std::string>>;
+// Header or trailer fields of a message: an HTTP/2 one's (names lowercase, no pseudo-headers),
+// or a chunked HTTP/1.1 body's trailer section (http/trailers.hpp).
+using FieldList = http::FieldList;
 
 // Where a request body goes when the backend is not a byte stream of ours (an HTTP/2 backend):
 // take() returns once the piece is on its way and its memory may be reused.

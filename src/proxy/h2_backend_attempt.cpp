@@ -105,7 +105,14 @@ asio::awaitable<Exchange::Attempt> Exchange::forward_h2(const std::string& host,
   }
   const bool client_failed =
       uploaded.read_error && uploaded.read_error != asio::error::operation_aborted;
-  if (client_failed && answered.failure && answered.phase != AttemptPhase::answer_started) {
+  if (is_parse_error(uploaded.read_error) && answered.phase != AttemptPhase::answer_started) {
+    // A malformed chunk or trailer section: the backend's stream was reset, never ended, and
+    // the client is refused, as with an HTTP/1.1 backend (upstream_attempt.cpp).
+    answered.failure = Failure::bad_request;
+    answered.unprocessed = false;
+    answered.body_consumed = true;  // the request cannot be replayed
+    answered.client_reusable = false;
+  } else if (client_failed && answered.failure && answered.phase != AttemptPhase::answer_started) {
     // The client went away (or stalled) mid-body: nobody to answer, nothing to blame on the
     // backend. (operation_aborted: the relay was stopped because the attempt failed first.)
     answered.failure.reset();

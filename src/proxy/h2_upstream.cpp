@@ -287,12 +287,13 @@ ssize_t H2Upstream::read_request_body(std::uint8_t* out, std::size_t length, std
     if (stream.outbound_last) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       stream.request_ended = true;
-      if (!stream.request_trailers.empty()) {
+      http::H2FieldBlock block;
+      for (const auto& [name, value] : stream.request_trailers) {
+        if (http::forwardable_trailer(name, value)) block.add(name, value);
+      }
+      // None left: END_STREAM on this DATA frame, no empty HEADERS frame after it.
+      if (!block.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        http::H2FieldBlock block;
-        for (const auto& [name, value] : stream.request_trailers) {
-          if (http::allowed_in_trailers(name)) block.add(name, value);
-        }
         const auto fields = block.list();
         nghttp2_submit_trailer(session_.get(), stream.id, fields.data(), fields.size());
       }

@@ -207,25 +207,10 @@ class Http1Connection final : public DrainableSession,
 
   asio::awaitable<BodyRelay> relay_request_body(BodySink& sink) override {
     assert(parser_ != nullptr);
-    BodyRelay result;
-    auto& chunk = chunk_lease();
-    make_room_for_body(buffer_, *parser_);
-    while (!stop_request_body_) {
-      auto [ec, got] = co_await client_.visit(
-          [&](auto& in) { return read_body_piece(in, buffer_, *parser_, *chunk, timeout_); });
-      result.body_started = result.body_started || got > 0;
-      if (ec) {
-        result.read_error = ec;  // a body cut short is never completed towards the backend
-        co_return result;
-      }
-      const bool last = parser_->is_done();
-      result.write_error = co_await sink.take((*chunk).data(), got, last);
-      if (result.write_error) co_return result;
-      result.bytes_written += got;
-      if (last) co_return result;
-    }
-    result.read_error = asio::error::operation_aborted;
-    co_return result;
+    co_return co_await client_.visit([&](auto& in) {
+      return relay_body_to_sink(in, buffer_, *parser_, sink, *chunk_lease(), timeout_,
+                                stop_request_body_);
+    });
   }
 
   void stop_request_body() override {

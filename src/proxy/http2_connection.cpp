@@ -372,7 +372,8 @@ int Http2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame,
   auto& connection = *static_cast<Http2Connection*>(self);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-    // Trailers of a request body (an HTTP/2 backend gets them, an HTTP/1.1 one none).
+    // Trailers of a request body (an HTTP/2 backend gets them, an HTTP/1.1 one in our last-chunk
+    // when the body goes to it chunked).
     auto* stream = connection.find(frame->hd.stream_id);
     if (stream != nullptr &&
         !stream->on_trailer({reinterpret_cast<const char*>(name), name_length},

@@ -279,6 +279,8 @@ asio::awaitable<BodyRelay> Http2Stream::relay_request_body(net::AnyStream& upstr
     forwarding_.swap(inbound_);
     inbound_.clear();
     const auto size = forwarding_.size();
+    // Forwarded with a Content-Length, the body has no place for them: they are dropped.
+    if (last) encoder.end_with_trailers(request_trailers_);
     const auto prefix = encoder.prefix(size);
     const auto suffix = encoder.suffix(size, last);
     const std::array<asio::const_buffer, 3> pieces{asio::buffer(prefix.data(), prefix.size()),
@@ -303,6 +305,8 @@ asio::awaitable<BodyRelay> Http2Stream::relay_response_body(UpstreamConnection& 
   BodyRelay result;
   auto& ctx = connection_.context();
   auto chunk = ctx.chunks.take();
+  http::TrailerSection trailer_section;
+  trailer_section.remember_header(parser);
   make_room_for_body(upstream.buffer, parser);
   boost::system::error_code read_ec;
   std::size_t got = 0;
@@ -311,12 +315,18 @@ asio::awaitable<BodyRelay> Http2Stream::relay_response_body(UpstreamConnection& 
       return read_body_piece(in, upstream.buffer, parser, *chunk, connection_.timeout());
     });
     result.body_started = result.body_started || got > 0;
+    const auto trailers = take_trailers(trailer_section, parser, read_ec);
     if (read_ec) {
       // What arrived goes on; the answer is never completed (finish_exchange resets the stream).
       result.read_error = read_ec;
       if (got == 0 || response_unsent()) co_return result;
     }
     const bool last = !read_ec && parser.is_done();
+    // The trailer section becomes a HEADERS frame that ends the stream after the last DATA.
+    if (last && !trailers.empty() && end_with_trailers(trailers) != 0) {
+      result.write_error = asio::error::connection_reset;
+      co_return result;
+    }
     if (hand_over({(*chunk).data(), got}, last) != 0) {
       result.write_error = asio::error::connection_reset;
       co_return result;
@@ -397,20 +407,24 @@ asio::awaitable<WriteResult> Http2Stream::send_body_piece(const char* data, std:
   co_return WriteResult{{}, size + header_bytes};
 }
 
-asio::awaitable<WriteResult> Http2Stream::send_trailers(const FieldList& trailers) {
-  if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
-  std::size_t bytes = 0;
+int Http2Stream::end_with_trailers(const FieldList& trailers) {
   if (!header_submitted_) {
-    bytes += fields_.bytes();
-    if (submit_header(false) != 0) co_return WriteResult{asio::error::connection_reset, 0};
+    if (const int status = submit_header(false); status != 0) return status;
   }
   // nghttp2 copied the header: fields_ now holds the trailers until the data source ends.
   fields_.clear();
   for (const auto& [name, value] : trailers) {
-    if (http::allowed_in_trailers(name)) fields_.add(name, value);
+    if (http::forwardable_trailer(name, value)) fields_.add(name, value);
   }
-  bytes += fields_.bytes();
-  trailers_pending_ = true;
+  trailers_pending_ = !fields_.empty();  // none left: END_STREAM on the last DATA frame
+  return 0;
+}
+
+asio::awaitable<WriteResult> Http2Stream::send_trailers(const FieldList& trailers) {
+  if (closed_) co_return WriteResult{asio::error::connection_reset, 0};
+  const auto header_bytes = header_submitted_ ? 0 : fields_.bytes();
+  if (end_with_trailers(trailers) != 0) co_return WriteResult{asio::error::connection_reset, 0};
+  const auto bytes = header_bytes + fields_.bytes();
   if (hand_over({}, true) != 0) co_return WriteResult{asio::error::connection_reset, 0};
   while (!response_complete_ && !closed_) {
     if (!co_await wait_for_progress()) co_return WriteResult{asio::error::timed_out, 0};

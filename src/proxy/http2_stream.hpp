@@ -95,6 +95,10 @@ class Http2Stream final : public ClientSide {
   void add_message_fields(const http::Response& message);  // but the connection-specific ones
   // Submits the prepared header, with a data source unless the answer ends with it.
   int submit_header(bool ends_stream);
+  // The answer ends with these trailer fields (those that may go on; with none, the last DATA
+  // frame ends the stream): the header is submitted if it was not, the trailers go out once the
+  // data source has handed out the last piece.
+  int end_with_trailers(const FieldList& trailers);
   // Hands `data` to the data source (which copies it into DATA frames as the window allows).
   int hand_over(std::span<const char> data, bool last);
   // Waits for on_data/on_close/read_outbound to move, at most tcpTimeout: false on a timeout.

@@ -20,6 +20,7 @@
 #include "http/message.hpp"
 #include "http/read.hpp"
 #include "http/serialize.hpp"
+#include "http/trailers.hpp"
 #include "net/stream.hpp"
 #include "proxy/relay_chunks.hpp"
 
@@ -66,11 +67,24 @@ asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_body_pi
   }
 }
 
+// Once `parser` is done with a chunked body: its trailer section, taken out of the message
+// (http/trailers.hpp). An oversized section turns `read_ec` into an error: the body is then
+// never completed.
+template <bool isRequest>
+http::FieldList take_trailers(const http::TrailerSection& section,
+                              http::MessageParser<isRequest>& parser,
+                              boost::system::error_code& read_ec) {
+  http::FieldList trailers;
+  if (!read_ec && parser.is_done()) read_ec = section.take(parser.get(), trailers);
+  return trailers;
+}
+
 // Streams the body behind `parser` (whose header is already read) to `out`, framed as
-// `framing` says (our own chunked encoding, or the bytes as they are under a Content-Length or
-// a close); memory stays bounded whatever the size. `head`, if not empty, is a header not
-// written yet: it goes out with the first piece of body in one system call (a small answer costs
-// one send), and is left unsent if the body fails before any byte of it. A body larger than one
+// `framing` says (our own chunked encoding, with the trailer section of a chunked body in its
+// last-chunk, or the bytes as they are under a Content-Length or a close); memory stays bounded
+// whatever the size. `head`, if not empty, is a header not written yet: it goes out with the
+// first piece of body in one system call (a small answer costs one send), and is left unsent if
+// the body fails before any byte of it. A body larger than one
 // read moves through two chunks: the next piece is read while the last one is written, as nginx
 // and HAProxy do, instead of one side waiting for the other.
 template <bool isRequest, class In, class Out>
@@ -82,6 +96,8 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
   using namespace asio::experimental::awaitable_operators;
   BodyRelay result;
   http::BodyEncoder encoder(framing);
+  http::TrailerSection trailers;
+  trailers.remember_header(parser);
   make_room_for_body(in_buffer, parser);
   const auto write_piece =
       [&](RelayChunks::Chunk& chunk, std::size_t size,
@@ -104,6 +120,7 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
   auto [read_ec, got] = co_await read_body_piece(in, in_buffer, parser, *filled, timeout);
   for (;;) {
     result.body_started = result.body_started || got > 0;
+    if (parser.is_done()) encoder.end_with_trailers(take_trailers(trailers, parser, read_ec));
     if (read_ec) result.read_error = read_ec;
     if (read_ec || parser.is_done()) {
       // The last piece (or all the bytes a failing peer sent); a failed message is never
@@ -131,6 +148,39 @@ asio::awaitable<BodyRelay> relay_body(In& in, beast::flat_buffer& in_buffer,
     std::tie(read_ec, got) = read;
     filled = next;
   }
+}
+
+// Streams the body behind `parser` to `sink` piece by piece (an HTTP/2 backend's stream, which
+// frames it), through `chunk`; a chunked body's trailer section goes to the sink before its last
+// piece. Stops with operation_aborted once `stop` is set (the answer is over).
+template <class In, class Sink>
+asio::awaitable<BodyRelay> relay_body_to_sink(In& in, beast::flat_buffer& in_buffer,
+                                              http::RequestParser& parser, Sink& sink,
+                                              RelayChunks::Chunk& chunk,
+                                              std::chrono::seconds timeout, const bool& stop) {
+  BodyRelay result;
+  http::TrailerSection trailers;
+  trailers.remember_header(parser);
+  make_room_for_body(in_buffer, parser);
+  while (!stop) {
+    auto [ec, got] = co_await read_body_piece(in, in_buffer, parser, chunk, timeout);
+    result.body_started = result.body_started || got > 0;
+    const bool last = !ec && parser.is_done();
+    if (last) {
+      const auto fields = take_trailers(trailers, parser, ec);
+      if (!ec && !fields.empty()) sink.trailers(fields);
+    }
+    if (ec) {
+      result.read_error = ec;  // a body cut short is never completed towards the backend
+      co_return result;
+    }
+    result.write_error = co_await sink.take(chunk.data(), got, last);
+    if (result.write_error) co_return result;
+    result.bytes_written += got;
+    if (last) co_return result;
+  }
+  result.read_error = asio::error::operation_aborted;
+  co_return result;
 }
 
 }  // namespace hipache::proxy
