@@ -97,7 +97,9 @@ void TlsRecords::given(std::size_t size) {
 TlsRead TlsRecords::read(void* out, std::size_t size) {
   // Every byte given was taken and OpenSSL holds no record (read ahead or partly read): an
   // SSL_read would only find that out, at the cost of a record-layer pass and the error queue.
-  if (input_begin_ == input_end_ && SSL_has_pending(ssl_) == 0) return {TlsReadState::want_read};
+  if (!ended_ && input_begin_ == input_end_ && SSL_has_pending(ssl_) == 0) {
+    return {TlsReadState::want_read};
+  }
   clear_errors();
   const int result = SSL_read(ssl_, out, clamp(size));
   if (result > 0) return {TlsReadState::data, static_cast<std::size_t>(result)};
@@ -105,9 +107,11 @@ TlsRead TlsRecords::read(void* out, std::size_t size) {
     case SSL_ERROR_WANT_READ:
       return {TlsReadState::want_read};
     case SSL_ERROR_ZERO_RETURN:
+      ended_ = true;
       return {TlsReadState::closed};
     default:
       ERR_clear_error();
+      ended_ = true;
       return {TlsReadState::failed};
   }
 }

@@ -73,6 +73,7 @@ class TlsRecords {
   std::array<std::uint8_t, kBufferSize> ciphertext_{};
   std::size_t input_begin_ = 0;  // ciphertext_[input_begin_, input_end_) not yet taken by OpenSSL
   std::size_t input_end_ = 0;
+  bool ended_ = false;  // read() said closed or failed: OpenSSL is asked again, and says so again
   std::string output_;
 };
 
