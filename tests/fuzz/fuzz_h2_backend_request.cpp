@@ -68,7 +68,7 @@ int on_stream_close(nghttp2_session*, std::int32_t, std::uint32_t error_code, vo
 }
 
 // Sends `fields` as a request's HEADERS from a client session into a server session.
-Received send_through_nghttp2(const std::vector<nghttp2_nv>& fields) {
+Received send_through_nghttp2(const http::H2FieldBlock::List& fields) {
   Received received;
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
