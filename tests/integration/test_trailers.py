@@ -30,18 +30,23 @@ LEFT_OUT = (b"Host: evil.test\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTraile
             b"Upgrade: h2c\r\nProxy-Connection: close\r\n")
 
 
+def read_until_closed(s):
+    """Everything the proxy sends on `s` until it closes (or resets, or goes quiet)."""
+    answer = b""
+    with contextlib.suppress(socket.timeout, ConnectionResetError):
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            answer += data
+    return answer
+
+
 def raw_exchange(port, request):
     """Sends `request` on a fresh connection; everything the proxy sends until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
         s.sendall(request)
-        answer = b""
-        with contextlib.suppress(socket.timeout, ConnectionResetError):
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                answer += data
-        return answer
+        return read_until_closed(s)
 
 
 def last_chunk(raw_body):
@@ -300,13 +305,7 @@ class Http11ClientRequest(TrailersTestCase):
             self.assertTrue(harness.wait_until(
                 lambda: backend.requests and backend.requests[-1].body == b"abc", TIMEOUT))
             s.sendall(b"0\r\nno colon here\r\n\r\n")
-            answer = b""
-            with contextlib.suppress(socket.timeout, ConnectionResetError):
-                while True:
-                    data = s.recv(65536)
-                    if not data:
-                        break
-                    answer += data
+            answer = read_until_closed(s)
         self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer)
         self.assertEqual(len(backend.requests), 1)
         self.assertFalse(backend.requests[0].ended)
