@@ -20,6 +20,7 @@
 #include "metrics/record.hpp"
 #include "net/accept_loop.hpp"
 #include "process/cpu_spread.hpp"
+#include "process/exit_child.hpp"
 #include "process/worker_process.hpp"
 #include "proxy/handover.hpp"
 #include "proxy/proxied_client.hpp"
@@ -312,7 +313,7 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
   // Connections still open (a fast stop) are suspended coroutines that refer to ctx, the store
   // and the pool; tearing those down in destructor order would free them under the coroutines.
   // The process ends here instead: the kernel closes every socket.
-  ::_exit(0);
+  exit_child(0);
 }
 
 }  // namespace hipache::process
