@@ -45,7 +45,7 @@ cat >"$D/config.json" <<JSON
             "memoryLimit": 0, "gracefulWait": 1, "http2": true},
  "http": {"port": $HTTP, "bind": ["127.0.0.1"]},
  "https": {"port": $HTTPS, "bind": ["127.0.0.1"], "key": "$D/tls.key", "cert": "$D/tls.crt"},
- "driver": "redis://127.0.0.1:$REDIS", "user": "root"}
+ "driver": "redis://127.0.0.1:$REDIS", "user": "$(id -un)"}
 JSON
 for _ in $(seq 50); do redis-cli -p "$REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p "$REDIS" rpush frontend:train.test train "http://127.0.0.1:$BACKEND" >/dev/null
