@@ -4,8 +4,9 @@
 # at exit say which code is hot. All on free loopback ports, with a local redis-server and a small
 # backend; everything started here is stopped on exit.
 #   scripts/pgo_train.sh BINARY
-# Traffic: HTTP/1.1 keep-alive GETs and POSTs, HTTP/2 over TLS and h2c with one stream and with
-# 16 streams per connection, a 404 for an unknown host (h2load, two workers).
+# Traffic (h2load, against a proxy with two workers): HTTP/1.1 keep-alive GETs and POSTs, HTTP/2
+# over TLS and h2c with one stream and with 16 streams per connection, POSTs over h2, and the
+# error page of an unknown host.
 set -euo pipefail
 BIN=$1
 for tool in redis-server redis-cli h2load openssl python3 curl; do
