@@ -17,13 +17,23 @@ if [ "$flavour" = release ] && [ "${HIPACHE_PGO:-1}" != 0 ]; then
   cmake -S . -B build-pgo -DCMAKE_BUILD_TYPE=Release -DHIPACHE_TESTS=OFF \
     -DHIPACHE_PGO=generate -DHIPACHE_PGO_DIR="$profiles" >/dev/null
   cmake --build build-pgo -j2 --target hipache
-  rm -rf "$profiles"
-  echo "hipache: training run of the profile-guided build (scripts/pgo_train.sh)" >&2
-  if bash scripts/pgo_train.sh build-pgo/hipache; then
+  # Trained again only when the counting binary changed: new counts make every object of
+  # build/ depend on new data, so each run of this script would rebuild it all.
+  trained="$profiles/.trained"
+  if [ ! -f "$trained" ] || [ build-pgo/hipache -nt "$trained" ]; then
+    rm -rf "$profiles"
+    echo "hipache: training run of the profile-guided build (scripts/pgo_train.sh)" >&2
+    if bash scripts/pgo_train.sh build-pgo/hipache; then
+      touch "$trained"
+    else
+      # The proxy still builds and works; it is only not laid out by a profile.
+      echo "hipache: WARNING: the training run failed (above); building build/ without a profile" >&2
+      rm -rf "$profiles"
+    fi
+  fi
+  if [ -f "$trained" ]; then
     flags+=(-DHIPACHE_PGO=use -DHIPACHE_PGO_DIR="$profiles")
   else
-    # The proxy still builds and works; it is only not laid out by a profile.
-    echo "hipache: WARNING: the training run failed (above); building build/ without a profile" >&2
     flags+=(-DHIPACHE_PGO=)
   fi
 elif [ "$flavour" = release ]; then
