@@ -6,7 +6,6 @@
 
 #include <exception>
 
-#include "process/exit_child.hpp"
 #include "process/worker_process.hpp"
 
 namespace hipache::process {
@@ -31,7 +30,7 @@ void run_worker_process(pid_t master, const sigset_t& original_mask,
     spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
   }
   spdlog::default_logger()->flush();
-  exit_child(code);  // never run the master's destructors in a child
+  ::_exit(code);  // never run the master's destructors in a child
 }
 
 }  // namespace hipache::process
