@@ -43,9 +43,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 # ------------------------------------------------------------------ the proxy binary
 if [ ! -x "$ROOT/build/hipache" ]; then
-  say "build/hipache is missing: building it"
-  cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$ROOT/build" -j2
+  say "build/hipache is missing: building it (profile-guided, as scripts/run.sh does)"
+  bash "$ROOT/scripts/build.sh" release >/dev/null
 fi
 
 # ------------------------------------------------------------------ limits

@@ -201,7 +201,7 @@ class Supervisor {
     }
     if (pid == 0) {
       const AcceptTurn turn = slot ? AcceptTurn(loads_.get(), *slot) : AcceptTurn();
-      run_worker_process(master, original_mask_, {ready_read_, signal_fd_}, cpu, [&] {
+      run_worker_process(master, original_mask_, {ready_read_, signal_fd_}, cpu, [&, counters] {
         return run_worker(config_, listeners_, *tls_, ready_write_, turn, handover_,
                           {metrics_.get(), counters});
       });

@@ -20,6 +20,7 @@
 #include "metrics/record.hpp"
 #include "net/accept_loop.hpp"
 #include "process/cpu_spread.hpp"
+#include "process/exit_child.hpp"
 #include "process/worker_process.hpp"
 #include "proxy/handover.hpp"
 #include "proxy/proxied_client.hpp"
@@ -84,6 +85,13 @@ class WorkerAccepts final : public net::AcceptHandler {
   AcceptTurn& turn_;
   std::int64_t not_started_ = 0;  // accepted, not yet in ctx_.sessions
 };
+
+// A proxy listener's accept loop, owning its handler: the coroutine frame keeps it alive exactly
+// as long as the loop, and reachable from the reactor when the worker ends in _exit (Memcheck).
+asio::awaitable<void> accept_into_proxy(asio::ip::tcp::acceptor& acceptor, asio::ip::tcp protocol,
+                                        WorkerAccepts accepts) {
+  co_await net::accept_loop(acceptor, protocol, accepts);
+}
 
 // The admin listener's accepts: no balancing, no connection limit of the proxy's (metrics/admin).
 class AdminAccepts final : public net::AcceptHandler {
@@ -193,9 +201,11 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
         idle.adopt(fd, requests, proxied, ctx);
       });
 
+  metrics::AdminContext admin{config, worker_metrics.table, store};
+  AdminAccepts admin_accepts(admin);
+  // Reserved: each accept loop holds a reference to its acceptor.
   std::vector<asio::ip::tcp::acceptor> acceptors;
-  std::vector<net::ssl::context*> acceptor_tls;
-  std::vector<asio::ip::tcp> protocols;
+  acceptors.reserve(listeners.size());
   for (std::size_t i = 0; i < listeners.size(); ++i) {
     const auto& listener = listeners[i];
     const auto protocol = listener.address.address.find(':') != std::string::npos
@@ -203,21 +213,19 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
                               : asio::ip::tcp::v4();
     // The worker owns its inherited copy of the descriptor: closing the acceptor on SIGTERM
     // must leave this process holding no listening socket, so new clients go elsewhere.
-    acceptors.emplace_back(io, protocol, listener.fd);
-    acceptors.back().non_blocking(true);  // accept_pending() must never wait
-    protocols.push_back(protocol);
-    acceptor_tls.push_back(i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr);
-  }
-  metrics::AdminContext admin{config, worker_metrics.table, store};
-  AdminAccepts admin_accepts(admin);
-  std::vector<std::unique_ptr<WorkerAccepts>> accepts;
-  for (std::size_t i = 0; i < acceptors.size(); ++i) {
-    accepts.push_back(std::make_unique<WorkerAccepts>(ctx, acceptor_tls[i],
-                                                      listeners[i].address.proxy_protocol, turn));
-    net::AcceptHandler& handler = listeners[i].address.admin
-                                      ? static_cast<net::AcceptHandler&>(admin_accepts)
-                                      : *accepts.back();
-    asio::co_spawn(io, net::accept_loop(acceptors[i], protocols[i], handler), asio::detached);
+    auto& acceptor = acceptors.emplace_back(io, protocol, listener.fd);
+    acceptor.non_blocking(true);  // accept_pending() must never wait
+    if (listener.address.admin) {
+      asio::co_spawn(io, net::accept_loop(acceptor, protocol, admin_accepts), asio::detached);
+      continue;
+    }
+    net::ssl::context* const listener_tls =
+        i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr;
+    asio::co_spawn(io,
+                   accept_into_proxy(acceptor, protocol,
+                                     WorkerAccepts(ctx, listener_tls,
+                                                   listener.address.proxy_protocol, turn)),
+                   asio::detached);
   }
   asio::co_spawn(io, metrics_loop(ctx, store), asio::detached);
   asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);
@@ -307,12 +315,13 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
 
   spdlog::info("worker {} serving {} listener(s)", ::getpid(), acceptors.size());
   io.run();
+  spdlog::info("worker {} stopped serving {} listener(s)", ::getpid(), acceptors.size());
   access_log.flush();
   spdlog::default_logger()->flush();
   // Connections still open (a fast stop) are suspended coroutines that refer to ctx, the store
   // and the pool; tearing those down in destructor order would free them under the coroutines.
   // The process ends here instead: the kernel closes every socket.
-  ::_exit(0);
+  exit_child(0);
 }
 
 }  // namespace hipache::process

@@ -6,6 +6,7 @@
 
 #include <exception>
 
+#include "process/exit_child.hpp"
 #include "process/worker_process.hpp"
 
 namespace hipache::process {
@@ -30,7 +31,7 @@ void run_worker_process(pid_t master, const sigset_t& original_mask,
     spdlog::critical("worker {} failed: {}", ::getpid(), error.what());
   }
   spdlog::default_logger()->flush();
-  ::_exit(code);  // never run the master's destructors in a child
+  exit_child(code);  // never run the master's destructors in a child
 }
 
 }  // namespace hipache::process
