@@ -36,7 +36,9 @@ class Backend(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = answer
     def log_message(self, *args):
         pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Backend).serve_forever()
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # not 5: 64 streams at once open up to 64 connections at once
+Server(("127.0.0.1", int(sys.argv[1])), Backend).serve_forever()
 PY
 PIDS+=($!)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -49,22 +51,36 @@ cat >"$D/config.json" <<JSON
  "driver": "redis://127.0.0.1:$REDIS", "user": "$(id -un)"}
 JSON
 for _ in $(seq 50); do redis-cli -p "$REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# The backend answers before the proxy starts: a refused connection would fail the first phase.
+for _ in $(seq 100); do
+  python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+    "$BACKEND" 2>/dev/null && break
+  sleep 0.1
+done
 redis-cli -p "$REDIS" rpush frontend:train.test train "http://127.0.0.1:$BACKEND" >/dev/null
 
 "$BIN" -c "$D/config.json" 2>"$D/hipache.log" &
 HIPACHE=$!
 PIDS=("$HIPACHE" "${PIDS[@]}")  # stopped first, so that it writes its counts while Redis is up
 for _ in $(seq 100); do
-  curl -s -o /dev/null -H 'Host: train.test' "http://127.0.0.1:$HTTP/" && break
+  curl -sf -o /dev/null -H 'Host: train.test' "http://127.0.0.1:$HTTP/" && break
   sleep 0.2
 done
 
 head -c 4096 /dev/zero >"$D/body"
+failed() {  # what h2load said, and what the proxy logged
+  echo "pgo_train: h2load $1" >&2
+  echo "pgo_train: the proxy's log:" >&2
+  tail -n 20 "$D/hipache.log" >&2
+  echo "pgo_train: answers other than 2xx in its access log:" >&2
+  grep -v '" 2[0-9][0-9] ' "$D/access.log" | tail -n 10 >&2 || true
+  exit 1
+}
 load() {  # h2load ARGS...: every request must get the status the phase expects
   local want=$1; shift
   local out
-  out=$(h2load -c 4 "$@") || { echo "pgo_train: h2load $*: $out" >&2; exit 1; }
-  grep -q "status codes: $want" <<<"$out" || { echo "pgo_train: h2load $*: $out" >&2; exit 1; }
+  out=$(h2load -c 4 "$@") || failed "$*: $out"
+  grep -q "status codes: $want" <<<"$out" || failed "$*: $out"
 }
 for streams in 1 16; do
   load "8000 2xx" -n 8000 -m "$streams" -H ':authority: train.test' "https://127.0.0.1:$HTTPS/"
