@@ -17,8 +17,8 @@ if [ "$flavour" = release ] && [ "${HIPACHE_PGO:-1}" != 0 ]; then
   cmake -S . -B build-pgo -DCMAKE_BUILD_TYPE=Release -DHIPACHE_TESTS=OFF \
     -DHIPACHE_PGO=generate -DHIPACHE_PGO_DIR="$profiles" >/dev/null
   cmake --build build-pgo -j2 --target hipache
-  # Trained again only when the counting binary changed: new counts make every object of
-  # build/ depend on new data, so each run of this script would rebuild it all.
+  # Trained again only when the counting binary changed (a run with nothing edited does nothing).
+  # Make does not track the counts: build/ rebuilds only what was edited, with the new counts.
   trained="$profiles/.trained"
   if [ ! -f "$trained" ] || [ build-pgo/hipache -nt "$trained" ]; then
     rm -rf "$profiles"
