@@ -221,11 +221,8 @@ int run_worker(const Config& config, const std::vector<net::BoundListener>& list
     }
     net::ssl::context* const listener_tls =
         i < tls.per_listener.size() ? tls.per_listener[i].get() : nullptr;
-    asio::co_spawn(io,
-                   accept_into_proxy(acceptor, protocol,
-                                     WorkerAccepts(ctx, listener_tls,
-                                                   listener.address.proxy_protocol, turn)),
-                   asio::detached);
+    WorkerAccepts accepts(ctx, listener_tls, listener.address.proxy_protocol, turn);
+    asio::co_spawn(io, accept_into_proxy(acceptor, protocol, accepts), asio::detached);
   }
   asio::co_spawn(io, metrics_loop(ctx, store), asio::detached);
   asio::co_spawn(io, report_load_loop(turn, ctx), asio::detached);
