@@ -6,8 +6,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libboost1.81-dev libhiredis-dev libssl-dev
-          nlohmann-json3-dev libspdlog-dev libgtest-dev redis-server redis-tools python3 curl
-          clang libclang-rt-14-dev valgrind libnghttp2-dev nghttp2-client python3-h2
+          nlohmann-json3-dev libspdlog-dev libjemalloc-dev libgtest-dev redis-server redis-tools
+          python3 curl clang libclang-rt-14-dev valgrind libnghttp2-dev nghttp2-client python3-h2
           python3-grpcio redis-sentinel haproxy chromium)
 missing=()
 for p in "${packages[@]}"; do

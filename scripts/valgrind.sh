@@ -21,9 +21,11 @@ mkdir -p "$out"
 # "Possibly lost" does not, here: a worker ends with _exit() while its coroutines are suspended,
 # and a suspended coroutine frame is only pointed to in its middle (its promise), which Memcheck
 # calls "possibly lost". The master exits normally: for it every kind of lost byte is checked
-# below, and the unit tests must free everything.
+# below, and the unit tests must free everything. The release binary links jemalloc: the
+# synonym has Memcheck replace jemalloc's malloc as it does glibc's, or it would see no heap.
 vg=(valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1
-    --track-origins=no --trace-children=yes --child-silent-after-fork=no --num-callers=30)
+    --track-origins=no --trace-children=yes --child-silent-after-fork=no --num-callers=30
+    --soname-synonyms=somalloc=*jemalloc*)
 
 status=0
 if [ "${1:-}" != "--proxy" ]; then

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "process/checker_child.hpp"
+#include "process/heap.hpp"
 #include "process/sd_notify.hpp"
 #include "process/worker.hpp"
 #include "process/worker_child.hpp"
@@ -98,7 +99,8 @@ class Supervisor {
     ready_read_ = pipe_fds[0];
     ready_write_ = pipe_fds[1];
 
-    spdlog::info("master {} starting {} worker(s)", ::getpid(), config_.server.workers);
+    spdlog::info("master {} starting {} worker(s), heap: {}", ::getpid(), config_.server.workers,
+                 heap_allocator());
     awaiting_ready_ = config_.server.workers;
     next_memory_check_ = Clock::now() + memory_interval();
     while (!stopping_ || !workers_.empty() || checker_.running()) {

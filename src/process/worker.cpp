@@ -1,6 +1,5 @@
 #include "process/worker.hpp"
 
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include "net/accept_loop.hpp"
 #include "process/cpu_spread.hpp"
 #include "process/exit_child.hpp"
+#include "process/heap.hpp"
 #include "process/worker_process.hpp"
 #include "proxy/handover.hpp"
 #include "proxy/proxied_client.hpp"
@@ -37,7 +37,6 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kAccessLogFlushInterval = 100ms;
 constexpr auto kDrainPollInterval = 50ms;
 constexpr auto kHeapTrimInterval = 1s;
-constexpr std::size_t kHeapTrimThreshold = 1024 * 1024;
 constexpr auto kMetricsInterval = 1s;
 
 // One listener's accepts in this worker: AcceptTurn decides who takes a pending connection,
@@ -159,10 +158,10 @@ asio::awaitable<void> flush_loop(log::AccessLog& access_log) {
 }
 
 // After a burst (thousands of connections served at once, then parked or closed) the memory
-// their sessions used lies free inside glibc's heap, between blocks still in use, and stays in
-// the worker's RSS until reused. Once a second, when over a megabyte lies free, the whole free
-// pages go back to the kernel (bench: idle keep-alive row). Relay buffers the last second did
-// not need are freed first.
+// their sessions used lies free inside the heap, between blocks still in use, and stays in the
+// worker's RSS until reused. Once a second the free pages go back to the kernel
+// (process/heap.hpp; bench: idle keep-alive row). Relay buffers the last second did not need are
+// freed first.
 asio::awaitable<void> heap_trim_loop(proxy::ProxyContext& ctx) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
@@ -171,7 +170,7 @@ asio::awaitable<void> heap_trim_loop(proxy::ProxyContext& ctx) {
     if (ec) co_return;
     ctx.chunks.release_unused();
     ctx.tunnel_chunks.release_unused();
-    if (::mallinfo2().fordblks > kHeapTrimThreshold) ::malloc_trim(0);
+    release_free_heap();
   }
 }
 
